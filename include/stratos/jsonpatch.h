@@ -1,0 +1,43 @@
+/* RFC 6902 JSON Patch building with RFC 6901 pointer escaping. */
+#ifndef STRATOS_JSONPATCH_H
+#define STRATOS_JSONPATCH_H
+
+#include <jansson.h>
+
+#include "stratos/buf.h"
+
+/*
+ * Appends one escaped reference token ("/" + token with "~" → "~0" and
+ * "/" → "~1") to out. Returns 0 or a buf error.
+ */
+int jsonpointer_append(struct buf *out, const char *token);
+
+/*
+ * Builds a pointer from NULL-terminated tokens:
+ * jsonpointer_build("metadata", "annotations", "stratos.sh/pool", NULL)
+ * → "/metadata/annotations/stratos.sh~1pool". Caller frees; NULL on ENOMEM.
+ */
+char *jsonpointer_build(const char *first, ...) __attribute__((sentinel));
+
+/* New empty patch (a JSON array). */
+json_t *jsonpatch_new(void);
+
+/*
+ * Appends {"op": op, "path": <tokens>, "value": value} to patch. value is
+ * stolen (pass NULL for "remove"). Tokens are NULL-terminated and escaped
+ * here; pass "-" to append to an array. Returns 0, -EINVAL or -ENOMEM.
+ */
+int jsonpatch_append(json_t *patch, const char *op, json_t *value, ...)
+	__attribute__((sentinel));
+
+/* Same as jsonpatch_append with an already-escaped pointer. */
+int jsonpatch_append_pointer(json_t *patch, const char *op, const char *pointer,
+    json_t *value);
+
+/*
+ * Appends {"op":"test","path":"/metadata/resourceVersion","value":rv}: the
+ * optimistic-concurrency precondition the API server checks atomically.
+ */
+int jsonpatch_test_resource_version(json_t *patch, const char *resource_version);
+
+#endif

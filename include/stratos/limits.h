@@ -1,0 +1,33 @@
+/* Every hard cap of the daemon in one place: buffers, caches, queues, retries. */
+#ifndef STRATOS_LIMITS_H
+#define STRATOS_LIMITS_H
+
+/* HTTPS server (webhooks, extender). */
+#define LIMITS_HTTP_BODY_DEFAULT        (4u * 1024 * 1024)   /* --max-body-bytes default */
+#define LIMITS_HTTP_BODY_MAX            (256u * 1024 * 1024) /* largest --max-body-bytes accepted */
+#define LIMITS_HTTP_CONNECTIONS_DEFAULT 1024u
+#define LIMITS_HTTP_THREADS_MAX         64u
+#define LIMITS_METRICS_BODY             (64u * 1024)         /* requests to the metrics port */
+
+/* Outgoing HTTP (Kubernetes API, EC2, STS, IMDS). */
+#define LIMITS_HTTPC_RESPONSE_DEFAULT   (16u * 1024 * 1024)
+#define LIMITS_HTTPC_HEADERS            32u                  /* request headers per call */
+
+/* Logging. */
+#define LIMITS_LOG_LINE                 (16u * 1024)         /* one JSON log line, truncated beyond */
+
+/* Metrics registry. */
+#define LIMITS_METRICS_FAMILIES         128u
+#define LIMITS_METRICS_SERIES           4096u                /* label sets per family */
+#define LIMITS_METRICS_LABELS           4u                   /* label names per family */
+
+/* Configuration. */
+#define LIMITS_CONFIG_FILE              (1u * 1024 * 1024)
+#define LIMITS_CONFIG_VALUE             4096u
+
+/* YAML documents (config file, pools file, kubeconfig, manifests). */
+#define LIMITS_YAML_FILE                (16u * 1024 * 1024)
+#define LIMITS_YAML_DEPTH               64u
+#define LIMITS_YAML_DOCUMENTS           4096u
+
+#endif
