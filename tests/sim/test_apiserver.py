@@ -316,6 +316,26 @@ spec:
         np = json.loads(self.kubectl("get", "nodepool", "inference", "-o", "json").stdout)
         self.assertEqual(np["spec"]["preWarm"]["imagesToPull"], ["my-registry.com/llama-3:70b"])
 
+    def test_drain_uses_eviction_and_honours_pdb(self):
+        self.ensure_ns("kdrain")
+        self.ok(self.c.post("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "drain-node"}}), 201)
+        self.ok(self.c.post("/_sim/bulk", [pod("dp-%d" % i, "kdrain", labels={"app": "dp"}, node="drain-node",
+                                               phase="Running", ready=True) for i in range(2)]))
+        self.ok(self.c.post("/apis/policy/v1/namespaces/kdrain/poddisruptionbudgets", {
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "dp"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "dp"}}}}), 201)
+        self.ok(self.c.post("/_sim/requests/reset", {}))
+        r = self.kubectl("drain", "drain-node", "--force", "--timeout=3s", check=False)
+        self.assertNotEqual(r.returncode, 0, "one pod must stay: the budget allows a single disruption")
+        left = self.ok(self.c.get("/api/v1/namespaces/kdrain/pods"))["items"]
+        self.assertEqual(len(left), 1)
+        counts = self.ok(self.c.get("/_sim/requests"))["counts"]
+        self.assertGreaterEqual(counts.get("create pods/eviction", 0), 3, counts)
+        self.assertTrue(self.ok(self.c.get("/api/v1/nodes/drain-node"))["spec"]["unschedulable"])
+        self.ok(self.c.delete("/apis/policy/v1/namespaces/kdrain/poddisruptionbudgets/dp"))
+        self.kubectl("drain", "drain-node", "--force", "--timeout=10s")
+        self.assertEqual(self.ok(self.c.get("/api/v1/namespaces/kdrain/pods"))["items"], [])
+
     def test_client_certificate_kubeconfig(self):
         out = self.kubectl("get", "namespaces", kubeconfig="kubeconfig-clientcert").stdout
         self.assertIn("stratos-system", out)
