@@ -134,7 +134,7 @@ class KubectlTest(ServerCase):
         return p
 
     def test_get_nodes_apply_node_and_pods(self):
-        r = self.kubectl("get", "nodes")
+        r = self.kubectl("get", "nodes", "-l", "kubernetes.io/hostname=kube-node-1")
         self.assertIn("No resources found", r.stderr)
         node = self.manifest("node.yaml", """
 apiVersion: v1
@@ -670,6 +670,16 @@ class ListTest(ServerCase):
         self.assertEqual(names("status.phase=Running"), ["f1", "f2"])
         self.assertEqual(names("metadata.name=f2"), ["f2"])
         self.assertEqual(names("metadata.namespace=%s,spec.nodeName=n2" % ns, "/api/v1/pods"), ["f2"])
+        # The nodeName index follows binding and deletion.
+        self.ok(self.c.post(base + "/f3/binding", {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "f3"},
+                                                  "target": {"kind": "Node", "name": "n2"}}), 201)
+        self.ok(self.c.delete(base + "/f2"))
+        self.assertEqual(names("spec.nodeName=n2"), ["f3"])
+        self.assertEqual(names("spec.nodeName="), [])
+        body = self.ok(self.c.get(base + "?limit=1&fieldSelector=" + q("spec.nodeName=n1")))
+        self.assertEqual([i["metadata"]["name"] for i in body["items"]], ["f1"])
+        body = self.ok(self.c.get(base + "?limit=1&fieldSelector=%s&continue=%s" % (q("spec.nodeName=n1"), body["metadata"]["continue"])))
+        self.assertEqual([i["metadata"]["name"] for i in body["items"]], ["f4"])
         st, body = self.c.get(base + "?fieldSelector=" + q("spec.bogus=1"))
         self.assertEqual((st, body["reason"]), (400, "BadRequest"))
 
