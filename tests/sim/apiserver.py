@@ -2064,6 +2064,13 @@ class Cluster:
                         "being deleted, found new finalizers []string{%s}" % ", ".join('"%s"' % f for f in added))])
             if rt.kind == "Namespace":
                 nm.setdefault("labels", {})["kubernetes.io/metadata.name"] = cm["name"]
+            if rt.kind == "CustomResourceDefinition":
+                crd_spec_defaults(new)
+                st = dict(new.get("status") or {})
+                fresh = crd_status(new)
+                st["acceptedNames"] = fresh["acceptedNames"]
+                st["storedVersions"] = fresh["storedVersions"]
+                new["status"] = st
             if rt.kind == "Service":
                 spec = new.setdefault("spec", {})
                 old_ip = (cur.get("spec") or {}).get("clusterIP")
@@ -2266,12 +2273,7 @@ class Cluster:
                     "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}, {})
 
     def _crd_defaults(self, crd, keep_status):
-        spec = crd.setdefault("spec", {})
-        names = spec.setdefault("names", {})
-        if names.get("kind"):
-            names.setdefault("singular", names["kind"].lower())
-            names.setdefault("listKind", names["kind"] + "List")
-        spec.setdefault("conversion", {"strategy": "None"})
+        crd_spec_defaults(crd)
         crd["status"] = crd_status(crd)
 
     def _register_crd(self, crd):
@@ -2450,6 +2452,15 @@ class Cluster:
 
 def _is_dry_run(q):
     return q.get("dryRun") == "All"
+
+
+def crd_spec_defaults(crd):
+    spec = crd.setdefault("spec", {})
+    names = spec.setdefault("names", {})
+    if names.get("kind"):
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+    spec.setdefault("conversion", {"strategy": "None"})
 
 
 def crd_status(crd):

@@ -812,6 +812,45 @@ class WatchTest(ServerCase):
         w.close()
         self.assertEqual(types, ["DELETED", "ADDED", "MODIFIED"])
 
+    def test_concurrent_writers_and_watchers_lose_nothing(self):
+        self.ensure_ns("conc")
+        base = "/api/v1/namespaces/conc/configmaps"
+        rv = self.ok(self.c.get(base))["metadata"]["resourceVersion"]
+        watches = [self.c.watch(base + "?watch=1&allowWatchBookmarks=true&resourceVersion=" + rv) for _ in range(3)]
+        writers, per = 4, 60
+        errors = []
+
+        def write(n):
+            c = Client(self.dir)
+            try:
+                for i in range(per):
+                    name = "w%d-%03d" % (n, i)
+                    if c.post(base, cm(name, "conc"))[0] != 201 or c.patch(base + "/" + name, {"data": {"i": str(i)}})[0] != 200:
+                        errors.append(name)
+            finally:
+                c.close()
+        ts = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        want = writers * per * 2
+        for w in watches:
+            seen, last = [], 0
+            while len(seen) < want:
+                ev = w.next()
+                self.assertIsNotNone(ev, "stream ended early")
+                r = int(ev["object"]["metadata"]["resourceVersion"])
+                self.assertGreaterEqual(r, last)
+                last = r
+                if ev["type"] != "BOOKMARK":
+                    self.assertGreater(r, int(rv))
+                    seen.append((ev["type"], ev["object"]["metadata"]["name"], r))
+            w.close()
+            self.assertEqual(len({x[2] for x in seen}), want, "each event exactly once")
+            self.assertEqual(sum(1 for x in seen if x[0] == "ADDED"), writers * per)
+
     def test_watch_of_custom_resources_and_field_selector(self):
         self.ensure_widget_crd()
         base = "/apis/example.com/v1/namespaces/w/widgets"
