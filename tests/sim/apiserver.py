@@ -213,6 +213,10 @@ def err_forbidden(group, plural, name, why):
     return ApiError(403, "Forbidden", '%s "%s" is forbidden: %s' % (gr_string(group, plural), name, why), d)
 
 
+class GoValue(str):
+    """A value printed verbatim in field errors (Go's %#v of a non-string)."""
+
+
 class FieldErr:
     """One field.Error: kind is Required, Invalid, Forbidden, Unsupported, Duplicate, TooLong..."""
 
@@ -228,7 +232,7 @@ class FieldErr:
         s = "%s: %s" % (self.path, label)
         if self.has_value:
             v = self.value
-            s += ": " + (json.dumps(v) if isinstance(v, str) else
+            s += ": " + (str(v) if isinstance(v, GoValue) else json.dumps(v) if isinstance(v, str) else
                          ("null" if v is None else (str(v).lower() if isinstance(v, bool) else
                                                    json.dumps(v) if isinstance(v, (dict, list)) else str(v))))
         if self.detail:
@@ -1958,9 +1962,9 @@ class Cluster:
             if rv:
                 if rv != cur["metadata"]["resourceVersion"]:
                     raise err_modified(rt.group, rt.plural, name)
-            elif not rt.unconditional and sub is None:
+            elif not rt.unconditional:
                 raise err_invalid(rt.kind, rt.group, name, [FieldErr(
-                    "metadata.resourceVersion", "Invalid", "must be specified for an update", "0x0", True)])
+                    "metadata.resourceVersion", "Invalid", "must be specified for an update", GoValue("0x0"), True)])
             new = self._prepare_update(rt, cur, obj, sub, q)
             return self._finish_update(rt, cur, new, q)
 

@@ -966,6 +966,9 @@ class SubresourceTest(ServerCase):
         self.assertEqual(got["metadata"]["generation"], 2, "metadata changes do not bump generation")
         st, body = self.c.put(base + "/iso", dict(got, metadata=dict(got["metadata"], resourceVersion="")))
         self.assertEqual(st, 422, "custom resources need a resourceVersion on update")
+        st, body = self.c.put(base + "/iso/status", dict(got, metadata=dict(got["metadata"], resourceVersion="")))
+        self.assertEqual(st, 422, "... and on status updates")
+        self.assertIn("metadata.resourceVersion: Invalid value: 0x0: must be specified for an update", body["message"])
         # Built-in status subresource: node status writes ignore spec, main writes ignore status.
         self.ok(self.c.post("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "iso-node"}}), 201)
         n = self.ok(self.c.patch("/api/v1/nodes/iso-node/status", {"status": {"conditions": [
