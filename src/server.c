@@ -1516,17 +1516,15 @@ server_connections(const struct server *s)
 void
 server_stop(struct server *s, int64_t grace_ms)
 {
+	MHD_socket lfd;
 	int64_t deadline;
 
 	if (s == NULL || s->daemon == NULL)
 		return;
 	atomic_store(&s->stopping, true);
-	{
-		MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-		if (lfd != MHD_INVALID_SOCKET)
-			close(lfd);
-		s->listen_fd = -1;
-	}
+	/* The workers drop the listening socket from their epoll sets on their own
+	 * time: it is closed only after MHD_stop_daemon() has joined them. */
+	lfd = MHD_quiesce_daemon(s->daemon);
 	deadline = time_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
 	while (atomic_load(&s->inflight) > 0 && time_mono_ms() < deadline) {
 		struct timespec ts = { 0, 10 * 1000000L };
@@ -1537,6 +1535,9 @@ server_stop(struct server *s, int64_t grace_ms)
 		    atomic_load(&s->inflight)), "stopping with requests still in flight");
 	MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	s->listen_fd = -1;
 	if (s->watchdog_running) {
 		pthread_mutex_lock(&s->wd_lock);
 		s->wd_stop = true;
