@@ -40,6 +40,7 @@ struct server__check {
 };
 
 struct server_ready {
+	atomic_bool stopping;           /* a server using this set is shutting down */
 	pthread_mutex_t lock;
 	struct server__check checks[LIMITS_HTTP_READY_CHECKS];
 	size_t n;
@@ -135,6 +136,11 @@ server_ready_evaluate(struct server_ready *r, struct buf *out)
 	json_t *list = out != NULL ? json_array() : NULL;
 	bool all = true;
 
+	if (r != NULL && atomic_load(&r->stopping)) {
+		all = false;
+		if (list != NULL)
+			server__ready_entry(list, "shutdown", false, "shutting down");
+	}
 	if (r != NULL) {
 		pthread_mutex_lock(&r->lock);
 		for (size_t i = 0; i < r->n; i++) {
@@ -1522,6 +1528,9 @@ server_stop(struct server *s, int64_t grace_ms)
 	if (s == NULL || s->daemon == NULL)
 		return;
 	atomic_store(&s->stopping, true);
+	/* Every port that answers /readyz says so while this one drains. */
+	if (s->opts.ready != NULL)
+		atomic_store(&s->opts.ready->stopping, true);
 	/* The workers drop the listening socket from their epoll sets on their own
 	 * time: it is closed only after MHD_stop_daemon() has joined them. */
 	lfd = MHD_quiesce_daemon(s->daemon);

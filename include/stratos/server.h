@@ -153,8 +153,9 @@ const char *server_address(const struct server *s);
 int server_reload_tls(struct server *s);
 
 /*
- * Graceful stop: stops accepting, answers /readyz with 503 and asks clients
- * to close ("Connection: close"), waits up to grace_ms for requests in
+ * Graceful stop: stops accepting, makes /readyz answer 503 (here and on every
+ * server sharing its ready set, so the metrics port reports the drain too),
+ * asks clients to close ("Connection: close"), waits up to grace_ms for requests in
  * flight, then closes every connection and joins the threads. Not
  * thread-safe against itself; safe while requests run. Idempotent.
  */

@@ -737,6 +737,31 @@ test_graceful_stop(void **state)
 }
 
 static void
+test_stop_fails_readiness_everywhere(void **state)
+{
+	struct fixture *f = start(false, false, 0, 10000);
+	struct server_options o = { .name = "other", .listen = "127.0.0.1:0", .ready = f->ready };
+	struct server *other = server_new(&o);
+	struct server_error err;
+	struct httpc *h = httpc_new(NULL);
+	struct fixture view;
+	char body[256];
+
+	(void)state;
+	assert_int_equal(server_start(other, &err), 0);
+	view = *f;
+	snprintf(view.base, sizeof(view.base), "http://127.0.0.1:%d", server_port(other));
+	assert_int_equal(call(h, &view, "GET", "/readyz", NULL, body, sizeof(body), NULL), 200);
+	server_stop(f->srv, 0);
+	assert_int_equal(call(h, &view, "GET", "/readyz", NULL, body, sizeof(body), NULL), 503);
+	assert_non_null(strstr(body, "shutting down"));
+	assert_int_equal(call(h, &view, "GET", "/healthz", NULL, body, sizeof(body), NULL), 200);
+	httpc_free(h);
+	server_free(other);
+	stop(f);
+}
+
+static void
 test_bad_options(void **state)
 {
 	struct server_options o = { .listen = "127.0.0.1:0", .tls_cert = "/x.crt" };
@@ -791,6 +816,7 @@ main(void)
 		cmocka_unit_test(test_slow_client_cut),
 		cmocka_unit_test(test_tls_reload_bad_files_keep_serving),
 		cmocka_unit_test(test_graceful_stop),
+		cmocka_unit_test(test_stop_fails_readiness_everywhere),
 		cmocka_unit_test(test_bad_options),
 	};
 
