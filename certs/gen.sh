@@ -9,6 +9,7 @@
 # serving can ever authenticate as a client, whatever the TLS library does
 # with extended key usage. Both CA keys stay in OUTDIR, out of the cluster.
 set -euo pipefail
+shopt -s inherit_errexit
 
 PROG=${0##*/}
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd -P)
@@ -82,7 +83,8 @@ relpath() {
 		"$common") rest= ; break ;;
 		"$common"/*) rest=${to#"$common"/} ; break ;;
 		esac
-		common=$(dirname "$common")
+		common=${common%/*}
+		common=${common:-/}
 		up="../$up"
 	done
 	rest="$up$rest"
@@ -104,7 +106,8 @@ abspath() {
 	[[ $p == /* ]] || p="$PWD/$p"
 	while [ ! -d "$p" ]; do
 		rest="/${p##*/}$rest"
-		p=$(dirname "$p")
+		p=${p%/*}
+		p=${p:-/}
 	done
 	echo "$(cd "$p" && pwd -P)$rest"
 }

@@ -6,8 +6,8 @@ certs/gen.sh makes certificates that verify, and the Dockerfile has the shape
 Run from the repository root:
     python3 -m unittest tests/integration/test_manifests.py
 
-Needs kubectl (with its built-in kustomize) and openssl on PATH, and the
-jsonschema and PyYAML packages. No cluster: the API server's part (structural
+Needs openssl on PATH and the jsonschema and PyYAML packages; the rendering
+checks need kubectl (with its built-in kustomize) and skip without it. No cluster: the API server's part (structural
 schema rules, defaulting, CEL) is emulated here as closely as the tests need,
 with cel_subset.py for the CEL rules.
 """
@@ -67,7 +67,9 @@ def _need(tool):
 
 
 def kustomize(path):
-    _need("kubectl")
+    # As scripts/install-deps announces: without kubectl these checks skip.
+    if not shutil.which("kubectl"):
+        raise unittest.SkipTest("kubectl not found: rendering checks skipped")
     res = subprocess.run(["kubectl", "kustomize", str(path)],
                          capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
