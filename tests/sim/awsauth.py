@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import ssl
 import string
 import sys
@@ -110,6 +111,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "awsauth"
     sys_version = ""
     timeout = 60
+
+    def setup(self):
+        # Avoid the Nagle/delayed-ACK stall between separate header and body writes.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().setup()
 
     def log_message(self, fmt, *a):
         pass

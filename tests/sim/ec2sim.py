@@ -74,6 +74,8 @@ MAX_LOG_ENTRIES = 20000
 MAX_TRANSITIONS = 20000
 MAX_DESCRIBE_CACHE = 8
 MAX_FAULT_RULES = 1000
+MAX_CLIENT_TOKENS = 100000
+MAX_LOGGED_VALUE = 2048           # longer parameter values (user data) are summarised in the log
 SIGV4_MAX_SKEW_SECONDS = 15 * 60
 CLIENT_TOKEN_MAX = 64
 
@@ -1055,7 +1057,7 @@ class Emulator:
         self.denied = set()
         self.deny_lock = threading.Lock()
         self.mutation_lock = threading.Lock()   # serialises state-changing actions
-        self.tokens = {}                        # ClientToken -> record
+        self.tokens = collections.OrderedDict()  # ClientToken -> record, oldest first
         self.profile_ids = {}
         self.volumes = {}                       # volume id -> {iops, throughput}
         self.generation = 0
@@ -1335,7 +1337,9 @@ class Emulator:
                 raise EC2Error("InvalidParameterValue", "The request body is not valid UTF-8.", 400)
         params = Params(pairs)
         entry["action"] = params.get("Action")
-        entry["params"] = params.d
+        entry["params"] = {k: v if len(v) <= MAX_LOGGED_VALUE else
+                           "<%d chars, sha256 %s>" % (len(v), hashlib.sha256(v.encode()).hexdigest())
+                           for k, v in params.items}
         entry["client_token"] = params.get("ClientToken")
         entry["instance_ids"] = params.instance_ids()
         return params
@@ -1572,6 +1576,8 @@ class Emulator:
             if token:
                 self.tokens[token] = {"fingerprint": fingerprint, "instance_ids": new_ids,
                                       "reservation_id": res_id, "body": out}
+                while len(self.tokens) > MAX_CLIENT_TOKENS:
+                    self.tokens.popitem(last=False)
             return 200, out
 
     def _record_volumes(self, item, bdm):
@@ -1823,8 +1829,7 @@ class Emulator:
 
     def describe_volumes(self, params, rid, entry):
         root = self.forward(params.items, rid, entry)
-        with self.overlay.lock:
-            vols = dict(self.volumes)
+        vols = dict(self.volumes)       # written under mutation_lock; a copy is enough here
         for vset in [e for e in root.iter() if lname(e) == "volumeSet"]:
             for item in children(vset, "item"):
                 extra = vols.get(child_text(item, "volumeId"))
@@ -1867,7 +1872,14 @@ class Emulator:
             self._sync_moto(iid, target)
             return inst.public()
 
-    def lose_capacity(self, iid):
+    def lose_capacity(self, iid, to=None):
+        """A pending instance never makes it to running.
+
+        After StartInstances it falls back to stopped; a launch that never ran
+        ends terminated, as EC2 does; `to` overrides the choice.
+        """
+        if to not in (None, "stopped", "terminated"):
+            raise TypeError("to must be stopped or terminated")
         with self.mutation_lock:
             with self.overlay.lock:
                 now = time.time()
@@ -1877,7 +1889,7 @@ class Emulator:
                     raise ValueError("instance %s is %s, not pending" % (iid, inst.state))
                 inst.state_reason = REASON_CAPACITY
                 inst.transition_reason = reason_stamp("Service initiated", now)
-                target = "stopped" if inst.ever_running else "terminated"
+                target = to or ("stopped" if inst.ever_running else "terminated")
                 self.overlay.move(inst, target, now, "capacity lost")
             self._sync_moto(iid, target)
             return inst.public()
@@ -2007,7 +2019,7 @@ class Emulator:
                     if op == "poweroff":
                         return 200, self.poweroff(iid)
                     if op == "lose-capacity":
-                        return 200, self.lose_capacity(iid)
+                        return 200, self.lose_capacity(iid, doc.get("to"))
                     if op == "state":
                         return 200, self.set_state(iid, doc.get("state"), doc.get("reason"))
                 except ValueError as e:
@@ -2101,8 +2113,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline(1024)
             return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY_BYTES:
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if n < 0 or n > MAX_BODY_BYTES:
             return None
         return self.rfile.read(n) if n else b""
 
@@ -2112,8 +2127,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        # One write for headers and body: one TLS record, one segment.
+        self._headers_buffer.append(b"\r\n" + body)
+        self.flush_headers()
 
     def _serve(self):
         self.conn_requests += 1
@@ -2182,6 +2198,9 @@ class Server(http.server.ThreadingHTTPServer):
             self.slots.release()
 
     def finish_request(self, request, client_address):
+        # Headers and body are separate writes; without TCP_NODELAY the body
+        # waits for the client's delayed ACK (~40 ms per request).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = request
         if self.ssl_ctx is not None:
             request.settimeout(10)

@@ -519,6 +519,11 @@ class EC2SimTest(unittest.TestCase):
         self.assertEqual(inst["State"]["Name"], "stopped")
         self.assertEqual(inst["StateReason"]["Code"], "Server.InsufficientInstanceCapacity")
         self.sim("POST", "instances/%s/lose-capacity" % iid, expect=409)
+        fresh = self.run_one()
+        self.assertEqual(self.sim("POST", "instances/%s/lose-capacity" % fresh)["state"], "terminated")
+        fresh = self.run_one()
+        self.assertEqual(self.sim("POST", "instances/%s/lose-capacity" % fresh, {"to": "stopped"})["state"],
+                         "stopped")
         # The same through a fault rule: the start is accepted, the instance never runs.
         self.sim("PUT", "timings", {"pending_seconds": 0.3})
         self.sim("POST", "faults", {"action": "StartInstances", "count": 1, "lose_capacity": True})
