@@ -6,7 +6,7 @@ credentials, each at the path the standard environment variables point to:
 
   AWS_ENDPOINT_URL_STS=http://127.0.0.1:PORT            POST / (AssumeRoleWithWebIdentity)
   AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:PORT/v1/credentials
-  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT/   (/latest/api/token, /latest/meta-data/...)
+  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT    (/latest/api/token, /latest/meta-data/...)
 
 Every issued key is registered with a running ec2sim (--ec2sim-control), so
 the EC2 emulator accepts requests signed with it.  A JSON control API under
@@ -577,7 +577,7 @@ def main(argv=None):
         "AWS_ENDPOINT_URL_STS=%s" % base,
         "AWS_CONTAINER_CREDENTIALS_FULL_URI=%s%s" % (base, args.container_path),
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=%s" % os.path.abspath(token_file),
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT=%s/" % base,
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT=%s" % base,     # no trailing slash, like the SDKs' default
         "STRATOS_SIM_AWSAUTH_CONTROL=%s/_auth" % base,
     ]) + "\n")
     write_atomic(os.path.join(args.dir, "awsauth.port"), "%d\n" % port)

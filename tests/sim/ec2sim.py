@@ -120,6 +120,22 @@ KNOWN_ERRORS = {
 }
 
 
+_EC2_ACTIONS = None
+
+
+def ec2_actions():
+    """Every EC2 action name (from botocore's service model), or None if unavailable."""
+    global _EC2_ACTIONS
+    if _EC2_ACTIONS is None:
+        try:
+            import botocore.session
+            model = botocore.session.get_session().get_service_model("ec2")
+            _EC2_ACTIONS = frozenset(model.operation_names)
+        except Exception:  # botocore missing or broken: let moto decide
+            _EC2_ACTIONS = frozenset()
+    return _EC2_ACTIONS or None
+
+
 def log(msg):
     """Log one line to stderr (scripts/sim redirects it to DIR/ec2sim.log)."""
     ts = datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
@@ -1206,6 +1222,7 @@ class Emulator:
     # -- lifecycle -------------------------------------------------------
 
     def start(self):
+        ec2_actions()       # load botocore's model now, not on the first request
         self.setup_network()
         self.ticker.start()
 
@@ -1289,6 +1306,9 @@ class Emulator:
         action = params.get("Action")
         if not action:
             raise EC2Error("MissingAction", "The request must contain the parameter Action.", 400)
+        known = ec2_actions()
+        if known is not None and action not in known:
+            raise EC2Error("InvalidAction", "The action %s is not valid for this web service." % action, 400)
         ids = entry["instance_ids"]
 
         rule = self.faults.pick(action, ids)
@@ -1386,9 +1406,9 @@ class Emulator:
         try:
             root = ET.fromstring(body)
         except ET.ParseError:
-            if status == 200:
-                raise EC2Error("InternalError", "ec2sim: moto answered non-XML", 500)
-            raise EC2Error("InternalError", body[:300].decode(errors="replace"), 500)
+            log("moto answered %d with non-XML: %r" % (status, body[:300]))
+            raise EC2Error("InternalError", "An internal error has occurred (moto answered %d without XML; "
+                           "it may not implement this action)" % status, 500)
         if lname(root) in ("Response", "ErrorResponse") or status >= 400:
             err = next((e for e in root.iter() if lname(e) == "Error"), None)
             code = child_text(err, "Code", "InternalError") if err is not None else "InternalError"

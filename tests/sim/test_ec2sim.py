@@ -113,6 +113,32 @@ class SigV4VectorTest(unittest.TestCase):
                     self._verifier(v).verify(v["method"], v["path"], "", headers, body.encode())
                 self.assertEqual(cm.exception.code, expect[name])
 
+    def test_verifier_malformed_authorization(self):
+        v = next(x for x in self.vectors if x["service"] == "ec2")
+        auth = v["authorization"]
+        cases = {
+            "other algorithm": (auth.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"), "IncompleteSignature"),
+            "no signature": (auth.split(", Signature=")[0], "IncompleteSignature"),
+            "short scope": (auth.replace("/us-west-2/ec2/", "/us-west-2/"), "IncompleteSignature"),
+            "host unsigned": (auth.replace("content-type;host;", "content-type;"), "IncompleteSignature"),
+            "wrong service": (auth.replace("/ec2/", "/sts/"), "SignatureDoesNotMatch"),
+            "wrong terminator": (auth.replace("aws4_request", "aws4_requests"), "SignatureDoesNotMatch"),
+            "scope date": (auth.replace("/20261128/", "/20261127/"), "SignatureDoesNotMatch"),
+        }
+        for name, (value, code) in cases.items():
+            with self.subTest(name):
+                headers = self._headers(v) + [("Authorization", value)]
+                with self.assertRaises(ec2sim.SigV4Error) as cm:
+                    self._verifier(v).verify(v["method"], v["path"], "", headers, v["body"].encode())
+                self.assertEqual(cm.exception.code, code)
+
+    def test_canonical_query_and_path(self):
+        self.assertEqual(ec2sim.sigv4_canonical_query("b=2&a=x y&a=1&c"), "a=1&a=x%20y&b=2&c=")
+        self.assertEqual(ec2sim.sigv4_canonical_query("k=%2F%7E"), "k=%2F~")
+        self.assertEqual(ec2sim.sigv4_canonical_uri("/a/./b/../c//d"), "/a/c/d")
+        self.assertEqual(ec2sim.sigv4_canonical_uri("/a%20b"), "/a%2520b")
+        self.assertEqual(ec2sim.sigv4_canonical_uri(""), "/")
+
     def test_verifier_clock_skew(self):
         v = next(x for x in self.vectors if x["service"] == "ec2")
         ver = self._verifier(v)
@@ -386,6 +412,9 @@ class EC2SimTest(unittest.TestCase):
         self.assertEqual(root.tag, "Response")
         self.assertEqual(root.find("Errors/Error/Code").text, "InvalidInstanceID.NotFound")
         self.assertEqual(root.find("RequestID").text, self.requests_log()[-1]["request_id"])
+        status, body, _ = self.raw({"Action": "DescribeWidgets", "Version": "2016-11-15"})
+        self.assertEqual(status, 400)
+        self.assertEqual(ET.fromstring(body).find("Errors/Error/Code").text, "InvalidAction")
 
     def test_stand_in_network_and_unknown_ids(self):
         self.sim("POST", "network", {"subnets": [{"id": "subnet-0abc0abc0abc0abc0",
