@@ -26,7 +26,6 @@ import http.server
 import ipaddress
 import json
 import os
-import posixpath
 import random
 import re
 import secrets
@@ -757,7 +756,6 @@ class Instance:
         self.next_state = None
         self.reservation_id = None
         self.client_token = None
-        self.launched_by_run = True
         self.ever_running = False
         self.lose_capacity = False
         self.terminated_at = None
@@ -1636,8 +1634,8 @@ class Emulator:
 
     # -- Start / Stop / Terminate / Reboot -----------------------------------
 
-    def _plan(self, action, inst, force):
-        """(allowed, new_state or None for no change) for action on inst."""
+    def _plan(self, action, inst):
+        """The state `action` moves inst to, None for a no-op; raises IncorrectInstanceState."""
         s = inst.state
         if action == "StartInstances":
             if s == "stopped":
@@ -1665,7 +1663,6 @@ class Emulator:
         ids = params.numbered("InstanceId")
         if not ids:
             raise EC2Error("MissingParameter", "The request must contain the parameter InstanceId", 400)
-        force = params.get("Force", "").lower() == "true"
         with self.mutation_lock:
             with self.overlay.lock:
                 now = time.time()
@@ -1676,7 +1673,7 @@ class Emulator:
                 for i in ids:
                     inst = self.overlay.instances.get(i)
                     if inst is not None:
-                        self._plan(action, inst, force)
+                        self._plan(action, inst)
             try:
                 root = self.forward(params.items, rid, entry)
             finally:
@@ -1691,18 +1688,14 @@ class Emulator:
                         continue    # moto knew it and we did not: adopted on next Describe
                     prev = inst.state
                     try:
-                        new = self._plan(action, inst, force)
+                        new = self._plan(action, inst)
                     except EC2Error:
                         new = None  # a timer moved it meanwhile; moto already acted
                     if new is not None:
-                        if action == "StopInstances":
-                            inst.state_reason = REASON_USER_SHUTDOWN
-                            inst.transition_reason = reason_stamp("User initiated", now)
-                        elif action == "TerminateInstances":
+                        if action in ("StopInstances", "TerminateInstances"):
                             inst.state_reason = REASON_USER_SHUTDOWN
                             inst.transition_reason = reason_stamp("User initiated", now)
                         elif action == "StartInstances":
-                            inst.launched_by_run = False
                             inst.lose_capacity = lose
                         self.overlay.begin(inst, new, now, action)
                     changes[i] = (prev, inst.state)

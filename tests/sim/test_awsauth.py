@@ -7,7 +7,6 @@ import datetime
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
