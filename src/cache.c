@@ -1089,6 +1089,18 @@ cache_all_synced(const char **first_unsynced)
 	return all;
 }
 
+bool
+cache_ready_check(void *ctx, char *why, size_t why_len)
+{
+	const char *first = NULL;
+
+	(void)ctx;
+	if (cache_all_synced(&first))
+		return true;
+	snprintf(why, why_len, "%s not synced", first != NULL ? first : "cache");
+	return false;
+}
+
 static json_t *
 cache__debug_entry(struct cache *c)
 {
@@ -1115,7 +1127,7 @@ cache__cmp_key(const void *a, const void *b)
 }
 
 json_t *
-cache_debug_json(const char *resource)
+cache_debug_json(const char *resource, size_t budget)
 {
 	json_t *out = NULL;
 
@@ -1142,9 +1154,16 @@ cache_debug_json(const char *resource)
 			arr = json_array();
 			if (n > 0)
 				qsort(objs, (size_t)n, sizeof(*objs), cache__cmp_key);
+			size_t used = 0;
 			for (long j = 0; arr != NULL && j < n; j++) {
 				char rv[24];
 				snprintf(rv, sizeof(rv), "%llu", (unsigned long long)objs[j]->rv);
+				/* {"key":"…","rv":"…"}, plus a comma */
+				used += strlen(objs[j]->key) + strlen(rv) + 20;
+				if (budget > 0 && used > budget) {
+					json_object_set_new(out, "truncated", json_true());
+					break;
+				}
 				json_array_append_new(arr, json_pack("{s:s,s:s}", "key", objs[j]->key,
 				    "rv", rv));
 			}

@@ -355,8 +355,19 @@ kube__http_error(long status, const struct buf *body, long retry_after, struct k
 	if (json_is_object(st)) {
 		const char *m = json_string_value(json_object_get(st, "message"));
 		const char *r = json_string_value(json_object_get(st, "reason"));
+		json_t *cause;
+		size_t i;
 		snprintf(err->message, sizeof(err->message), "%s", m != NULL ? m : "");
 		snprintf(err->reason, sizeof(err->reason), "%s", r != NULL ? r : "");
+		/* The API server puts what really failed (a JSON Patch test...) in the causes. */
+		json_array_foreach(json_object_get(json_object_get(st, "details"), "causes"), i,
+		    cause) {
+			const char *cm = json_string_value(json_object_get(cause, "message"));
+			size_t len = strlen(err->message);
+			if (cm != NULL && len + 3 < sizeof(err->message))
+				snprintf(err->message + len, sizeof(err->message) - len, "%s%s",
+				    len > 0 ? ": " : "", cm);
+		}
 	} else if (body->len > 0) {
 		snprintf(err->message, sizeof(err->message), "%.*s",
 		    (int)(body->len < 300 ? body->len : 300), body->data);

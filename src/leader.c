@@ -314,7 +314,9 @@ leader__set_leading(struct leader *l, bool leading, const char *why)
 	pthread_mutex_unlock(&l->lock);
 	if (l->m_leader != NULL)
 		metrics_gauge_set(l->m_leader, leading ? 1 : 0);
-	log_msg(leading ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, json_pack("{s:s,s:s,s:s,s:s,s:s}",
+	/* Losing the lease unplanned is worth a warning; handing it over at shutdown is not. */
+	log_msg(leading || strcmp(why, "shutting down") == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+	    json_pack("{s:s,s:s,s:s,s:s,s:s}",
 	    "lease", l->name, "namespace", l->ns, "identity", l->identity, "holder", holder,
 	    "reason", why), leading ? "became leader" : "stopped leading");
 	if (leading && l->on_started != NULL)

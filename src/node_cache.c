@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "stratos/intern.h"
+#include "stratos/jsonpatch.h"
 #include "stratos/limits.h"
 #include "stratos/node_cache.h"
 #include "stratos/timeutil.h"
@@ -252,6 +253,8 @@ node_info_parse(json_t *node, int *rc)
 		r = -EINVAL;
 		goto fail;
 	}
+	n->has_labels = json_is_object(json_object_get(meta, "labels"));
+	n->has_annotations = json_is_object(json_object_get(meta, "annotations"));
 	if ((r = node__labels(n, json_object_get(meta, "labels"))) < 0 ||
 	    (r = node__annotations(n, json_object_get(meta, "annotations"))) < 0 ||
 	    (r = node__taints(n, json_object_get(spec, "taints"))) < 0)
@@ -356,6 +359,178 @@ bool
 node_info_selected_by(const struct node_info *n, const struct pod_info *p)
 {
 	return pod_info_selects(p, node__label_fn, (void *)n);
+}
+
+/* ---- transition patches ---- */
+
+static const char *const NODE_EFFECTS[] = { "", "NoSchedule", "PreferNoSchedule", "NoExecute" };
+
+void
+node_patch_init(struct node_patch *p, const struct node_info *n)
+{
+	memset(p, 0, sizeof(*p));
+	p->node = n;
+	p->ops = jsonpatch_new();
+	p->taints = json_array();
+	if (p->ops == NULL || p->taints == NULL)
+		p->error = -ENOMEM;
+	for (uint32_t i = 0; p->error == 0 && i < n->ntaints; i++) {
+		const struct kube_taint *t = &n->taints[i];
+		json_t *jt = json_pack("{s:s,s:s}", "key", t->key, "effect", NODE_EFFECTS[t->effect]);
+		if (jt != NULL && t->value != NULL)
+			json_object_set_new(jt, "value", json_string(t->value));
+		if (jt != NULL && t->added_ms > 0) {
+			char when[TIME_RFC3339_LEN];
+			time_format_rfc3339(t->added_ms, when);
+			json_object_set_new(jt, "timeAdded", json_string(when));
+		}
+		if (jt == NULL || json_array_append_new(p->taints, jt) < 0)
+			p->error = -ENOMEM;
+	}
+}
+
+static void
+node_patch__op(struct node_patch *p, const char *op, json_t *value, const char *a,
+    const char *b, const char *c)
+{
+	int rc;
+
+	if (p->error != 0) {
+		json_decref(value);
+		return;
+	}
+	rc = c != NULL ? jsonpatch_append(p->ops, op, value, a, b, c, NULL) :
+	    jsonpatch_append(p->ops, op, value, a, b, NULL);
+	if (rc < 0)
+		p->error = rc;
+}
+
+/* Sets key in a map the node lacks: collected and added whole by node_patch_take. */
+static void
+node_patch__whole(struct node_patch *p, json_t **map, const char *key, const char *value)
+{
+	if (p->error != 0)
+		return;
+	if (*map == NULL && (*map = json_object()) == NULL) {
+		p->error = -ENOMEM;
+		return;
+	}
+	if (value != NULL)
+		json_object_set_new(*map, key, json_string(value));
+	else
+		json_object_del(*map, key);
+}
+
+void
+node_patch_set_label(struct node_patch *p, const char *key, const char *value)
+{
+	if (!p->node->has_labels)
+		node_patch__whole(p, &p->labels, key, value);
+	else
+		node_patch__op(p, "add", json_string(value), "metadata", "labels", key);
+}
+
+void
+node_patch_remove_label(struct node_patch *p, const char *key)
+{
+	if (!p->node->has_labels)
+		node_patch__whole(p, &p->labels, key, NULL);
+	else if (node_info_label(p->node, key) != NULL)
+		node_patch__op(p, "remove", NULL, "metadata", "labels", key);
+}
+
+void
+node_patch_set_annotation(struct node_patch *p, const char *key, const char *value)
+{
+	if (!p->node->has_annotations)
+		node_patch__whole(p, &p->annotations, key, value);
+	else
+		node_patch__op(p, "add", json_string(value), "metadata", "annotations", key);
+}
+
+void
+node_patch_remove_annotation(struct node_patch *p, const char *key)
+{
+	if (!p->node->has_annotations)
+		node_patch__whole(p, &p->annotations, key, NULL);
+	else if (node_info_annotation(p->node, key) != NULL)
+		node_patch__op(p, "remove", NULL, "metadata", "annotations", key);
+}
+
+void
+node_patch_remove_taint(struct node_patch *p, const char *key)
+{
+	for (size_t i = json_array_size(p->taints); i-- > 0;) {
+		const char *k = json_string_value(json_object_get(json_array_get(p->taints, i), "key"));
+		if (k != NULL && strcmp(k, key) == 0) {
+			json_array_remove(p->taints, i);
+			p->taints_changed = true;
+		}
+	}
+}
+
+void
+node_patch_add_taint(struct node_patch *p, const char *key, const char *value,
+    enum kube_taint_effect effect)
+{
+	json_t *t;
+
+	if (effect == KUBE_EFFECT_ANY || p->error != 0)
+		return;
+	for (size_t i = json_array_size(p->taints); i-- > 0;) {
+		json_t *old = json_array_get(p->taints, i);
+		const char *k = json_string_value(json_object_get(old, "key"));
+		const char *e = json_string_value(json_object_get(old, "effect"));
+		const char *v = json_string_value(json_object_get(old, "value"));
+		if (k != NULL && e != NULL && strcmp(k, key) == 0 &&
+		    strcmp(e, NODE_EFFECTS[effect]) == 0) {
+			if (strcmp(v != NULL ? v : "", value != NULL ? value : "") == 0)
+				return;         /* already there */
+			json_array_remove(p->taints, i);
+		}
+	}
+	t = json_pack("{s:s,s:s}", "key", key, "effect", NODE_EFFECTS[effect]);
+	if (t != NULL && value != NULL && value[0] != '\0')
+		json_object_set_new(t, "value", json_string(value));
+	if (t == NULL || json_array_append_new(p->taints, t) < 0)
+		p->error = -ENOMEM;
+	p->taints_changed = true;
+}
+
+void
+node_patch_set_unschedulable(struct node_patch *p, bool unschedulable)
+{
+	if (p->node->unschedulable != unschedulable)
+		node_patch__op(p, "add", json_boolean(unschedulable), "spec", "unschedulable", NULL);
+}
+
+void
+node_patch_free(struct node_patch *p)
+{
+	if (p == NULL)
+		return;
+	json_decref(p->ops);
+	json_decref(p->labels);
+	json_decref(p->annotations);
+	json_decref(p->taints);
+	memset(p, 0, sizeof(*p));
+}
+
+json_t *
+node_patch_take(struct node_patch *p, int *rc)
+{
+	json_t *ops;
+
+	if (p->labels != NULL)
+		node_patch__op(p, "add", json_incref(p->labels), "metadata", "labels", NULL);
+	if (p->annotations != NULL)
+		node_patch__op(p, "add", json_incref(p->annotations), "metadata", "annotations", NULL);
+	if (p->taints_changed)
+		node_patch__op(p, "add", json_incref(p->taints), "spec", "taints", NULL);
+	*rc = p->error;
+	ops = p->error == 0 ? json_incref(p->ops) : NULL;
+	node_patch_free(p);
+	return ops;
 }
 
 struct cache *

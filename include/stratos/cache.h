@@ -207,11 +207,20 @@ void cache_event_release(struct cache_event *ev);
 bool cache_all_synced(const char **first_unsynced);
 
 /*
+ * A readiness check (the server_ready_fn shape): true when every cache has
+ * synced, else false with "<resource> not synced" in why. ctx unused.
+ * Thread-safe and quick.
+ */
+bool cache_ready_check(void *ctx, char *why, size_t why_len);
+
+/*
  * Debug view: without resource, {"caches":[{resource, synced, count,
  * resourceVersion, lists, watches, events, bookmarks, lastError, bytes}]};
  * with resource, that cache's entry plus "objects": [{"key","rv"}] sorted
- * by key. Caller owns the result; NULL when no such cache. Thread-safe.
+ * by key, cut (with "truncated": true) once the objects' text would pass
+ * budget bytes (0 = no limit). Caller owns the result; NULL when no such
+ * cache. Thread-safe.
  */
-json_t *cache_debug_json(const char *resource);
+json_t *cache_debug_json(const char *resource, size_t budget);
 
 #endif

@@ -60,6 +60,8 @@ struct node_info {
 	struct kube_taint *taints;
 	struct resources allocatable;
 	bool unschedulable;
+	bool has_labels;             /* metadata.labels exists (JSON Patch "add" needs the parent) */
+	bool has_annotations;        /* metadata.annotations exists */
 	uint8_t ready;               /* enum kube_cond */
 	uint8_t network_unavailable; /* enum kube_cond */
 	uint8_t networking_ready;    /* EKS NetworkingReady, enum kube_cond */
@@ -104,6 +106,46 @@ bool node_info_network_ready(const struct node_info *n);
 
 /* Whether pod p may be placed on n by node selection (nodeSelector + required affinity). */
 bool node_info_selected_by(const struct node_info *n, const struct pod_info *p);
+
+/*
+ * Builds the JSON Patch of one node transition against the cached version
+ * of the node, so every operation applies: "add" creates the label or
+ * annotation map when the node has none, removals are emitted only for keys
+ * the node has, and the taints are written as one whole list. Pass the
+ * result to node_cache_patch with the same node's resourceVersion.
+ * Not thread-safe (one builder per caller); the node must stay referenced.
+ */
+struct node_patch {
+	const struct node_info *node;
+	json_t *ops;
+	json_t *labels;              /* the whole map when the node had none */
+	json_t *annotations;
+	json_t *taints;              /* working copy, written by node_patch_take when changed */
+	bool taints_changed;
+	int error;                   /* first error; node_patch_take reports it */
+};
+
+void node_patch_init(struct node_patch *p, const struct node_info *n);
+void node_patch_set_label(struct node_patch *p, const char *key, const char *value);
+void node_patch_remove_label(struct node_patch *p, const char *key);
+void node_patch_set_annotation(struct node_patch *p, const char *key, const char *value);
+/* Only stratos.sh/ annotations are known to the cache; others are left alone. */
+void node_patch_remove_annotation(struct node_patch *p, const char *key);
+/* Adds or replaces the taint with this key and effect. value may be NULL. */
+void node_patch_add_taint(struct node_patch *p, const char *key, const char *value,
+    enum kube_taint_effect effect);
+/* Removes every taint with this key (any effect). */
+void node_patch_remove_taint(struct node_patch *p, const char *key);
+void node_patch_set_unschedulable(struct node_patch *p, bool unschedulable);
+
+/*
+ * The finished patch (caller's reference; an empty array when nothing
+ * changes), or NULL with *rc set (-ENOMEM, -EINVAL). Frees the builder.
+ */
+json_t *node_patch_take(struct node_patch *p, int *rc);
+
+/* Frees a builder that is not taken. NULL-safe. */
+void node_patch_free(struct node_patch *p);
 
 /* ---- the cache ---- */
 

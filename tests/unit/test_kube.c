@@ -232,7 +232,10 @@ h_errors(int fd, const struct req *r)
 	else if (strstr(r->path, "/410"))
 		reply(fd, 410, NULL, "{\"kind\":\"Status\",\"reason\":\"Expired\",\"message\":\"too old\",\"code\":410}");
 	else if (strstr(r->path, "/422test"))
-		reply(fd, 422, NULL, "{\"kind\":\"Status\",\"message\":\"testing value /metadata/resourceVersion failed: test failed\",\"code\":422}");
+		reply(fd, 422, NULL, "{\"kind\":\"Status\",\"reason\":\"Invalid\",\"message\":"
+		    "\"the server rejected our request due to an error in our request\",\"details\":"
+		    "{\"causes\":[{\"reason\":\"UnexpectedServerResponse\",\"message\":"
+		    "\"testing value /metadata/resourceVersion failed: test failed\"}]},\"code\":422}");
 	else if (strstr(r->path, "/422"))
 		reply(fd, 422, NULL, "{\"kind\":\"Status\",\"reason\":\"Invalid\",\"message\":\"spec.x: Invalid value\",\"code\":422}");
 	else if (strstr(r->path, "/429"))
@@ -592,7 +595,7 @@ static char *
 keys(struct cache *c)
 {
 	static char out[256];
-	json_t *dbg = cache_debug_json(cache_resource(c)), *o;
+	json_t *dbg = cache_debug_json(cache_resource(c), 0), *o;
 	size_t i;
 
 	out[0] = '\0';
@@ -635,7 +638,7 @@ test_informer_resume_and_relist(void **state)
 	/* The last list (same script as the second) decides: a and d; e, f, b gone. */
 	assert_string_equal(keys(c), "a@5 d@33 ");
 	assert_int_equal(cache_count(c), 2);
-	json_t *dbg = cache_debug_json("nodes");
+	json_t *dbg = cache_debug_json("nodes", 0);
 	assert_int_equal(json_integer_value(json_object_get(dbg, "lists")), 3);
 	assert_string_equal(json_string_value(json_object_get(dbg, "resourceVersion")), "40");
 	json_decref(dbg);

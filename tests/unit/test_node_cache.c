@@ -229,7 +229,7 @@ test_cache_write_through_and_index(void **state)
 	assert_int_equal(k, 100);
 	cache_objs_free(objs, (size_t)k);
 
-	json_t *dbg = cache_debug_json("nodes");
+	json_t *dbg = cache_debug_json("nodes", 0);
 	assert_non_null(dbg);
 	assert_int_equal(json_array_size(json_object_get(dbg, "objects")), 299);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(dbg,
@@ -280,6 +280,85 @@ test_cache_wait_wakes(void **state)
 	cache_free(c);
 }
 
+static void
+test_transition_patch(void **state)
+{
+	json_t *nodes = load(FIXTURE("extender/nodes-standby.json"));
+	json_t *bare = json_loads("{\"metadata\":{\"name\":\"b\",\"resourceVersion\":\"1\"},"
+	    "\"spec\":{}}", 0, NULL);
+	struct node_patch p;
+	struct node_info *n, *b;
+	json_t *patch;
+	char *text;
+	int rc;
+
+	(void)state;
+	n = node_info_parse(json_array_get(nodes, 0), &rc);
+	assert_non_null(n);
+	/* The claim of DESIGN §6.3 against a node that has labels, annotations and taints. */
+	node_patch_init(&p, n);
+	node_patch_set_label(&p, NODE_LABEL_STATE, "running");
+	node_patch_set_annotation(&p, NODE_ANN_STARTED_FOR, "ci/runner-1");
+	node_patch_remove_annotation(&p, NODE_ANN_EMPTY_SINCE);     /* absent: no op */
+	node_patch_remove_annotation(&p, NODE_ANN_STATE_SINCE);
+	node_patch_remove_label(&p, "not-there");
+	node_patch_remove_taint(&p, NODE_TAINT_STANDBY);
+	node_patch_add_taint(&p, "node.kubernetes.io/unreachable", NULL, KUBE_EFFECT_NO_SCHEDULE);
+	node_patch_set_unschedulable(&p, false);                      /* unchanged: no op */
+	patch = node_patch_take(&p, &rc);
+	assert_int_equal(rc, 0);
+	text = json_dumps(patch, JSON_COMPACT);
+	assert_string_equal(text,
+	    "[{\"op\":\"add\",\"path\":\"/metadata/labels/stratos.sh~1state\",\"value\":\"running\"},"
+	    "{\"op\":\"add\",\"path\":\"/metadata/annotations/stratos.sh~1started-for\","
+	    "\"value\":\"ci/runner-1\"},"
+	    "{\"op\":\"remove\",\"path\":\"/metadata/annotations/stratos.sh~1state-since\"},"
+	    "{\"op\":\"add\",\"path\":\"/spec/taints\",\"value\":["
+	    "{\"key\":\"node.kubernetes.io/unreachable\",\"effect\":\"NoSchedule\","
+	    "\"timeAdded\":\"2026-11-28T05:10:00Z\"},"
+	    "{\"key\":\"node.kubernetes.io/unreachable\",\"effect\":\"NoExecute\","
+	    "\"timeAdded\":\"2026-11-28T05:10:00Z\"},"
+	    "{\"key\":\"node.cloudprovider.kubernetes.io/shutdown\",\"effect\":\"NoSchedule\"},"
+	    "{\"key\":\"node.eks.amazonaws.com/not-ready\",\"effect\":\"NoSchedule\","
+	    "\"value\":\"true\"}]}]");
+	free(text);
+	json_decref(patch);
+
+	/* A node without labels or annotations gets whole maps, never "add" under a missing parent. */
+	b = node_info_parse(bare, &rc);
+	assert_non_null(b);
+	node_patch_init(&p, b);
+	node_patch_set_label(&p, NODE_LABEL_POOL, "gpu");
+	node_patch_set_label(&p, NODE_LABEL_STATE, "warmup");
+	node_patch_set_annotation(&p, NODE_ANN_STATE_SINCE, "2026-11-28T07:00:00Z");
+	node_patch_add_taint(&p, NODE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE);
+	node_patch_set_unschedulable(&p, true);
+	patch = node_patch_take(&p, &rc);
+	text = json_dumps(patch, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(text,
+	    "[{\"op\":\"add\",\"path\":\"/spec/unschedulable\",\"value\":true},"
+	    "{\"op\":\"add\",\"path\":\"/metadata/labels\",\"value\":"
+	    "{\"stratos.sh/pool\":\"gpu\",\"stratos.sh/state\":\"warmup\"}},"
+	    "{\"op\":\"add\",\"path\":\"/metadata/annotations\",\"value\":"
+	    "{\"stratos.sh/state-since\":\"2026-11-28T07:00:00Z\"}},"
+	    "{\"op\":\"add\",\"path\":\"/spec/taints\",\"value\":"
+	    "[{\"effect\":\"NoExecute\",\"key\":\"stratos.sh/standby\",\"value\":\"true\"}]}]");
+	free(text);
+	json_decref(patch);
+
+	/* Nothing to change: an empty patch. */
+	node_patch_init(&p, n);
+	node_patch_add_taint(&p, NODE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE);
+	patch = node_patch_take(&p, &rc);
+	assert_int_equal(json_array_size(patch), 0);
+	json_decref(patch);
+
+	cache_obj_unref(&n->obj);
+	cache_obj_unref(&b->obj);
+	json_decref(bare);
+	json_decref(nodes);
+}
+
 int
 main(void)
 {
@@ -289,6 +368,7 @@ main(void)
 		cmocka_unit_test(test_conditions_and_network),
 		cmocka_unit_test(test_cache_write_through_and_index),
 		cmocka_unit_test(test_cache_wait_wakes),
+		cmocka_unit_test(test_transition_patch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
