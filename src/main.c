@@ -7,9 +7,18 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "stratos/cache.h"
 #include "stratos/config.h"
+#include "stratos/crd_cache.h"
+#include "stratos/debug.h"
+#include "stratos/httpc.h"
+#include "stratos/kube.h"
+#include "stratos/kubeconfig.h"
+#include "stratos/leader.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
+#include "stratos/node_cache.h"
+#include "stratos/pod_cache.h"
 #include "stratos/server.h"
 #include "stratos/timeutil.h"
 
@@ -91,14 +100,82 @@ struct main_serve {
 	struct server_ready *ready;     /* modules register their /readyz checks here */
 	struct server *metrics;         /* plain HTTP: /metrics, /healthz, /readyz */
 	struct server *https;           /* webhooks, extender, /healthz, /readyz */
+	/* Kubernetes: NULL when no configuration exists at all (webhooks-only runs). */
+	struct kube *kube;
+	char *namespace;                /* of the Lease */
+	char identity[LEADER_IDENTITY_MAX];
+	struct cache *nodes;
+	struct cache *pods;
+	struct cache *nodepools;
+	struct cache *nodeclasses;
+	struct leader *leader;          /* --leader-elect */
 };
+
+/* --namespace, else the service-account namespace file, else stratos-system. */
+static char *
+main__namespace(const struct config *cfg)
+{
+	char *ns = NULL;
+
+	if (cfg->namespace != NULL && cfg->namespace[0] != '\0')
+		return strdup(cfg->namespace);
+	if (kubeconfig_read_token(KUBECONFIG_SA_DIR "/namespace", &ns) == 0)
+		return ns;
+	return strdup("stratos-system");
+}
+
+/* The API client, the caches and the elector. Returns 0 or an exit status. */
+static int
+main__serve_init_kube(struct main_serve *m)
+{
+	struct kube_config kc;
+	struct kubeconfig_error kerr;
+	int rc;
+
+	rc = kubeconfig_resolve(m->cfg.kubeconfig, environ, &kc, &kerr);
+	if (rc == -ENOENT && m->cfg.kubeconfig == NULL) {
+		log_warn("%s; running without the Kubernetes caches (webhooks only)", kerr.message);
+		kube_config_free(&kc);
+		return 0;
+	}
+	if (rc < 0) {
+		log_error("%s", kerr.message);
+		kube_config_free(&kc);
+		return 2;
+	}
+	if (leader_identity(m->identity, sizeof(m->identity)) < 0 ||
+	    httpc_global_init() < 0 || (m->namespace = main__namespace(&m->cfg)) == NULL ||
+	    (m->kube = kube_new(&kc, m->identity)) == NULL) {
+		log_error("cannot create the Kubernetes client");
+		kube_config_free(&kc);
+		return 1;
+	}
+	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s}", "server", kc.server, "config",
+	    kc.source, "namespace", m->namespace, "identity", m->identity), "Kubernetes API");
+	kube_config_free(&kc);
+	m->nodes = node_cache_new();
+	m->pods = pod_cache_new();
+	m->nodepools = crd_cache_new_nodepools();
+	m->nodeclasses = crd_cache_new_awsnodeclasses();
+	if (m->nodes == NULL || m->pods == NULL || m->nodepools == NULL || m->nodeclasses == NULL ||
+	    server_ready_add(m->ready, "caches", cache_ready_check, NULL) < 0)
+		return 1;
+	if (m->cfg.leader_elect) {
+		struct leader_config lc = {
+			.namespace = m->namespace, .identity = m->identity,
+		};
+		m->leader = leader_new(m->kube, &lc);
+		if (m->leader == NULL)
+			return 1;
+	}
+	return 0;
+}
 
 /* Creates the modules the handlers need. Returns 0 or an exit status. */
 static int
 main__serve_init_modules(struct main_serve *m)
 {
-	(void)m;
-	return 0;
+	return main__serve_init_kube(m);
 }
 
 /*
@@ -108,7 +185,21 @@ main__serve_init_modules(struct main_serve *m)
 static int
 main__serve_routes(struct main_serve *m)
 {
-	(void)m;
+	static const char *const caches[] = { "nodes", "pods", "nodepools", "awsnodeclasses" };
+	char path[64];
+
+	/* Read-only views of the caches on the metrics port. */
+	if (m->kube != NULL) {
+		if (server_route(m->metrics, "GET", "/debug/caches", 0, debug_handle_caches,
+		    NULL) < 0)
+			return 1;
+		for (size_t i = 0; i < sizeof(caches) / sizeof(caches[0]); i++) {
+			snprintf(path, sizeof(path), "/debug/caches/%s", caches[i]);
+			if (server_route(m->metrics, "GET", path, 0, debug_handle_caches,
+			    (void *)caches[i]) < 0)
+				return 1;
+		}
+	}
 	return 0;
 }
 
@@ -116,7 +207,15 @@ main__serve_routes(struct main_serve *m)
 static int
 main__serve_start_modules(struct main_serve *m)
 {
-	(void)m;
+	if (m->kube == NULL)
+		return 0;
+	if (node_cache_start(m->nodes, m->kube) < 0 || pod_cache_start(m->pods, m->kube) < 0 ||
+	    crd_cache_start(m->nodepools, m->kube) < 0 ||
+	    crd_cache_start(m->nodeclasses, m->kube) < 0 ||
+	    (m->leader != NULL && leader_start(m->leader) < 0)) {
+		log_error("cannot start the Kubernetes watches");
+		return 1;
+	}
 	return 0;
 }
 
@@ -125,7 +224,14 @@ main__serve_start_modules(struct main_serve *m)
 static void
 main__serve_stop_modules(struct main_serve *m)
 {
-	(void)m;
+	/* Leader work stops, then the Lease is released for the next replica. */
+	leader_free(m->leader);
+	cache_free(m->nodeclasses);
+	cache_free(m->nodepools);
+	cache_free(m->pods);
+	cache_free(m->nodes);
+	kube_free(m->kube);
+	free(m->namespace);
 }
 
 /* Lets 1,000+ connections in: the soft descriptor limit up to the hard one. */
