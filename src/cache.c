@@ -925,7 +925,7 @@ cache_start(struct cache *c, struct kube *k, const char *path, const char *label
 	struct kube_informer_config cfg = {
 		.resource = c->type->resource, .path = path, .label_selector = label_selector,
 		.field_selector = field_selector, .watch_timeout_s = watch_timeout_s,
-		.ops = &cache_informer_ops, .ctx = c,
+		.prune = c->type->prune, .ops = &cache_informer_ops, .ctx = c,
 	};
 
 	if (c->informer == NULL) {

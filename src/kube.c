@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "stratos/jsonpatch.h"
+#include "stratos/jsonprune.h"
 #include "stratos/kube.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
@@ -441,18 +442,21 @@ kube__headers(const char **hdrs, char *auth, const char *content_type, char *cty
 	hdrs[n] = NULL;
 }
 
-int
-kube_request(struct kube *k, const struct kube_req *req, json_t **out, struct kube_error *err)
+/*
+ * Performs req; on 2xx returns 0 with the body in resp (caller frees it with
+ * httpc_response_free, also on error), else the error as kube_request.
+ */
+static int
+kube__request_raw(struct kube *k, const struct kube_req *req, struct httpc_response *resp,
+    struct kube_error *err)
 {
-	struct httpc_response resp;
 	struct httpc *h;
 	char *url = NULL, *auth = NULL, ctype[128];
 	const char *hdrs[6];
-	int rc;
+	int rc = 0;
 
-	if (out != NULL)
-		*out = NULL;
 	kube__err_clear(err);
+	httpc_response_init(resp);
 	if (asprintf(&url, "%s%s", k->server, req->path) < 0)
 		return -ENOMEM;
 	h = kube__checkout(k);
@@ -460,7 +464,6 @@ kube_request(struct kube *k, const struct kube_req *req, json_t **out, struct ku
 		free(url);
 		return -ENOMEM;
 	}
-	httpc_response_init(&resp);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct httpc_request hr = {
 			.method = req->method, .url = url, .headers = hdrs,
@@ -474,36 +477,46 @@ kube_request(struct kube *k, const struct kube_req *req, json_t **out, struct ku
 		kube__headers(hdrs, auth, req->body != NULL ?
 		    (req->content_type != NULL ? req->content_type : "application/json") : NULL,
 		    ctype, sizeof(ctype));
-		rc = httpc_perform(h, &hr, &resp);
-		kube__count(k, req->method, req->path, rc < 0 ? 0 : resp.status);
+		rc = httpc_perform(h, &hr, resp);
+		kube__count(k, req->method, req->path, rc < 0 ? 0 : resp->status);
 		if (rc < 0) {
-			rc = kube__transport_error(rc, &resp, err);
+			rc = kube__transport_error(rc, resp, err);
 			break;
 		}
 		/* A rotated token: read the file again and retry once. */
-		if (resp.status == 401 && attempt == 0 && k->token_file != NULL)
+		if (resp->status == 401 && attempt == 0 && k->token_file != NULL)
 			continue;
-		if (resp.status < 200 || resp.status > 299) {
-			rc = kube__http_error(resp.status, &resp.body, resp.retry_after_s, err);
-			break;
-		}
-		if (out != NULL && resp.body.len > 0) {
-			json_error_t jerr;
-			*out = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
-			if (*out == NULL) {
-				err->class = KUBE_ERR_OTHER;
-				err->code = resp.status;
-				snprintf(err->message, sizeof(err->message),
-				    "response is not JSON: %s", jerr.text);
-				rc = -EBADMSG;
-			}
-		}
+		if (resp->status < 200 || resp->status > 299)
+			rc = kube__http_error(resp->status, &resp->body, resp->retry_after_s, err);
 		break;
 	}
 	kube__checkin(k, h);
-	httpc_response_free(&resp);
 	kube__free_secret(auth);
 	free(url);
+	return rc;
+}
+
+int
+kube_request(struct kube *k, const struct kube_req *req, json_t **out, struct kube_error *err)
+{
+	struct httpc_response resp;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	rc = kube__request_raw(k, req, &resp, err);
+	if (rc == 0 && out != NULL && resp.body.len > 0) {
+		json_error_t jerr;
+		*out = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
+		if (*out == NULL) {
+			err->class = KUBE_ERR_OTHER;
+			err->code = resp.status;
+			snprintf(err->message, sizeof(err->message), "response is not JSON: %s",
+			    jerr.text);
+			rc = -EBADMSG;
+		}
+	}
+	httpc_response_free(&resp);
 	return rc;
 }
 
@@ -515,10 +528,47 @@ kube_get(struct kube *k, const char *path, json_t **out, struct kube_error *err)
 	return kube_request(k, &req, out, err);
 }
 
-int
-kube_list(struct kube *k, const char *path, const char *query, kube_list_fn fn, void *ctx,
-    char **rv_out, struct kube_error *err)
+struct kube__page {
+	const struct jsonprune *prune;
+	struct buf scratch;
+	kube_list_fn fn;
+	void *ctx;
+	int rc;                      /* why the walk stopped */
+};
+
+/* Parses one item (pruned first when the caller asked) and hands it over. */
+static int
+kube__page_item(void *p, const char *item, size_t len)
 {
+	struct kube__page *pg = p;
+	json_t *obj = NULL;
+	int rc;
+
+	if (pg->prune != NULL) {
+		buf_reset(&pg->scratch);
+		if (jsonprune_apply(pg->prune, item, len, &pg->scratch) == 0)
+			obj = json_loadb(pg->scratch.data, pg->scratch.len, 0, NULL);
+	}
+	if (obj == NULL)
+		obj = json_loadb(item, len, 0, NULL);
+	if (obj == NULL) {
+		pg->rc = -EBADMSG;
+		return 1;
+	}
+	rc = pg->fn(pg->ctx, obj);
+	json_decref(obj);
+	if (rc != 0) {
+		pg->rc = rc;
+		return 1;
+	}
+	return 0;
+}
+
+int
+kube_list(struct kube *k, const char *path, const char *query, const struct jsonprune *prune,
+    kube_list_fn fn, void *ctx, char **rv_out, struct kube_error *err)
+{
+	struct kube__page pg = { .prune = prune, .fn = fn, .ctx = ctx };
 	char *cont = NULL, *rv = NULL;
 	unsigned pages = 0;
 	int rc = 0;
@@ -526,11 +576,12 @@ kube_list(struct kube *k, const char *path, const char *query, kube_list_fn fn, 
 	if (rv_out != NULL)
 		*rv_out = NULL;
 	kube__err_clear(err);
+	buf_init(&pg.scratch, LIMITS_KUBE_RESPONSE);
 	do {
 		struct kube_req req = { .method = "GET" };
+		struct httpc_response resp;
 		char *full = NULL, *econt = NULL;
-		json_t *page = NULL, *items, *item;
-		size_t i;
+		json_t *meta = NULL;
 
 		if (++pages > LIMITS_KUBE_LIST_PAGES) {
 			err->class = KUBE_ERR_OTHER;
@@ -552,35 +603,32 @@ kube_list(struct kube *k, const char *path, const char *query, kube_list_fn fn, 
 		}
 		free(econt);
 		req.path = full;
-		rc = kube_request(k, &req, &page, err);
+		rc = kube__request_raw(k, &req, &resp, err);
 		free(full);
-		if (rc < 0)
-			break;
-		items = json_object_get(page, "items");
-		if (!json_is_array(items) && !json_is_null(items) && items != NULL) {
-			json_decref(page);
-			err->class = KUBE_ERR_OTHER;
-			snprintf(err->message, sizeof(err->message), "LIST reply without items");
-			rc = -EBADMSG;
-			break;
+		if (rc == 0) {
+			pg.rc = 0;
+			rc = jsonprune_list_items(resp.body.data, resp.body.len, kube__page_item, &pg,
+			    &meta);
+			if (rc == 1)
+				rc = pg.rc;
+			if (rc == -EBADMSG) {
+				err->class = KUBE_ERR_OTHER;
+				snprintf(err->message, sizeof(err->message), "LIST reply is not a list");
+			}
 		}
-		json_array_foreach(items, i, item) {
-			rc = fn(ctx, item);
-			if (rc != 0)
-				break;
-		}
-		json_t *meta = json_object_get(page, "metadata");
+		httpc_response_free(&resp);
+		if (rc != 0)
+			break;
 		const char *prv = json_string_value(json_object_get(meta, "resourceVersion"));
 		const char *pc = json_string_value(json_object_get(meta, "continue"));
 		free(rv);
 		free(cont);
 		rv = prv != NULL ? strdup(prv) : NULL;
 		cont = pc != NULL && pc[0] != '\0' ? strdup(pc) : NULL;
-		json_decref(page);
-		if (rc != 0)
-			break;
+		json_decref(meta);
 	} while (cont != NULL);
 	free(cont);
+	buf_free(&pg.scratch);
 	if (rc == 0 && rv_out != NULL)
 		*rv_out = rv;
 	else

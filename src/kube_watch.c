@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "stratos/jsonprune.h"
 #include "stratos/kube_watch.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
@@ -36,11 +37,13 @@ kube_watch_type_name(enum kube_watch_type t)
 }
 
 void
-kube_watch_parser_init(struct kube_watch_parser *p, size_t max_event, kube_watch_event_fn fn,
-    void *ctx)
+kube_watch_parser_init(struct kube_watch_parser *p, size_t max_event,
+    const struct jsonprune *prune, kube_watch_event_fn fn, void *ctx)
 {
 	memset(p, 0, sizeof(*p));
 	buf_init(&p->pending, max_event);
+	buf_init(&p->scratch, max_event);
+	p->prune = prune;
 	p->fn = fn;
 	p->ctx = ctx;
 }
@@ -65,8 +68,10 @@ kube_watch_parser_partial(const struct kube_watch_parser *p)
 void
 kube_watch_parser_free(struct kube_watch_parser *p)
 {
-	if (p != NULL)
+	if (p != NULL) {
 		buf_free(&p->pending);
+		buf_free(&p->scratch);
+	}
 }
 
 static int
@@ -93,10 +98,30 @@ kube_watch__deliver(struct kube_watch_parser *p)
 	const char *rv;
 	int rc;
 
-	root = json_loadb(p->pending.data, p->pending.len, 0, &jerr);
+	root = NULL;
+	if (p->prune != NULL) {
+		buf_reset(&p->scratch);
+		if (jsonprune_apply(p->prune, p->pending.data, p->pending.len, &p->scratch) == 0)
+			root = json_loadb(p->scratch.data, p->scratch.len, 0, &jerr);
+	}
+	/* Unpruned (or unprunable) text: jansson has the last word on its validity. */
+	if (root == NULL)
+		root = json_loadb(p->pending.data, p->pending.len, 0, &jerr);
 	if (root == NULL) {
 		snprintf(p->error, sizeof(p->error), "event is not JSON: %s", jerr.text);
 		return -EBADMSG;
+	}
+	/* The prune list is for objects; an ERROR's Status must be read whole. */
+	if (p->prune != NULL && root != NULL) {
+		const char *t = json_string_value(json_object_get(root, "type"));
+		if (t != NULL && strcmp(t, "ERROR") == 0) {
+			json_decref(root);
+			root = json_loadb(p->pending.data, p->pending.len, 0, &jerr);
+			if (root == NULL) {
+				snprintf(p->error, sizeof(p->error), "event is not JSON: %s", jerr.text);
+				return -EBADMSG;
+			}
+		}
 	}
 	obj = json_object_get(root, "object");
 	if (kube_watch__type(json_string_value(json_object_get(root, "type")), &ev.type) < 0) {
@@ -197,6 +222,8 @@ struct kube_informer {
 	long watch_timeout_s;
 	const struct kube_informer_ops *ops;
 	void *ctx;
+	struct jsonprune *prune_items;   /* for LIST items */
+	struct jsonprune *prune_events;  /* the same inside watch events */
 
 	pthread_t thread;
 	bool started;
@@ -244,6 +271,14 @@ kube_informer_new(struct kube *k, const struct kube_informer_config *cfg)
 	inf->path = strdup(cfg->path);
 	inf->query = kube_informer__query(cfg);
 	inf->watch_timeout_s = cfg->watch_timeout_s;
+	if (cfg->prune != NULL) {
+		inf->prune_items = jsonprune_new(cfg->prune, NULL);
+		inf->prune_events = jsonprune_new(cfg->prune, "object");
+		if (inf->prune_items == NULL || inf->prune_events == NULL) {
+			kube_informer_free(inf);
+			return NULL;
+		}
+	}
 	inf->ops = cfg->ops;
 	inf->ctx = cfg->ctx;
 	atomic_init(&inf->stop, false);
@@ -332,7 +367,7 @@ kube_informer__list(struct kube_informer *inf)
 	if (rc < 0)
 		return rc;
 	rc = kube_list(inf->k, inf->path, inf->query[0] != '\0' ? inf->query : NULL,
-	    kube_informer__list_item, inf, &rv, &err);
+	    inf->prune_items, kube_informer__list_item, inf, &rv, &err);
 	if (rc == 0 && (rv == NULL || rv[0] == '\0')) {
 		snprintf(err.message, sizeof(err.message), "LIST reply without resourceVersion");
 		rc = -EBADMSG;
@@ -511,7 +546,8 @@ kube_informer__main(void *arg)
 	long step = 0;
 	bool need_list = true;
 
-	kube_watch_parser_init(&inf->parser, LIMITS_KUBE_WATCH_EVENT, kube_informer__on_event, inf);
+	kube_watch_parser_init(&inf->parser, LIMITS_KUBE_WATCH_EVENT, inf->prune_events,
+	    kube_informer__on_event, inf);
 	while (h != NULL && !atomic_load(&inf->stop)) {
 		enum kube_informer__next next;
 		const char *reason = "error";
@@ -587,6 +623,8 @@ kube_informer_free(struct kube_informer *inf)
 	free(inf->resource);
 	free(inf->path);
 	free(inf->query);
+	jsonprune_free(inf->prune_items);
+	jsonprune_free(inf->prune_events);
 	pthread_mutex_destroy(&inf->lock);
 	pthread_cond_destroy(&inf->cond);
 	free(inf);

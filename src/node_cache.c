@@ -64,8 +64,18 @@ node__parse(json_t *obj, int *rc)
 	return n != NULL ? &n->obj : NULL;
 }
 
+/* Exactly what node_info_parse reads (jsonprune allow-list); images are most of a Node. */
+const char *const NODE_CACHE_FIELDS[] = {
+	"+metadata.name", "+metadata.uid", "+metadata.resourceVersion", "+metadata.labels",
+	"+metadata.annotations", "+metadata.creationTimestamp", "+metadata.deletionTimestamp",
+	"+spec.taints", "+spec.unschedulable", "+spec.providerID",
+	"+status.allocatable", "+status.conditions",
+	NULL,
+};
+
 const struct cache_type NODE_CACHE_TYPE = {
 	.resource = "nodes",
+	.prune = NODE_CACHE_FIELDS,
 	.parse = node__parse,
 	.destroy = node__destroy,
 	.size = node__size,

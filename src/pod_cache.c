@@ -421,8 +421,27 @@ pod__parse(json_t *obj, int *rc)
 	return p != NULL ? &p->obj : NULL;
 }
 
+/*
+ * Exactly what pod_info_parse reads (an allow-list for jsonprune): the rest
+ * of a Pod (env, volumes, probes, managedFields...) is cut from the text
+ * before it is parsed. test_pod_cache checks parsing with and without it
+ * gives the same pod_info.
+ */
+const char *const POD_CACHE_FIELDS[] = {
+	"+metadata.name", "+metadata.namespace", "+metadata.uid", "+metadata.resourceVersion",
+	"+metadata.creationTimestamp", "+metadata.deletionTimestamp",
+	"+metadata.ownerReferences", "+metadata.labels.pod-template-hash",
+	"+metadata.annotations",
+	"+spec.nodeName", "+spec.containers[].resources", "+spec.initContainers[].resources",
+	"+spec.initContainers[].restartPolicy", "+spec.overhead", "+spec.tolerations",
+	"+spec.nodeSelector", "+spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+	"+status.phase", "+status.conditions", "+status.containerStatuses[].imageID",
+	NULL,
+};
+
 const struct cache_type POD_CACHE_TYPE = {
 	.resource = "pods",
+	.prune = POD_CACHE_FIELDS,
 	.parse = pod__parse,
 	.destroy = pod__destroy,
 	.size = pod__size,

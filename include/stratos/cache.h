@@ -41,6 +41,12 @@ struct cache_type {
 	void (*destroy)(struct cache_obj *o);
 	/* Approximate bytes owned by o (for the memory report); may be NULL. */
 	size_t (*size)(const struct cache_obj *o);
+	/*
+	 * Members parse never reads (jsonprune paths, NULL-terminated; may be
+	 * NULL), cut from the text before it is parsed: a Node's image list
+	 * or a Pod's env and volumes cost parse time and nothing else.
+	 */
+	const char *const *prune;
 };
 
 /* Sets hash and the first reference after the typed parser filled key. */

@@ -107,15 +107,20 @@ int kube_get(struct kube *k, const char *path, json_t **out, struct kube_error *
 /* Called with each item of a LIST (borrowed: take a reference to keep it). Non-zero stops. */
 typedef int (*kube_list_fn)(void *ctx, json_t *item);
 
+struct jsonprune;
+
 /*
  * Lists a collection path (no query) page by page (limit=LIMITS_KUBE_LIST_PAGE,
  * continue=...), query being extra parameters ("labelSelector=a%3Db") or
- * NULL. *rv_out (caller frees; may be NULL) is the list's resourceVersion. A
- * continue token that expired mid-list is KUBE_ERR_GONE. fn's non-zero
+ * NULL. Items are parsed one at a time, after prune (may be NULL) cut the
+ * members the caller never reads, so a page never becomes one big JSON
+ * tree. *rv_out (caller frees; may be NULL) is the list's resourceVersion.
+ * A continue token that expired mid-list is KUBE_ERR_GONE. fn's non-zero
  * return ends the list with that value. Thread-safe.
  */
-int kube_list(struct kube *k, const char *path, const char *query, kube_list_fn fn,
-    void *ctx, char **rv_out, struct kube_error *err);
+int kube_list(struct kube *k, const char *path, const char *query,
+    const struct jsonprune *prune, kube_list_fn fn, void *ctx, char **rv_out,
+    struct kube_error *err);
 
 /* POST obj (borrowed) to a collection path. out as kube_request. */
 int kube_create(struct kube *k, const char *path, json_t *obj, json_t **out,

@@ -36,8 +36,12 @@ typedef int (*kube_watch_event_fn)(void *ctx, const struct kube_watch_event *ev)
  * nesting (and strings) so events are found with or without newlines
  * between them, and each byte is scanned once. Not thread-safe.
  */
+struct jsonprune;
+
 struct kube_watch_parser {
 	struct buf pending;            /* bytes of the event being received */
+	const struct jsonprune *prune; /* cut from each event before parsing; may be NULL */
+	struct buf scratch;            /* the pruned event */
 	size_t scanned;                /* bytes of pending already scanned */
 	unsigned depth;
 	bool in_string;
@@ -48,9 +52,13 @@ struct kube_watch_parser {
 	char error[160];               /* why the last feed failed */
 };
 
-/* Prepares p; events larger than max_event bytes are errors. No allocation. */
+/*
+ * Prepares p; events larger than max_event bytes are errors. prune (may be
+ * NULL; paths prefixed "object") removes members no reader needs before
+ * each event is parsed. No allocation.
+ */
 void kube_watch_parser_init(struct kube_watch_parser *p, size_t max_event,
-    kube_watch_event_fn fn, void *ctx);
+    const struct jsonprune *prune, kube_watch_event_fn fn, void *ctx);
 
 /*
  * Feeds len bytes. Returns 0, -EMSGSIZE (an event over max_event), -EBADMSG
@@ -88,6 +96,7 @@ struct kube_informer_config {
 	const char *label_selector;    /* optional */
 	const char *field_selector;    /* optional */
 	long watch_timeout_s;          /* server-side timeoutSeconds; 0 = random 300..600 */
+	const char *const *prune;      /* paths no callback reads (jsonprune syntax); may be NULL */
 	const struct kube_informer_ops *ops;
 	void *ctx;
 };

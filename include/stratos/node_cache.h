@@ -85,6 +85,9 @@ node_info_pool(const struct node_info *n)
 
 extern const struct cache_type NODE_CACHE_TYPE;
 
+/* The members of a Node that node_info_parse reads (jsonprune "+" paths, NULL-terminated). */
+extern const char *const NODE_CACHE_FIELDS[];
+
 /* Parses a Node object (refs 1). NULL with *rc -EINVAL or -ENOMEM. Thread-safe. */
 struct node_info *node_info_parse(json_t *node, int *rc);
 

@@ -136,6 +136,9 @@ pod_info_node(const struct pod_info *p)
 /* The Pod cache type, for cache_new. */
 extern const struct cache_type POD_CACHE_TYPE;
 
+/* The members of a Pod that pod_info_parse reads (jsonprune "+" paths, NULL-terminated). */
+extern const char *const POD_CACHE_FIELDS[];
+
 /*
  * Parses one Pod object into a new pod_info (refs 1; cache_obj_unref it).
  * Returns NULL with *rc = -EINVAL (not a usable pod: no name, bad quantity,

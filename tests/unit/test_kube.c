@@ -490,7 +490,7 @@ test_list_pages(void **state)
 	(void)state;
 	handler = h_pages;
 	k = client("t", NULL);
-	assert_int_equal(kube_list(k, "/api/v1/pods", "labelSelector=a%3Db", collect_items, &seq,
+	assert_int_equal(kube_list(k, "/api/v1/pods", "labelSelector=a%3Db", NULL, collect_items, &seq,
 	    &rv, &err), 0);
 	assert_int_equal(seq, 123);                 /* 0, 1, 2, 3 in order */
 	assert_string_equal(rv, "900");

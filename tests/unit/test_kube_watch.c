@@ -1,9 +1,11 @@
 /* Unit tests for the watch-event stream parser: chunking, bookmarks, ERROR 410, caps, garbage. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "test_util.h"
+#include "stratos/jsonprune.h"
 #include "stratos/kube_watch.h"
 
 /* A realistic stream: braces and quotes inside strings, no newline before the last event. */
@@ -53,7 +55,7 @@ test_every_split_point(void **state)
 		struct seen s = { 0 };
 		struct kube_watch_parser p;
 
-		kube_watch_parser_init(&p, 4096, record, &s);
+		kube_watch_parser_init(&p, 4096, NULL, record, &s);
 		assert_int_equal(kube_watch_parser_feed(&p, STREAM, cut), 0);
 		assert_int_equal(kube_watch_parser_feed(&p, STREAM + cut, n - cut), 0);
 		assert_false(kube_watch_parser_partial(&p));
@@ -72,7 +74,7 @@ test_byte_by_byte_and_three_way(void **state)
 	struct kube_watch_parser p;
 
 	(void)state;
-	kube_watch_parser_init(&p, 4096, record, &s);
+	kube_watch_parser_init(&p, 4096, NULL, record, &s);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(kube_watch_parser_feed(&p, STREAM + i, 1), 0);
 	assert_string_equal(s.log, expected);
@@ -82,7 +84,7 @@ test_byte_by_byte_and_three_way(void **state)
 	for (size_t a = 0; a < n; a += 7) {
 		for (size_t b = a; b <= n; b += 13) {
 			struct seen t = { 0 };
-			kube_watch_parser_init(&p, 4096, record, &t);
+			kube_watch_parser_init(&p, 4096, NULL, record, &t);
 			assert_int_equal(kube_watch_parser_feed(&p, STREAM, a), 0);
 			assert_int_equal(kube_watch_parser_feed(&p, STREAM + a, b - a), 0);
 			assert_int_equal(kube_watch_parser_feed(&p, STREAM + b, n - b), 0);
@@ -99,7 +101,7 @@ test_partial_event_at_end(void **state)
 	struct kube_watch_parser p;
 
 	(void)state;
-	kube_watch_parser_init(&p, 4096, record, &s);
+	kube_watch_parser_init(&p, 4096, NULL, record, &s);
 	assert_int_equal(kube_watch_parser_feed(&p, STREAM, 30), 0);
 	assert_true(kube_watch_parser_partial(&p));
 	assert_int_equal(s.count, 0);
@@ -122,7 +124,7 @@ test_oversize_event(void **state)
 	(void)state;
 	n = (size_t)snprintf(big, sizeof(big), "{\"type\":\"ADDED\",\"object\":{\"metadata\":{"
 	    "\"name\":\"n\",\"resourceVersion\":\"1\"},\"pad\":\"%0400d\"}}\n", 0);
-	kube_watch_parser_init(&p, 256, record, &s);
+	kube_watch_parser_init(&p, 256, NULL, record, &s);
 	/* Under the cap first: a small event passes. */
 	assert_int_equal(kube_watch_parser_feed(&p, STREAM + 0, 0), 0);
 	int rc = 0;
@@ -152,7 +154,7 @@ test_garbage(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct seen s = { 0 };
-		kube_watch_parser_init(&p, 4096, record, &s);
+		kube_watch_parser_init(&p, 4096, NULL, record, &s);
 		int rc = kube_watch_parser_feed(&p, bad[i], strlen(bad[i]));
 		if (rc != -EBADMSG)
 			fail_msg("case %zu (%s): rc %d", i, bad[i], rc);
@@ -169,10 +171,46 @@ test_callback_stops(void **state)
 	struct kube_watch_parser p;
 
 	(void)state;
-	kube_watch_parser_init(&p, 4096, record, &s);
+	kube_watch_parser_init(&p, 4096, NULL, record, &s);
 	assert_int_equal(kube_watch_parser_feed(&p, STREAM, strlen(STREAM)), 7);
 	assert_int_equal(s.count, 2);
 	kube_watch_parser_free(&p);
+}
+
+static int
+record_keys(void *ctx, const struct kube_watch_event *ev)
+{
+	struct seen *s = ctx;
+	char *text = json_dumps(ev->object, JSON_COMPACT | JSON_SORT_KEYS);
+
+	strncat(s->log, text, sizeof(s->log) - strlen(s->log) - 2);
+	strcat(s->log, ";");
+	free(text);
+	s->count++;
+	return 0;
+}
+
+/* Objects are cut to what the cache reads; an ERROR's Status never is. */
+static void
+test_prune_objects_not_errors(void **state)
+{
+	static const char *const keep[] = { "+metadata.name", "+metadata.resourceVersion", NULL };
+	struct jsonprune *pr = jsonprune_new(keep, "object");
+	struct seen s = { 0 };
+	struct kube_watch_parser p;
+	const char *stream =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"n\",\"resourceVersion\":\"5\","
+	    "\"uid\":\"x\"},\"status\":{\"images\":[1,2,3]}}}\n"
+	    "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,\"message\":\"gone\"}}\n";
+
+	(void)state;
+	assert_non_null(pr);
+	kube_watch_parser_init(&p, 4096, pr, record_keys, &s);
+	assert_int_equal(kube_watch_parser_feed(&p, stream, strlen(stream)), 0);
+	assert_string_equal(s.log, "{\"metadata\":{\"name\":\"n\",\"resourceVersion\":\"5\"}};"
+	    "{\"code\":410,\"kind\":\"Status\",\"message\":\"gone\"};");
+	kube_watch_parser_free(&p);
+	jsonprune_free(pr);
 }
 
 int
@@ -185,6 +223,7 @@ main(void)
 		cmocka_unit_test(test_oversize_event),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_callback_stops),
+		cmocka_unit_test(test_prune_objects_not_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

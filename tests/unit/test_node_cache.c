@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "test_util.h"
+#include "stratos/jsonprune.h"
 #include "stratos/node_cache.h"
 
 static json_t *
@@ -359,6 +360,83 @@ test_transition_patch(void **state)
 	json_decref(nodes);
 }
 
+static void
+describe(const struct node_info *n, char *out, size_t len)
+{
+	int k = snprintf(out, len, "%s|%s|%llu|%s|%s|%s|%s|%s|%s|%lld|%lld|%lld|%s|%s|%s|%d|%d%d%d|"
+	    "%lld|%lld|%lld|cpu=%lld mem=%lld eph=%lld pods=%lld|",
+	    node_info_name(n), n->uid, (unsigned long long)n->obj.rv, node_info_pool(n) ? node_info_pool(n) : "-",
+	    n->state ? n->state : "-", n->instance_id ? n->instance_id : "-", n->zone ? n->zone : "-",
+	    n->instance_type ? n->instance_type : "-", n->provider_id ? n->provider_id : "-",
+	    (long long)n->state_since_ms, (long long)n->started_at_ms, (long long)n->empty_since_ms,
+	    n->started_for ? n->started_for : "-", n->last_workload ? n->last_workload : "-",
+	    n->reservations ? n->reservations : "-", n->unschedulable, n->ready,
+	    n->network_unavailable, n->networking_ready, (long long)n->ready_since_ms,
+	    (long long)n->created_ms, (long long)n->deleted_ms,
+	    (long long)n->allocatable.cpu_milli, (long long)n->allocatable.memory,
+	    (long long)n->allocatable.ephemeral, (long long)n->allocatable.pods);
+	for (uint32_t i = 0; i < 2 * n->nlabels && k < (int)len; i++)
+		k += snprintf(out + k, len - (size_t)k, "%s,", n->labels[i]);
+	for (uint32_t i = 0; i < 2 * n->nannotations && k < (int)len; i++)
+		k += snprintf(out + k, len - (size_t)k, "%s,", n->annotations[i]);
+	for (uint32_t i = 0; i < n->ntaints && k < (int)len; i++)
+		k += snprintf(out + k, len - (size_t)k, "%s=%s:%d@%lld,", n->taints[i].key,
+		    n->taints[i].value ? n->taints[i].value : "", n->taints[i].effect,
+		    (long long)n->taints[i].added_ms);
+	for (uint32_t i = 0; i < n->allocatable.next && k < (int)len; i++)
+		k += snprintf(out + k, len - (size_t)k, "%s=%lld,", n->allocatable.ext[i].name,
+		    (long long)n->allocatable.ext[i].value);
+}
+
+/* The cache parses pruned text: it must give exactly what the whole Node gives. */
+static void
+test_pruned_parse_is_identical(void **state)
+{
+	json_t *standby = load(FIXTURE("extender/nodes-standby.json"));
+	json_t *full = load(FIXTURE("kube/node-full.json"));
+	json_t *nodes[] = { json_array_get(standby, 0), json_array_get(standby, 1), full };
+	struct jsonprune *pr = jsonprune_new(NODE_CACHE_FIELDS, NULL);
+
+	(void)state;
+	assert_non_null(pr);
+	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+		char *text = json_dumps(nodes[i], JSON_COMPACT), whole[8192], cut[8192];
+		struct buf out;
+		struct node_info *a, *b;
+		int rc;
+
+		buf_init(&out, 1 << 20);
+		assert_int_equal(jsonprune_apply(pr, text, strlen(text), &out), 0);
+		json_t *pruned = json_loadb(out.data, out.len, 0, NULL);
+		assert_non_null(pruned);
+		a = node_info_parse(nodes[i], &rc);
+		b = node_info_parse(pruned, &rc);
+		assert_non_null(a);
+		assert_non_null(b);
+		describe(a, whole, sizeof(whole));
+		describe(b, cut, sizeof(cut));
+		assert_string_equal(whole, cut);
+		if (nodes[i] == full) {
+			/* Ten images and the node info are most of a Node's text. */
+			assert_true(out.len * 2 < strlen(text));
+			assert_null(strstr(out.data, "images"));
+			assert_true(a->unschedulable);
+			assert_true(node_info_network_ready(a));
+			assert_non_null(a->reservations);
+			assert_true(a->empty_since_ms > 0 && a->deleted_ms > 0);
+			assert_int_equal(resources_ext_get(&a->allocatable, "nvidia.com/gpu"), 1);
+		}
+		cache_obj_unref(&a->obj);
+		cache_obj_unref(&b->obj);
+		json_decref(pruned);
+		buf_free(&out);
+		free(text);
+	}
+	jsonprune_free(pr);
+	json_decref(standby);
+	json_decref(full);
+}
+
 int
 main(void)
 {
@@ -369,6 +447,7 @@ main(void)
 		cmocka_unit_test(test_cache_write_through_and_index),
 		cmocka_unit_test(test_cache_wait_wakes),
 		cmocka_unit_test(test_transition_patch),
+		cmocka_unit_test(test_pruned_parse_is_identical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

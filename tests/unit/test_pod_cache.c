@@ -5,6 +5,7 @@
 
 #include "test_util.h"
 #include "stratos/intern.h"
+#include "stratos/jsonprune.h"
 #include "stratos/pod_cache.h"
 
 static json_t *
@@ -336,6 +337,100 @@ test_interned_memory_returns(void **state)
 	json_decref(args);
 }
 
+/* Every field of a pod_info as text, to compare two parses. */
+static void
+describe(const struct pod_info *p, char *out, size_t len)
+{
+	const struct pod_selection *s = p->selection;
+	int n = snprintf(out, len, "%s|%s|%s|%s|%s|%s|%llu|%lld|%lld|cpu=%lld mem=%lld eph=%lld "
+	    "pods=%lld|ph=%d fl=%d sch=%d rsn=%d rdy=%d ctr=%d img=%d|",
+	    p->obj.key, p->name, p->namespace, p->uid, p->owner_key ? p->owner_key : "-",
+	    p->pool ? p->pool : "-", (unsigned long long)p->obj.rv, (long long)p->created_ms,
+	    (long long)p->deleted_ms, (long long)p->requests.cpu_milli,
+	    (long long)p->requests.memory, (long long)p->requests.ephemeral,
+	    (long long)p->requests.pods, p->phase, p->flags, p->scheduled, p->sched_reason,
+	    p->ready, p->containers, p->images_pulled);
+	for (uint32_t i = 0; i < p->requests.next && n < (int)len; i++)
+		n += snprintf(out + n, len - (size_t)n, "%s=%lld,", p->requests.ext[i].name,
+		    (long long)p->requests.ext[i].value);
+	for (uint32_t i = 0; i < p->tolerations->n && n < (int)len; i++) {
+		const struct kube_toleration *t = &p->tolerations->items[i];
+		n += snprintf(out + n, len - (size_t)n, "T%s/%s/%d/%d/%lld,", t->key ? t->key : "",
+		    t->value ? t->value : "", t->exists, t->effect, (long long)t->seconds);
+	}
+	if (s != NULL && n < (int)len) {
+		const struct kube_selector_req *r = pod_selection_reqs(s);
+		n += snprintf(out + n, len - (size_t)n, "S%d/%d/%d/%d:", s->nselector, s->nterms,
+		    s->nreqs, s->nvalues);
+		for (uint16_t i = 0; i < 2 * s->nselector && n < (int)len; i++)
+			n += snprintf(out + n, len - (size_t)n, "%s,", pod_selection_pairs(s)[i]);
+		for (uint16_t i = 0; i <= s->nterms && n < (int)len; i++)
+			n += snprintf(out + n, len - (size_t)n, "t%d,", pod_selection_term_first(s)[i]);
+		for (uint16_t i = 0; i < s->nreqs && n < (int)len; i++)
+			n += snprintf(out + n, len - (size_t)n, "%s/%d/%d/%d,", r[i].key, r[i].op,
+			    r[i].first, r[i].n);
+		for (uint16_t i = 0; i < s->nvalues && n < (int)len; i++)
+			n += snprintf(out + n, len - (size_t)n, "%s,", pod_selection_values(s)[i]);
+	}
+}
+
+/* The cache parses pruned text: it must give exactly what the whole object gives. */
+static void
+test_pruned_parse_is_identical(void **state)
+{
+	static const char *const fixtures[] = {
+		FIXTURE("kube/pod-full.json"), FIXTURE("extender/filter-args-nodenames.json"),
+		FIXTURE("extender/filter-args-nodes.json"),
+	};
+	struct jsonprune *pr = jsonprune_new(POD_CACHE_FIELDS, NULL);
+
+	(void)state;
+	assert_non_null(pr);
+	for (size_t i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
+		json_t *doc = load(fixtures[i]);
+		json_t *pod = json_object_get(doc, "Pod") != NULL ? json_object_get(doc, "Pod") : doc;
+		char *text = json_dumps(pod, JSON_COMPACT), whole[4096], cut[4096];
+		struct buf out;
+		struct pod_info *a, *b;
+		int rc;
+
+		buf_init(&out, 1 << 20);
+		assert_int_equal(jsonprune_apply(pr, text, strlen(text), &out), 0);
+		assert_true(out.len < strlen(text));
+		json_t *pruned = json_loadb(out.data, out.len, 0, NULL);
+		assert_non_null(pruned);
+		a = pod_info_parse(pod, &rc);
+		b = pod_info_parse(pruned, &rc);
+		assert_non_null(a);
+		assert_non_null(b);
+		describe(a, whole, sizeof(whole));
+		describe(b, cut, sizeof(cut));
+		assert_string_equal(whole, cut);
+		if (i == 0) {
+			/* The rich fixture exercises every field. */
+			assert_null(strstr(out.data, "managedFields"));
+			assert_null(strstr(out.data, "HF_HOME"));
+			assert_string_equal(a->owner_key, "ml/Deployment/llm-serve");
+			assert_int_equal(a->flags, POD_FLAG_MIRROR);
+			/* containers 4.1 cpu + sidecar 0.25 vs init 2 + 0.25 → 4.35, + overhead 0.25 */
+			assert_int_equal(a->requests.cpu_milli, 4600);
+			assert_int_equal(resources_ext_get(&a->requests, "nvidia.com/gpu"), 1);
+			assert_int_equal(a->requests.ephemeral, 10LL << 30);
+			assert_int_equal(a->containers, 2);
+			assert_int_equal(a->images_pulled, 1);
+			assert_int_equal(a->selection->nterms, 2);
+			assert_int_equal(a->tolerations->n, 4);
+		}
+		cache_obj_unref(&a->obj);
+		cache_obj_unref(&b->obj);
+		json_decref(pruned);
+		buf_free(&out);
+		free(text);
+		json_decref(doc);
+	}
+	jsonprune_free(pr);
+}
+
 int
 main(void)
 {
@@ -347,6 +442,7 @@ main(void)
 		cmocka_unit_test(test_tolerations_and_selection),
 		cmocka_unit_test(test_owner_key_function),
 		cmocka_unit_test(test_interned_memory_returns),
+		cmocka_unit_test(test_pruned_parse_is_identical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
