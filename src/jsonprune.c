@@ -432,3 +432,49 @@ jsonprune_list_items(const char *in, size_t len, jsonprune_item_fn fn, void *ctx
 		*metadata = meta;
 	return rc;
 }
+
+int
+jsonprune_list_metadata(const char *in, size_t len, json_t **metadata)
+{
+	struct jsonprune__in s = { in, in + len };
+	bool first = true;
+
+	*metadata = NULL;
+	jsonprune__ws(&s);
+	if (s.p >= s.end || *s.p != '{')
+		return -EBADMSG;
+	s.p++;
+	for (;;) {
+		const char *key, *val;
+		size_t klen;
+
+		jsonprune__ws(&s);
+		if (s.p < s.end && *s.p == '}')
+			return 0;
+		if (!first) {
+			if (s.p >= s.end || *s.p != ',')
+				return -EBADMSG;
+			s.p++;
+			jsonprune__ws(&s);
+		}
+		first = false;
+		if (s.p >= s.end || *s.p != '"')
+			return -EBADMSG;
+		key = s.p + 1;
+		if (jsonprune__string(&s) < 0)
+			return -EBADMSG;
+		klen = (size_t)(s.p - key) - 1;
+		jsonprune__ws(&s);
+		if (s.p >= s.end || *s.p != ':')
+			return -EBADMSG;
+		s.p++;
+		jsonprune__ws(&s);
+		val = s.p;
+		if (jsonprune__skip(&s) < 0)
+			return -EBADMSG;
+		if (klen == 8 && memcmp(key, "metadata", 8) == 0) {
+			*metadata = json_loadb(val, (size_t)(s.p - val), 0, NULL);
+			return *metadata != NULL ? 0 : -EBADMSG;
+		}
+	}
+}

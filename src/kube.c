@@ -564,70 +564,125 @@ kube__page_item(void *p, const char *item, size_t len)
 	return 0;
 }
 
+/* One page fetched on a helper thread while the previous one is parsed. */
+struct kube__fetch {
+	struct kube *k;
+	char *path;
+	struct httpc_response resp;
+	struct kube_error err;
+	int rc;
+};
+
+static void *
+kube__fetch_main(void *arg)
+{
+	struct kube__fetch *f = arg;
+	struct kube_req req = { .method = "GET", .path = f->path };
+
+	f->rc = kube__request_raw(f->k, &req, &f->resp, &f->err);
+	return NULL;
+}
+
+static char *
+kube__page_path(const char *path, const char *query, const char *cont)
+{
+	char *econt = NULL, *full = NULL;
+
+	if (cont != NULL && (econt = httpc_escape(cont)) == NULL)
+		return NULL;
+	if (asprintf(&full, "%s?limit=%u%s%s%s%s", path, LIMITS_KUBE_LIST_PAGE,
+	    query != NULL ? "&" : "", query != NULL ? query : "",
+	    econt != NULL ? "&continue=" : "", econt != NULL ? econt : "") < 0)
+		full = NULL;
+	free(econt);
+	return full;
+}
+
 int
 kube_list(struct kube *k, const char *path, const char *query, const struct jsonprune *prune,
     kube_list_fn fn, void *ctx, char **rv_out, struct kube_error *err)
 {
 	struct kube__page pg = { .prune = prune, .fn = fn, .ctx = ctx };
-	char *cont = NULL, *rv = NULL;
-	unsigned pages = 0;
-	int rc = 0;
+	struct kube__fetch cur = { .k = k }, next = { .k = k };
+	char *rv = NULL;
+	unsigned pages = 1;
+	int rc;
 
 	if (rv_out != NULL)
 		*rv_out = NULL;
 	kube__err_clear(err);
 	buf_init(&pg.scratch, LIMITS_KUBE_RESPONSE);
-	do {
-		struct kube_req req = { .method = "GET" };
-		struct httpc_response resp;
-		char *full = NULL, *econt = NULL;
+	cur.path = kube__page_path(path, query, NULL);
+	if (cur.path == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	kube__fetch_main(&cur);
+	for (;;) {
 		json_t *meta = NULL;
+		const char *cont;
+		pthread_t t;
+		bool fetching = false;
 
-		if (++pages > LIMITS_KUBE_LIST_PAGES) {
+		rc = cur.rc;
+		if (rc < 0) {
+			*err = cur.err;
+			break;
+		}
+		if (jsonprune_list_metadata(cur.resp.body.data, cur.resp.body.len, &meta) < 0) {
+			rc = -EBADMSG;
 			err->class = KUBE_ERR_OTHER;
-			snprintf(err->message, sizeof(err->message), "more than %u pages",
-			    LIMITS_KUBE_LIST_PAGES);
-			rc = -E2BIG;
+			snprintf(err->message, sizeof(err->message), "LIST reply is not a list");
 			break;
 		}
-		if (cont != NULL && (econt = httpc_escape(cont)) == NULL) {
-			rc = -ENOMEM;
-			break;
-		}
-		if (asprintf(&full, "%s?limit=%u%s%s%s%s", path, LIMITS_KUBE_LIST_PAGE,
-		    query != NULL ? "&" : "", query != NULL ? query : "",
-		    econt != NULL ? "&continue=" : "", econt != NULL ? econt : "") < 0) {
-			free(econt);
-			rc = -ENOMEM;
-			break;
-		}
-		free(econt);
-		req.path = full;
-		rc = kube__request_raw(k, &req, &resp, err);
-		free(full);
-		if (rc == 0) {
-			pg.rc = 0;
-			rc = jsonprune_list_items(resp.body.data, resp.body.len, kube__page_item, &pg,
-			    &meta);
-			if (rc == 1)
-				rc = pg.rc;
-			if (rc == -EBADMSG) {
-				err->class = KUBE_ERR_OTHER;
-				snprintf(err->message, sizeof(err->message), "LIST reply is not a list");
-			}
-		}
-		httpc_response_free(&resp);
-		if (rc != 0)
-			break;
-		const char *prv = json_string_value(json_object_get(meta, "resourceVersion"));
-		const char *pc = json_string_value(json_object_get(meta, "continue"));
 		free(rv);
-		free(cont);
-		rv = prv != NULL ? strdup(prv) : NULL;
-		cont = pc != NULL && pc[0] != '\0' ? strdup(pc) : NULL;
+		rv = json_string_value(json_object_get(meta, "resourceVersion")) != NULL ?
+		    strdup(json_string_value(json_object_get(meta, "resourceVersion"))) : NULL;
+		cont = json_string_value(json_object_get(meta, "continue"));
+		/* While this page is parsed, the server prepares the next one. */
+		if (cont != NULL && cont[0] != '\0') {
+			if (++pages > LIMITS_KUBE_LIST_PAGES) {
+				json_decref(meta);
+				err->class = KUBE_ERR_OTHER;
+				snprintf(err->message, sizeof(err->message), "more than %u pages",
+				    LIMITS_KUBE_LIST_PAGES);
+				rc = -E2BIG;
+				break;
+			}
+			next.path = kube__page_path(path, query, cont);
+			if (next.path == NULL) {
+				json_decref(meta);
+				rc = -ENOMEM;
+				break;
+			}
+			if (pthread_create(&t, NULL, kube__fetch_main, &next) == 0)
+				fetching = true;
+			else
+				kube__fetch_main(&next);
+		}
 		json_decref(meta);
-	} while (cont != NULL);
-	free(cont);
+		pg.rc = 0;
+		rc = jsonprune_list_items(cur.resp.body.data, cur.resp.body.len, kube__page_item,
+		    &pg, NULL);
+		if (rc == 1)
+			rc = pg.rc;
+		if (rc == -EBADMSG) {
+			err->class = KUBE_ERR_OTHER;
+			snprintf(err->message, sizeof(err->message), "LIST reply is not a list");
+		}
+		if (fetching)
+			pthread_join(t, NULL);
+		httpc_response_free(&cur.resp);
+		free(cur.path);
+		cur = next;
+		memset(&next, 0, sizeof(next));
+		next.k = k;
+		if (rc != 0 || cur.path == NULL)
+			break;
+	}
+out:
+	httpc_response_free(&cur.resp);
+	free(cur.path);
 	buf_free(&pg.scratch);
 	if (rc == 0 && rv_out != NULL)
 		*rv_out = rv;

@@ -1,5 +1,6 @@
 /* Watch-event stream parsing and the list+watch loop that keeps a cache in step with the API. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,6 +389,11 @@ kube_informer__list(struct kube_informer *inf)
 		return rc;
 	}
 	kube_informer__set_rv(inf, rv);
+	/*
+	 * A LIST leaves megabytes of page buffers free in the arenas of the
+	 * threads that fetched them; hand them back rather than keep them as RSS.
+	 */
+	malloc_trim(0);
 	pthread_mutex_lock(&inf->lock);
 	inf->st.synced = true;
 	inf->st.lists++;

@@ -1,5 +1,6 @@
 /* stratosd: wires the modules together for each subcommand. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -339,6 +340,13 @@ main_serve(int argc, char **argv)
 	if (m.cfg.insecure_http)
 		log_warn("--insecure-http: serving %s over plain HTTP; admission webhooks need TLS",
 		    m.cfg.listen);
+
+	/*
+	 * LIST pages and watch events are megabyte buffers freed at once: keep
+	 * them out of the heaps where they would pin the small cache objects'
+	 * pages (a fixed threshold also stops glibc raising it after a big free).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 
 	/* Every thread inherits this mask; only the main thread takes the signals. */
 	sigemptyset(&sigs);

@@ -49,4 +49,11 @@ typedef int (*jsonprune_item_fn)(void *ctx, const char *item, size_t len);
 int jsonprune_list_items(const char *in, size_t len, jsonprune_item_fn fn, void *ctx,
     json_t **metadata);
 
+/*
+ * Finds and parses only the "metadata" member of a LIST body (the continue
+ * token), skipping the items unparsed. *metadata is the caller's, NULL when
+ * absent. Returns 0 or -EBADMSG.
+ */
+int jsonprune_list_metadata(const char *in, size_t len, json_t **metadata);
+
 #endif

@@ -462,7 +462,10 @@ test_request_bodies(void **state)
 static void
 h_pages(int fd, const struct req *r)
 {
-	if (strstr(r->path, "continue=tok%2F2") != NULL)
+	if (strstr(r->path, "expire=1") != NULL && strstr(r->path, "continue=") != NULL)
+		reply(fd, 410, NULL, "{\"kind\":\"Status\",\"reason\":\"Expired\",\"message\":"
+		    "\"The provided continue parameter is too old\",\"code\":410}");
+	else if (strstr(r->path, "continue=tok%2F2") != NULL)
 		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"900\"},\"items\":[{\"n\":3}]}");
 	else if (strstr(r->path, "continue=tok1") != NULL)
 		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"900\",\"continue\":\"tok/2\"},\"items\":[{\"n\":2}]}");
@@ -498,6 +501,14 @@ test_list_pages(void **state)
 	assert_non_null(strstr(paths_log, "&continue=tok1\n"));
 	assert_non_null(strstr(paths_log, "&continue=tok%2F2\n"));
 	free(rv);
+	/* A continue token that expires while the first page is parsed: Gone, no version. */
+	seq = 0;
+	rv = NULL;
+	assert_int_equal(kube_list(k, "/api/v1/pods", "expire=1", NULL, collect_items, &seq, &rv,
+	    &err), -ESTALE);
+	assert_int_equal(err.class, KUBE_ERR_GONE);
+	assert_null(rv);
+	assert_int_equal(seq, 1);                   /* the first page was delivered */
 	kube_free(k);
 }
 
