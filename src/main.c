@@ -6,6 +6,7 @@
 
 #include "stratos/config.h"
 #include "stratos/log.h"
+#include "stratos/validate_cli.h"
 
 extern char **environ;
 
@@ -19,6 +20,7 @@ static int main_version(int argc, char **argv);
 static int main_help(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
+	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cli_main },
 	{ "version", "print the version", main_version },
 	{ "help", "show this help", main_help },
 };
