@@ -35,9 +35,14 @@ admission_request_parse(const struct server_request *req, struct admission_reque
 	if (req->method != NULL && strcmp(req->method, "POST") != 0)
 		return admission__fail(http_status, 405, err, errlen,
 		    "admission reviews must be POSTed");
-	if (req->body == NULL || req->body_len == 0)
+	/* A SERVER_ROUTE_JSON route has parsed the body already. */
+	if (req->json != NULL) {
+		ar->root = json_incref(req->json);
+	} else if (req->body == NULL || req->body_len == 0) {
 		return admission__fail(http_status, 400, err, errlen, "empty body");
-	ar->root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	} else {
+		ar->root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	}
 	if (ar->root == NULL) {
 		*http_status = 400;
 		snprintf(err, errlen, "body is not JSON: %s (line %d, column %d)", jerr.text,

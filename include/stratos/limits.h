@@ -8,6 +8,16 @@
 #define LIMITS_HTTP_CONNECTIONS_DEFAULT 1024u
 #define LIMITS_HTTP_THREADS_MAX         64u
 #define LIMITS_METRICS_BODY             (64u * 1024)         /* requests to the metrics port */
+#define LIMITS_METRICS_CONNECTIONS      64u                  /* the metrics port's connection limit */
+#define LIMITS_HTTP_BODY_DRAIN          (1u * 1024 * 1024)   /* chunked body read past the cap before
+                                                                 the connection is dropped (no 413) */
+#define LIMITS_HTTP_CONNECTION_MEMORY   (16u * 1024)         /* per connection: headers + read buffer
+                                                                 (zeroed by libmicrohttpd per request) */
+#define LIMITS_HTTP_ROUTES              64u                  /* routes per server */
+#define LIMITS_HTTP_READY_CHECKS        32u                  /* /readyz checks */
+#define LIMITS_HTTP_RESPONSE_MIN        (1u * 1024 * 1024)   /* response cap is max(this, 2 x body cap) */
+#define LIMITS_TLS_FILE                 (1u * 1024 * 1024)   /* certificate, key or CA file */
+#define LIMITS_TLS_CHAIN                16u                  /* certificates in the serving chain */
 
 /* Outgoing HTTP (Kubernetes API, EC2, STS, IMDS). */
 #define LIMITS_HTTPC_RESPONSE_DEFAULT   (16u * 1024 * 1024)
