@@ -314,6 +314,46 @@ fieldcheck_enum(struct fieldcheck *fc, const json_t *parent, const char *key,
 	return -1;
 }
 
+/*
+ * The duration syntax the CRDs accept: ^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$
+ * (Go's syntax without sign, ".5s" or "5.s"), at most LIMITS_DURATION bytes.
+ */
+static bool
+fieldcheck__duration_syntax(const char *s)
+{
+	static const char *const units[] = {
+		"ns", "us", "\xc2\xb5s", "\xce\xbcs", "ms", "s", "m", "h",
+	};
+	const char *p = s;
+
+	if (strlen(s) > LIMITS_DURATION || *s == '\0')
+		return false;
+	if (strcmp(s, "0") == 0)
+		return true;
+	while (*p != '\0') {
+		size_t best = 0;
+		if (!isdigit((unsigned char)*p))
+			return false;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (*p == '.') {
+			p++;
+			if (!isdigit((unsigned char)*p))
+				return false;
+			while (isdigit((unsigned char)*p))
+				p++;
+		}
+		/* Longest unit first: "ms" before "m". */
+		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (strncmp(p, units[i], strlen(units[i])) == 0 && strlen(units[i]) > best)
+				best = strlen(units[i]);
+		if (best == 0)
+			return false;
+		p += best;
+	}
+	return true;
+}
+
 int
 fieldcheck_duration(struct fieldcheck *fc, const json_t *parent, const char *key,
     unsigned flags, int64_t *out_ms)
@@ -324,12 +364,11 @@ fieldcheck_duration(struct fieldcheck *fc, const json_t *parent, const char *key
 
 	if (rc <= 0)
 		return rc;
-	if (s[0] == '-' && duration_parse_ms(s + 1, &ms) == 0 && ms > 0) {
+	if (s[0] == '-' && fieldcheck__duration_syntax(s + 1)) {
 		fieldcheck__key_violation(fc, key, FIELDCHECK_MSG_NEGATIVE);
 		return -1;
 	}
-	/* "-0s" is zero in Go: accept it like "0s". */
-	if (duration_parse_ms(s[0] == '-' ? s + 1 : s, &ms) < 0) {
+	if (!fieldcheck__duration_syntax(s) || duration_parse_ms(s, &ms) < 0) {
 		fieldcheck__key_violation(fc, key, FIELDCHECK_MSG_DURATION);
 		return -1;
 	}

@@ -84,7 +84,7 @@ nodepool__set(char **dst, const char *s)
 	return true;
 }
 
-/* metadata: the name (a pool name is a label value and part of EC2 tags, so a DNS-1123 label). */
+/* metadata: the name (a Kubernetes object name that is also a label value, so ≤ 63 characters). */
 static int
 nodepool__metadata(struct fieldcheck *fc, const json_t *obj, struct nodepool *p)
 {
@@ -103,8 +103,11 @@ nodepool__metadata(struct fieldcheck *fc, const json_t *obj, struct nodepool *p)
 	mark = fieldcheck_push(fc, "metadata");
 	if (fieldcheck_string(fc, md, "name", FIELDCHECK_REQUIRED, &s) > 0) {
 		size_t m2 = fieldcheck_push(fc, "name");
-		if ((problem = fieldcheck_dns1123_label(s)) != NULL)
+		if ((problem = fieldcheck_dns1123_subdomain(s)) != NULL)
 			fieldcheck_violation(fc, "%s", problem);
+		else if (strlen(s) > LIMITS_NODEPOOL_NAME)
+			fieldcheck_violation(fc, "must be no more than %u characters (it is the value "
+			    "of the stratos.sh/pool label)", LIMITS_NODEPOOL_NAME);
 		fieldcheck_pop(fc, m2);
 		if (!nodepool__set(&p->name, s))
 			return -ENOMEM;
@@ -328,14 +331,18 @@ nodepool__prewarm(struct fieldcheck *fc, const json_t *spec, struct nodepool *p)
 
 			if (!json_is_string(img)) {
 				fieldcheck_violation(fc, FIELDCHECK_MSG_STRING);
+			} else if (json_string_length(img) > LIMITS_NODEPOOL_IMAGE_REF) {
+				fieldcheck_violation(fc, "must be no more than %u characters",
+				    LIMITS_NODEPOOL_IMAGE_REF);
 			} else if ((problem = fieldcheck_image_ref(json_string_value(img))) != NULL) {
 				fieldcheck_violation(fc, "must be an image reference "
 				    "([registry[:port]/]path[:tag][@digest]): %s", problem);
 			} else {
 				for (size_t j = 0; j < p->nimages_to_pull && !dup; j++)
 					dup = strcmp(p->images_to_pull[j], json_string_value(img)) == 0;
+				/* A set in the CRD (x-kubernetes-list-type: set): the API refuses repeats. */
 				if (dup) {
-					fieldcheck_warning(fc, "duplicate image; it is pulled once");
+					fieldcheck_violation(fc, FIELDCHECK_MSG_DUPLICATE);
 				} else {
 					p->images_to_pull[p->nimages_to_pull] =
 					    strdup(json_string_value(img));

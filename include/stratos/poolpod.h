@@ -13,7 +13,7 @@
  * The annotation the webhook puts on every pool pod. Its value is the pool
  * name, or for a pod whose node affinity allows several pools, their names
  * joined with "," in the order the pod lists them (pool names are DNS-1123
- * labels, so they never contain a comma).
+ * subdomains of at most 63 characters, so they never contain a comma).
  */
 #define POOLPOD_ANNOTATION "stratos.sh/pool"
 #define POOLPOD_LABEL_KEY  "stratos.sh/pool"

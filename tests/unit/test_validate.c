@@ -153,7 +153,6 @@ run_cases(const char *base, bool pool, const struct rule_case *cases, size_t n,
 
 #define NCASES(c) (sizeof(c) / sizeof((c)[0]))
 #define BAD_NAME_CHARS "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-#define DNS_LABEL "must be a DNS-1123 label (at most 63 lower-case alphanumeric characters or '-', starting and ending with an alphanumeric character)"
 #define DNS_SUBDOMAIN "must be a DNS-1123 subdomain (at most 253 lower-case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character)"
 #define IMAGE "must be an image reference ([registry[:port]/]path[:tag][@digest]): "
 
@@ -174,8 +173,12 @@ test_nodepool_rules(void **state)
 		/* metadata */
 		{ "metadata.name", NULL, "metadata.name: is required" },
 		{ "metadata", NULL, "metadata.name: is required" },
-		{ "metadata.name", "'Pool_1'", "metadata.name: " DNS_LABEL "\n"
+		{ "metadata.name", "'Pool_1'", "metadata.name: " DNS_SUBDOMAIN "\n"
 		  "spec.template.labels[stratos.sh/pool]: must equal the NodePool name \"Pool_1\"" },
+		{ "metadata.name", "'p1234567890123456789012345678901234567890123456789012345678901234'",
+		  "metadata.name: must be no more than 63 characters (it is the value of the stratos.sh/pool label)\n"
+		  "spec.template.labels[stratos.sh/pool]: must equal the NodePool name \"p1234567890123456789012345678901234567890123456789012345678901234\"" },
+		{ "spec.template.labels.stratos.sh/pool", "'ci.runners'", "spec.template.labels[stratos.sh/pool]: must equal the NodePool name \"p1\"" },
 		/* poolSize / minStandby */
 		{ "spec.poolSize", NULL, "spec.poolSize: is required" },
 		{ "spec.poolSize", "0", "spec.poolSize: must be between 1 and 1000" },
@@ -244,7 +247,13 @@ test_nodepool_rules(void **state)
 		{ "spec.preWarm.imagesToPull.0", "'a//b'", "spec.preWarm.imagesToPull[0]: " IMAGE "invalid reference format" },
 		{ "spec.preWarm.imagesToPull.0", "''", "spec.preWarm.imagesToPull[0]: " IMAGE "invalid reference format" },
 		{ "spec.preWarm.imagesToPull.0", "'localhost:5000/team/app:v1.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'", "" },
-		{ "spec.preWarm.imagesToPull.1", "'nginx:1.27'", "", "spec.preWarm.imagesToPull[1]: duplicate image; it is pulled once" },
+		{ "spec.preWarm.imagesToPull.1", "'nginx:1.27'", "spec.preWarm.imagesToPull[1]: duplicate value" },
+		{ "spec.preWarm.timeout", "'+5m'", "spec.preWarm.timeout: must be a duration like 30s, 5m or 1h30m" },
+		{ "spec.preWarm.timeout", "'.5h'", "spec.preWarm.timeout: must be a duration like 30s, 5m or 1h30m" },
+		{ "spec.preWarm.timeout", "'5.m'", "spec.preWarm.timeout: must be a duration like 30s, 5m or 1h30m" },
+		{ "spec.preWarm.timeout", "'1h 30m'", "spec.preWarm.timeout: must be a duration like 30s, 5m or 1h30m" },
+		{ "spec.preWarm.timeout", "'1.5h'", "" },
+		{ "spec.preWarm.timeout", "'90000ms'", "" },
 		/* scaleDown */
 		{ "spec.scaleDown.emptyNodeTTL", "'soon'", "spec.scaleDown.emptyNodeTTL: must be a duration like 30s, 5m or 1h30m" },
 		{ "spec.scaleDown.emptyNodeTTL", "'-1s'", "spec.scaleDown.emptyNodeTTL: must not be negative" },
