@@ -186,27 +186,57 @@ poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct pool
 		m->pools[i] = pools_find_nodepool(snap, m->names[i]);
 }
 
-bool
-poolpod_tolerates(const json_t *tolerations, const char *key, const char *value,
-    const char *effect)
+size_t
+poolpod_tolerations(const json_t *tolerations, struct poolpod_toleration *out, size_t max)
 {
 	size_t i;
 	json_t *t;
 
 	json_array_foreach(tolerations, i, t) {
-		const char *tkey = poolpod__str(t, "key"), *top = poolpod__str(t, "operator");
-		const char *teffect = poolpod__str(t, "effect"), *tvalue = poolpod__str(t, "value");
+		if (i >= max)
+			continue;
+		out[i].key = poolpod__str(t, "key");
+		out[i].op = poolpod__str(t, "operator");
+		out[i].value = poolpod__str(t, "value");
+		out[i].effect = poolpod__str(t, "effect");
+	}
+	return json_array_size(tolerations);
+}
 
-		if (teffect != NULL && teffect[0] != '\0' && strcmp(teffect, effect) != 0)
+bool
+poolpod_tolerates_list(const struct poolpod_toleration *t, size_t n, const char *key,
+    const char *value, const char *effect)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].effect != NULL && t[i].effect[0] != '\0' && strcmp(t[i].effect, effect) != 0)
 			continue;
-		if (tkey != NULL && tkey[0] != '\0' && strcmp(tkey, key) != 0)
+		if (t[i].key != NULL && t[i].key[0] != '\0' && strcmp(t[i].key, key) != 0)
 			continue;
-		if (top == NULL || top[0] == '\0' || strcmp(top, "Equal") == 0) {
-			if (strcmp(tvalue != NULL ? tvalue : "", value) == 0)
+		if (t[i].op == NULL || t[i].op[0] == '\0' || strcmp(t[i].op, "Equal") == 0) {
+			if (strcmp(t[i].value != NULL ? t[i].value : "", value) == 0)
 				return true;
-		} else if (strcmp(top, "Exists") == 0) {
+		} else if (strcmp(t[i].op, "Exists") == 0) {
 			return true;
 		}
+	}
+	return false;
+}
+
+bool
+poolpod_tolerates(const json_t *tolerations, const char *key, const char *value,
+    const char *effect)
+{
+	struct poolpod_toleration one;
+	size_t i;
+	json_t *t;
+
+	json_array_foreach(tolerations, i, t) {
+		one.key = poolpod__str(t, "key");
+		one.op = poolpod__str(t, "operator");
+		one.value = poolpod__str(t, "value");
+		one.effect = poolpod__str(t, "effect");
+		if (poolpod_tolerates_list(&one, 1, key, value, effect))
+			return true;
 	}
 	return false;
 }

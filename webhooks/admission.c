@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 
 #include "stratos/admission.h"
+#include "stratos/jsonpatch.h"
 #include "stratos/limits.h"
 
 static const char *
@@ -91,9 +92,9 @@ admission_request_free(struct admission_request *ar)
 	memset(ar, 0, sizeof(*ar));
 }
 
-/* A warning cut to LIMITS_ADMISSION_WARNING bytes on a UTF-8 boundary, control bytes blanked. */
-static json_t *
-admission__warning(const char *w)
+/* A warning cut to LIMITS_ADMISSION_WARNING bytes on a UTF-8 boundary, control bytes blanked, as a JSON string. */
+static int
+admission__warning(struct buf *out, const char *w)
 {
 	char text[LIMITS_ADMISSION_WARNING + 1];
 	size_t n = strlen(w);
@@ -108,39 +109,26 @@ admission__warning(const char *w)
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
 			text[i] = ' ';
-	return json_stringn(text, n);
+	return jsonpatch_text_string(out, text);
 }
 
-/* Base64 (standard alphabet, padded) of the compact JSON of patch. */
-static json_t *
-admission__patch_base64(const json_t *patch)
+/* Appends base64 (standard alphabet, padded) of n bytes. */
+static int
+admission__base64(struct buf *out, const char *data, size_t n)
 {
-	char stack[4096];
-	char *text = stack, *b64;
-	size_t n = json_dumpb(patch, stack, sizeof(stack), JSON_COMPACT);
-	json_t *out;
+	unsigned char stack[8192], *b64 = stack;
+	size_t len = 4 * ((n + 2) / 3);
+	int rc;
 
-	if (n == 0 || n > LIMITS_ADMISSION_PATCH)
-		return NULL;
-	if (n > sizeof(stack)) {
-		text = malloc(n);
-		if (text == NULL || json_dumpb(patch, text, n, JSON_COMPACT) != n) {
-			free(text);
-			return NULL;
-		}
-	}
-	b64 = malloc(4 * ((n + 2) / 3) + 1);
-	if (b64 == NULL) {
-		if (text != stack)
-			free(text);
-		return NULL;
-	}
-	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)text, (int)n);
-	out = json_string(b64);
-	free(b64);
-	if (text != stack)
-		free(text);
-	return out;
+	if (n > LIMITS_ADMISSION_PATCH)
+		return -E2BIG;
+	if (len + 1 > sizeof(stack) && (b64 = malloc(len + 1)) == NULL)
+		return -ENOMEM;
+	EVP_EncodeBlock(b64, (const unsigned char *)data, (int)n);
+	rc = buf_append(out, b64, len);
+	if (b64 != stack)
+		free(b64);
+	return rc;
 }
 
 /* Appends the compact JSON of root to body; 0 or the buf error. */
@@ -164,65 +152,68 @@ admission__write(struct buf *body, const json_t *root)
 	return rc;
 }
 
+static int
+admission__status(struct buf *b, const struct admission_verdict *v)
+{
+	json_t *status = json_pack("{s:s, s:i, s:s, s:s}", "status", "Failure",
+	    "code", v->code >= 400 && v->code < 600 ? v->code : 400,
+	    "reason", v->reason != NULL ? v->reason : "Invalid",
+	    "message", v->message != NULL ? v->message : "denied");
+	int rc = -ENOMEM;
+
+	if (status != NULL && (v->details == NULL ||
+	    json_object_set_new(status, "details", json_deep_copy(v->details)) == 0))
+		rc = admission__write(b, status);
+	json_decref(status);
+	return rc;
+}
+
 int
 admission_respond(struct server_response *resp, const char *uid,
     const struct admission_verdict *v)
 {
-	json_t *root, *r;
-	int rc = -ENOMEM;
+	struct buf *b = &resp->body;
+	int rc;
 
-	r = json_object();
-	root = json_pack("{s:s, s:s}", "apiVersion", ADMISSION_API_VERSION, "kind", ADMISSION_KIND);
-	if (r == NULL || root == NULL)
-		goto out;
-	if (json_object_set_new(r, "uid", json_string(uid)) < 0 ||
-	    json_object_set_new(r, "allowed", json_boolean(v->allowed)) < 0)
-		goto out;
-	if (!v->allowed) {
-		json_t *status = json_pack("{s:s, s:i, s:s, s:s}", "status", "Failure",
-		    "code", v->code >= 400 && v->code < 600 ? v->code : 400,
-		    "reason", v->reason != NULL ? v->reason : "Invalid",
-		    "message", v->message != NULL ? v->message : "denied");
-		if (status == NULL)
-			goto out;
-		if (v->details != NULL &&
-		    json_object_set_new(status, "details", json_deep_copy(v->details)) < 0) {
-			json_decref(status);
-			goto out;
-		}
-		if (json_object_set_new(r, "status", status) < 0)
-			goto out;
-	} else if (v->patch != NULL) {
-		json_t *b64 = admission__patch_base64(v->patch);
-		if (b64 == NULL) {
-			rc = -E2BIG;
-			goto out;
-		}
-		if (json_object_set_new(r, "patchType", json_string("JSONPatch")) < 0 ||
-		    json_object_set_new(r, "patch", b64) < 0)
-			goto out;
+	buf_reset(b);
+	rc = buf_append_str(b, "{\"apiVersion\":\"" ADMISSION_API_VERSION "\",\"kind\":\""
+	    ADMISSION_KIND "\",\"response\":{\"uid\":");
+	if (rc == 0)
+		rc = jsonpatch_text_string(b, uid);
+	if (rc == 0)
+		rc = buf_append_str(b, v->allowed ? ",\"allowed\":true" : ",\"allowed\":false");
+	if (rc == 0 && !v->allowed) {
+		rc = buf_append_str(b, ",\"status\":");
+		if (rc == 0)
+			rc = admission__status(b, v);
+	} else if (rc == 0 && v->patch != NULL && v->patch_len > 0) {
+		rc = buf_append_str(b, ",\"patchType\":\"JSONPatch\",\"patch\":\"");
+		if (rc == 0)
+			rc = admission__base64(b, v->patch, v->patch_len);
+		if (rc == 0)
+			rc = buf_append_str(b, "\"");
 	}
-	if (v->nwarnings > 0) {
-		json_t *w = json_array();
-		if (w == NULL || json_object_set_new(r, "warnings", w) < 0)
-			goto out;
-		for (size_t i = 0; i < v->nwarnings && i < LIMITS_ADMISSION_WARNINGS; i++)
-			if (json_array_append_new(w, admission__warning(v->warnings[i])) < 0)
-				goto out;
+	if (rc == 0 && v->nwarnings > 0) {
+		rc = buf_append_str(b, ",\"warnings\":[");
+		for (size_t i = 0; rc == 0 && i < v->nwarnings && i < LIMITS_ADMISSION_WARNINGS; i++) {
+			if (i > 0)
+				rc = buf_append_str(b, ",");
+			if (rc == 0)
+				rc = admission__warning(b, v->warnings[i]);
+		}
+		if (rc == 0)
+			rc = buf_append_str(b, "]");
 	}
-	if (json_object_set(root, "response", r) < 0)
-		goto out;
-	resp->status = 200;
-	resp->content_type = "application/json";
-	buf_reset(&resp->body);
-	rc = admission__write(&resp->body, root);
-out:
-	json_decref(r);
-	json_decref(root);
-	if (rc < 0)
+	if (rc == 0)
+		rc = buf_append_str(b, "}}");
+	if (rc < 0) {
 		admission_respond_error(resp, 500, rc == -E2BIG ? "response too large" :
 		    "out of memory");
-	return rc;
+		return rc;
+	}
+	resp->status = 200;
+	resp->content_type = "application/json";
+	return 0;
 }
 
 void

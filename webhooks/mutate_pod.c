@@ -72,8 +72,7 @@ mutate_pod_outcome_free(struct mutate_pod_outcome *out)
 {
 	if (out == NULL)
 		return;
-	json_decref(out->patch);
-	out->patch = NULL;
+	buf_free(&out->patch);
 }
 
 static void
@@ -92,94 +91,186 @@ mutate_pod__warn(struct mutate_pod_outcome *out, const char *fmt, ...)
 	va_end(ap);
 }
 
-/*
- * Adds a toleration {key, Exists, effect} for the taint unless the pod's
- * tolerations or the ones added so far tolerate it already.
- */
-static int
-mutate_pod__tolerate(const json_t *existing, json_t *added, const char *key, const char *value,
-    const char *effect)
-{
-	json_t *t;
+/* Most tolerations one pod can be given: the standard ones and the startup taints of its pools. */
+#define MUTATE_POD_TOLERATIONS_MAX 128
 
-	if (poolpod_tolerates(existing, key, value, effect) ||
-	    poolpod_tolerates(added, key, value, effect))
+/* The tolerations being added: each {key, Exists, effect}. */
+struct mutate_pod__added {
+	size_t n;
+	const char *key[MUTATE_POD_TOLERATIONS_MAX];
+	const char *effect[MUTATE_POD_TOLERATIONS_MAX];
+};
+
+/* The pod's own tolerations, looked up once. */
+struct mutate_pod__existing {
+	const json_t *json;
+	size_t n;
+	struct poolpod_toleration t[MUTATE_POD_TOLERATIONS_MAX];
+};
+
+/* Queues a toleration for the taint unless the pod, or one queued already, tolerates it. */
+static int
+mutate_pod__tolerate(const struct mutate_pod__existing *ex, struct mutate_pod__added *added,
+    const char *key, const char *value, const char *effect)
+{
+	bool tolerated = ex->n <= MUTATE_POD_TOLERATIONS_MAX ?
+	    poolpod_tolerates_list(ex->t, ex->n, key, value, effect) :
+	    poolpod_tolerates(ex->json, key, value, effect);
+
+	if (tolerated)
 		return 0;
-	t = json_pack("{s:s, s:s, s:s}", "key", key, "operator", "Exists", "effect", effect);
-	if (t == NULL || json_array_append_new(added, t) < 0)
-		return -ENOMEM;
+	for (size_t i = 0; i < added->n; i++)
+		if (strcmp(added->key[i], key) == 0 && strcmp(added->effect[i], effect) == 0)
+			return 0;
+	if (added->n == MUTATE_POD_TOLERATIONS_MAX)
+		return -E2BIG;
+	added->key[added->n] = key;
+	added->effect[added->n++] = effect;
 	return 0;
 }
 
+/* {"key":K,"operator":"Exists","effect":E} */
 static int
-mutate_pod__tolerations(const struct poolpod_match *m, const json_t *spec, json_t *patch)
+mutate_pod__toleration_json(struct buf *out, const char *key, const char *effect)
 {
-	const json_t *existing = json_object_get(spec, "tolerations");
-	json_t *added = json_array();
-	size_t i;
-	json_t *t;
-	int rc = 0;
+	int rc = buf_append_str(out, "{\"key\":");
 
-	if (added == NULL)
-		return -ENOMEM;
-	if (json_is_null(existing))
-		existing = NULL;
-	if (existing != NULL && !json_is_array(existing)) {
-		json_decref(added);
-		return -EINVAL;
-	}
-	for (i = 0; i < POOLPOD_STANDARD_TAINTS && rc == 0; i++)
-		rc = mutate_pod__tolerate(existing, added, POOLPOD_TAINTS[i].key,
-		    POOLPOD_TAINTS[i].value, POOLPOD_TAINTS[i].effect);
-	for (size_t p = 0; p < m->npools && rc == 0; p++) {
-		const struct nodepool *np = m->pools[p];
-		for (i = 0; np != NULL && i < np->nstartup_taints && rc == 0; i++)
-			rc = mutate_pod__tolerate(existing, added, np->startup_taints[i].key,
-			    np->startup_taints[i].value,
-			    NODEPOOL_EFFECT_NAMES[np->startup_taints[i].effect]);
-	}
-	if (rc < 0 || json_array_size(added) == 0) {
-		json_decref(added);
-		return rc;
-	}
-	if (existing == NULL)
-		return jsonpatch_append(patch, "add", added, "spec", "tolerations", NULL);
-	json_array_foreach(added, i, t) {
-		rc = jsonpatch_append(patch, "add", json_incref(t), "spec", "tolerations", "-", NULL);
-		if (rc < 0)
-			break;
-	}
-	json_decref(added);
+	if (rc == 0)
+		rc = jsonpatch_text_string(out, key);
+	if (rc == 0)
+		rc = buf_append_str(out, ",\"operator\":\"Exists\",\"effect\":");
+	if (rc == 0)
+		rc = jsonpatch_text_string(out, effect);
+	if (rc == 0)
+		rc = buf_append_str(out, "}");
 	return rc;
 }
 
 static int
-mutate_pod__annotation(const json_t *pod, const char *value, json_t *patch)
+mutate_pod__tolerations(const struct poolpod_match *m, const json_t *spec, struct buf *patch,
+    struct buf *val)
+{
+	const json_t *existing = json_object_get(spec, "tolerations");
+	struct mutate_pod__added added;
+	struct mutate_pod__existing ex;
+	size_t i;
+	int rc = 0;
+
+	added.n = 0;
+	if (json_is_null(existing))
+		existing = NULL;
+	if (existing != NULL && !json_is_array(existing))
+		return -EINVAL;
+	ex.json = existing;
+	ex.n = poolpod_tolerations(existing, ex.t, MUTATE_POD_TOLERATIONS_MAX);
+	for (i = 0; i < POOLPOD_STANDARD_TAINTS && rc == 0; i++)
+		rc = mutate_pod__tolerate(&ex, &added, POOLPOD_TAINTS[i].key,
+		    POOLPOD_TAINTS[i].value, POOLPOD_TAINTS[i].effect);
+	for (size_t p = 0; p < m->npools && rc == 0; p++) {
+		const struct nodepool *np = m->pools[p];
+		for (i = 0; np != NULL && i < np->nstartup_taints && rc == 0; i++)
+			rc = mutate_pod__tolerate(&ex, &added, np->startup_taints[i].key,
+			    np->startup_taints[i].value,
+			    NODEPOOL_EFFECT_NAMES[np->startup_taints[i].effect]);
+	}
+	if (rc < 0 || added.n == 0)
+		return rc;
+	/* No tolerations yet: the whole array in one op; else one "/-" append each. */
+	if (existing == NULL) {
+		buf_reset(val);
+		rc = buf_append_str(val, "[");
+		for (i = 0; i < added.n && rc == 0; i++) {
+			if (i > 0)
+				rc = buf_append_str(val, ",");
+			if (rc == 0)
+				rc = mutate_pod__toleration_json(val, added.key[i], added.effect[i]);
+		}
+		if (rc == 0)
+			rc = buf_append_str(val, "]");
+		if (rc == 0)
+			rc = jsonpatch_text_op(patch, "add", val->data, "spec", "tolerations", NULL);
+		return rc;
+	}
+	for (i = 0; i < added.n && rc == 0; i++) {
+		buf_reset(val);
+		rc = mutate_pod__toleration_json(val, added.key[i], added.effect[i]);
+		if (rc == 0)
+			rc = jsonpatch_text_op(patch, "add", val->data, "spec", "tolerations", "-", NULL);
+	}
+	return rc;
+}
+
+/* {"<key>":"<value>"} */
+static int
+mutate_pod__map1(struct buf *val, const char *key, const char *value)
+{
+	int rc;
+
+	buf_reset(val);
+	rc = buf_append_str(val, "{");
+	if (rc == 0)
+		rc = jsonpatch_text_string(val, key);
+	if (rc == 0)
+		rc = buf_append_str(val, ":");
+	if (rc == 0)
+		rc = jsonpatch_text_string(val, value);
+	if (rc == 0)
+		rc = buf_append_str(val, "}");
+	return rc;
+}
+
+static int
+mutate_pod__string(struct buf *val, const char *value)
+{
+	buf_reset(val);
+	return jsonpatch_text_string(val, value);
+}
+
+static int
+mutate_pod__annotation(const json_t *pod, const char *value, struct buf *patch, struct buf *val)
 {
 	const json_t *md = json_object_get(pod, "metadata");
 	const json_t *ann = json_object_get(md, "annotations");
 	const char *cur;
+	int rc;
 
-	if (md == NULL || json_is_null(md))
-		return jsonpatch_append(patch, "add",
-		    json_pack("{s:{s:s}}", "annotations", POOLPOD_ANNOTATION, value), "metadata", NULL);
+	if (md == NULL || json_is_null(md)) {
+		rc = mutate_pod__map1(val, POOLPOD_ANNOTATION, value);
+		/* {"annotations":{...}} around it */
+		if (rc == 0) {
+			struct buf wrap;
+			buf_init(&wrap, LIMITS_ADMISSION_PATCH);
+			rc = buf_append_str(&wrap, "{\"annotations\":");
+			if (rc == 0)
+				rc = buf_append(&wrap, val->data, val->len);
+			if (rc == 0)
+				rc = buf_append_str(&wrap, "}");
+			if (rc == 0)
+				rc = jsonpatch_text_op(patch, "add", wrap.data, "metadata", NULL);
+			buf_free(&wrap);
+		}
+		return rc;
+	}
 	if (!json_is_object(md))
 		return -EINVAL;
-	if (ann == NULL || json_is_null(ann))
-		return jsonpatch_append(patch, "add", json_pack("{s:s}", POOLPOD_ANNOTATION, value),
-		    "metadata", "annotations", NULL);
+	if (ann == NULL || json_is_null(ann)) {
+		rc = mutate_pod__map1(val, POOLPOD_ANNOTATION, value);
+		return rc == 0 ? jsonpatch_text_op(patch, "add", val->data, "metadata", "annotations",
+		    NULL) : rc;
+	}
 	if (!json_is_object(ann))
 		return -EINVAL;
 	cur = json_string_value(json_object_get(ann, POOLPOD_ANNOTATION));
 	if (cur != NULL && strcmp(cur, value) == 0)
 		return 0;
-	return jsonpatch_append(patch, "add", json_string(value), "metadata", "annotations",
-	    POOLPOD_ANNOTATION, NULL);
+	rc = mutate_pod__string(val, value);
+	return rc == 0 ? jsonpatch_text_op(patch, "add", val->data, "metadata", "annotations",
+	    POOLPOD_ANNOTATION, NULL) : rc;
 }
 
 /* requests / limits of the first container: MUTATE_POD_RESOURCE: "1", creating what is absent. */
 static int
-mutate_pod__resource(const json_t *spec, json_t *patch)
+mutate_pod__resource(const json_t *spec, struct buf *patch, struct buf *val)
 {
 	static const char *const lists[] = { "requests", "limits" };
 	const json_t *containers = json_object_get(spec, "containers");
@@ -190,25 +281,26 @@ mutate_pod__resource(const json_t *spec, json_t *patch)
 	if (!json_is_object(c0))
 		return -EINVAL;
 	if (res == NULL || json_is_null(res))
-		return jsonpatch_append(patch, "add",
-		    json_pack("{s:{s:s}, s:{s:s}}", "requests", MUTATE_POD_RESOURCE, "1",
-		    "limits", MUTATE_POD_RESOURCE, "1"), "spec", "containers", "0", "resources", NULL);
+		return jsonpatch_text_op(patch, "add", "{\"requests\":{\"" MUTATE_POD_RESOURCE "\":\"1\"},"
+		    "\"limits\":{\"" MUTATE_POD_RESOURCE "\":\"1\"}}", "spec", "containers", "0",
+		    "resources", NULL);
 	if (!json_is_object(res))
 		return -EINVAL;
+	(void)val;
 	for (size_t i = 0; i < 2; i++) {
 		const json_t *l = json_object_get(res, lists[i]);
 		const char *cur;
 
 		if (l == NULL || json_is_null(l)) {
-			rc = jsonpatch_append(patch, "add", json_pack("{s:s}", MUTATE_POD_RESOURCE, "1"),
-			    "spec", "containers", "0", "resources", lists[i], NULL);
+			rc = jsonpatch_text_op(patch, "add", "{\"" MUTATE_POD_RESOURCE "\":\"1\"}", "spec",
+			    "containers", "0", "resources", lists[i], NULL);
 		} else if (!json_is_object(l)) {
 			return -EINVAL;
 		} else {
 			cur = json_string_value(json_object_get(l, MUTATE_POD_RESOURCE));
 			if (cur != NULL && strcmp(cur, "1") == 0)
 				continue;
-			rc = jsonpatch_append(patch, "add", json_string("1"), "spec", "containers", "0",
+			rc = jsonpatch_text_op(patch, "add", "\"1\"", "spec", "containers", "0",
 			    "resources", lists[i], MUTATE_POD_RESOURCE, NULL);
 		}
 		if (rc < 0)
@@ -220,8 +312,7 @@ mutate_pod__resource(const json_t *spec, json_t *patch)
 static void
 mutate_pod__error(struct mutate_pod_outcome *out, const char *why)
 {
-	json_decref(out->patch);
-	out->patch = NULL;
+	buf_reset(&out->patch);
 	out->result = MUTATE_POD_ERROR;
 	snprintf(out->error, sizeof(out->error), "%s", why);
 }
@@ -232,10 +323,12 @@ mutate_pod_review(const struct mutate_pod *mp, const struct pools_snapshot *snap
 {
 	const json_t *spec = json_object_get(pod, "spec");
 	const char *sched, *target;
+	struct buf val;
 	size_t len = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	buf_init(&out->patch, LIMITS_ADMISSION_PATCH);
 	out->result = MUTATE_POD_SKIPPED;
 	if (!json_is_object(pod) || !json_is_object(spec)) {
 		mutate_pod__error(out, "the pod has no spec");
@@ -285,30 +378,28 @@ mutate_pod_review(const struct mutate_pod *mp, const struct pools_snapshot *snap
 		out->pools[0] = '\0';
 		return;
 	}
-	out->patch = jsonpatch_new();
-	if (out->patch == NULL) {
-		mutate_pod__error(out, "out of memory");
-		return;
-	}
-	rc = mutate_pod__tolerations(&out->match, spec, out->patch);
+	/* One scratch buffer for every value: a handful of allocations per pod, not a tree. */
+	buf_init(&val, LIMITS_ADMISSION_PATCH);
+	rc = mutate_pod__tolerations(&out->match, spec, &out->patch, &val);
 	if (rc == 0)
-		rc = mutate_pod__annotation(pod, out->pools, out->patch);
-	if (rc == 0 && mp->scheduler_name != NULL && (sched == NULL || strcmp(sched, target) != 0))
-		rc = jsonpatch_append(out->patch, "add", json_string(mp->scheduler_name), "spec",
-		    "schedulerName", NULL);
+		rc = mutate_pod__annotation(pod, out->pools, &out->patch, &val);
+	if (rc == 0 && mp->scheduler_name != NULL && (sched == NULL || strcmp(sched, target) != 0)) {
+		rc = mutate_pod__string(&val, mp->scheduler_name);
+		if (rc == 0)
+			rc = jsonpatch_text_op(&out->patch, "add", val.data, "spec", "schedulerName", NULL);
+	}
 	if (rc == 0 && mp->managed_resource)
-		rc = mutate_pod__resource(spec, out->patch);
+		rc = mutate_pod__resource(spec, &out->patch, &val);
+	/* Nothing to add (a re-admitted pod) leaves the patch empty: no patch is sent. */
+	if (rc == 0 && out->patch.len > 0)
+		rc = jsonpatch_text_end(&out->patch);
+	buf_free(&val);
 	if (rc < 0) {
 		mutate_pod__error(out, rc == -EINVAL ? "the pod has a field of the wrong type" :
-		    "out of memory");
+		    rc == -E2BIG ? "the patch would be too large" : "out of memory");
 		return;
 	}
 	out->result = MUTATE_POD_MUTATED;
-	if (json_array_size(out->patch) == 0) {
-		/* Everything was there already (a re-admitted pod). */
-		json_decref(out->patch);
-		out->patch = NULL;
-	}
 }
 
 /* "namespace/name", or "namespace/generateName*" for pods that have no name yet. */
@@ -358,16 +449,18 @@ mutate_pod_handle(void *ctx, const struct server_request *req, struct server_res
 		pool_label = out.match.pools[0]->name;
 	metrics_counter_add(mp->pods_total, 1, pool_label, mutate_pod_result_name(out.result));
 	pools_release(snap);
-	if (out.result == MUTATE_POD_MUTATED)
-		v.patch = out.patch;
+	if (out.result == MUTATE_POD_MUTATED && out.patch.len > 0) {
+		v.patch = out.patch.data;
+		v.patch_len = out.patch.len;
+	}
 	for (size_t i = 0; i < out.nwarnings; i++)
 		warnings[i] = out.warnings[i];
 	v.warnings = warnings;
 	v.nwarnings = out.nwarnings;
-	if (out.result != MUTATE_POD_SKIPPED || log_enabled(LOG_LEVEL_DEBUG)) {
+	/* No I/O on the hot path: decisions are counted; only our own failures are logged. */
+	if (out.result == MUTATE_POD_ERROR || log_enabled(LOG_LEVEL_DEBUG)) {
 		mutate_pod__pod_name(&ar, podname, sizeof(podname));
-		log_msg(out.result == MUTATE_POD_ERROR ? LOG_LEVEL_WARN :
-		    out.result == MUTATE_POD_SKIPPED ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+		log_msg(out.result == MUTATE_POD_ERROR ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
 		    json_pack("{s:s, s:s, s:s, s:s, s:b}", "pod", podname, "pool", out.pools,
 		    "rule", poolpod_rule_name(out.match.rule),
 		    "result", mutate_pod_result_name(out.result), "dryRun", ar.dry_run),

@@ -59,7 +59,8 @@ struct admission_verdict {
 	const char *reason;             /* denials: "Invalid", "Forbidden", ... */
 	const char *message;            /* denials */
 	const json_t *details;          /* denials: metav1.StatusDetails, or NULL */
-	const json_t *patch;            /* allowed: a JSON Patch array, or NULL for none */
+	const char *patch;              /* allowed: a JSON Patch array as JSON text, or NULL for none */
+	size_t patch_len;
 	const char *const *warnings;    /* each cut to LIMITS_ADMISSION_WARNING bytes */
 	size_t nwarnings;               /* at most LIMITS_ADMISSION_WARNINGS are sent */
 };
@@ -68,7 +69,8 @@ struct admission_verdict {
  * Writes the AdmissionReview response for request uid into resp (status
  * 200): apiVersion/kind as received, response.uid, allowed, status on
  * denial, patchType "JSONPatch" + base64 patch when there is one, warnings.
- * Returns 0, or -ENOMEM / -E2BIG (resp then holds a 500 JSON Status).
+ * Written as text (no JSON tree) except a denial's status. Returns 0, or
+ * -ENOMEM / -E2BIG (resp then holds a 500 JSON Status).
  */
 int admission_respond(struct server_response *resp, const char *uid,
     const struct admission_verdict *v);

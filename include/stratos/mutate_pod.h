@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <jansson.h>
 
+#include "stratos/buf.h"
 #include "stratos/limits.h"
 #include "stratos/poolpod.h"
 #include "stratos/pools.h"
@@ -44,7 +45,7 @@ const char *mutate_pod_result_name(enum mutate_pod_result r);
 struct mutate_pod_outcome {
 	enum mutate_pod_result result;
 	struct poolpod_match match;
-	json_t *patch;                  /* MUTATED: the JSON Patch (owned); else NULL */
+	struct buf patch;               /* MUTATED: the JSON Patch as text (len 0: nothing to patch) */
 	char pools[256];                /* the stratos.sh/pool annotation value ("" when none) */
 	size_t nwarnings;
 	char warnings[LIMITS_ADMISSION_WARNINGS][LIMITS_ADMISSION_WARNING + 1];

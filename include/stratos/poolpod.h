@@ -53,6 +53,24 @@ void poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct
 bool poolpod_tolerates(const json_t *tolerations, const char *key, const char *value,
     const char *effect);
 
+/* One toleration with its fields looked up once (NULL: absent), for matching many taints. */
+struct poolpod_toleration {
+	const char *key;
+	const char *op;
+	const char *value;
+	const char *effect;
+};
+
+/*
+ * Fills out with the tolerations of the array (borrowed strings). Returns
+ * how many there are; when that is more than max only max are filled.
+ */
+size_t poolpod_tolerations(const json_t *tolerations, struct poolpod_toleration *out, size_t max);
+
+/* ToleratesTaint over n tolerations from poolpod_tolerations(). */
+bool poolpod_tolerates_list(const struct poolpod_toleration *t, size_t n, const char *key,
+    const char *value, const char *effect);
+
 /* A taint to tolerate. */
 struct poolpod_taint {
 	const char *key;
