@@ -863,6 +863,8 @@ cache__list_end(void *ctx, const char *resource_version)
 		if (changes[i].change == CACHE_DELETED && c->hook != NULL)
 			c->hook(c->hook_ctx, CACHE_DELETED, changes[i].old_obj->key, NULL);
 	}
+	if (c->hook != NULL)
+		c->hook(c->hook_ctx, CACHE_LISTED, NULL, NULL);
 out:
 	for (size_t i = 0; i < nchanges; i++) {
 		cache_obj_unref(changes[i].old_obj);

@@ -1,9 +1,12 @@
 /* NodePool and AWSNodeClass caches: small objects here, whole objects handed to the pools hook. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "stratos/crd_cache.h"
+#include "stratos/log.h"
+#include "stratos/pools.h"
 #include "stratos/timeutil.h"
 
 static void
@@ -101,4 +104,58 @@ crd_cache_start(struct cache *c, struct kube *k)
 	int rc = kube_path(path, r, NULL, NULL, NULL);
 
 	return rc < 0 ? rc : cache_start(c, k, path, NULL, NULL, 0);
+}
+
+static void
+crd__feed(struct pools *p, bool nodepools, enum cache_change change, const char *key,
+    json_t *obj)
+{
+	const char *kind = nodepools ? "NodePool" : "AWSNodeClass";
+	int rc = 0;
+
+	switch (change) {
+	case CACHE_ADDED:
+	case CACHE_MODIFIED:
+		rc = nodepools ? pools_upsert_nodepool(p, obj, NULL) :
+		    pools_upsert_nodeclass(p, obj, NULL);
+		break;
+	case CACHE_DELETED:
+		rc = nodepools ? pools_delete_nodepool(p, key) : pools_delete_nodeclass(p, key);
+		if (rc == -ENOENT)
+			rc = 0;
+		break;
+	case CACHE_LISTED:
+		rc = pools_mark_synced(p, nodepools ? POOLS_SYNCED_NODEPOOLS :
+		    POOLS_SYNCED_NODECLASSES);
+		break;
+	default:
+		break;
+	}
+	if (rc < 0)
+		log_msg(LOG_LEVEL_ERROR, json_pack("{s:s,s:s,s:s}", "kind", kind, "name",
+		    key != NULL ? key : "", "error", strerror(-rc)), "pools registry refused a change");
+}
+
+static void
+crd__feed_nodepools(void *ctx, enum cache_change change, const char *key, json_t *obj)
+{
+	crd__feed(ctx, true, change, key, obj);
+}
+
+static void
+crd__feed_nodeclasses(void *ctx, enum cache_change change, const char *key, json_t *obj)
+{
+	crd__feed(ctx, false, change, key, obj);
+}
+
+int
+crd_cache_feed_pools(struct cache *c, struct pools *p)
+{
+	if (strcmp(cache_resource(c), "nodepools") == 0)
+		cache_set_hook(c, crd__feed_nodepools, p);
+	else if (strcmp(cache_resource(c), "awsnodeclasses") == 0)
+		cache_set_hook(c, crd__feed_nodeclasses, p);
+	else
+		return -EINVAL;
+	return 0;
 }

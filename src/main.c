@@ -18,10 +18,15 @@
 #include "stratos/leader.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
+#include "stratos/mutate_pod.h"
 #include "stratos/node_cache.h"
 #include "stratos/pod_cache.h"
+#include "stratos/pools.h"
+#include "stratos/pools_file.h"
 #include "stratos/server.h"
 #include "stratos/timeutil.h"
+#include "stratos/validate_cli.h"
+#include "stratos/validate_resources.h"
 
 extern char **environ;
 
@@ -37,6 +42,7 @@ static int main_serve(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
 	{ "serve", "run the daemon: webhooks and extender over HTTPS, metrics and health", main_serve },
+	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cli_main },
 	{ "version", "print the version", main_version },
 	{ "help", "show this help", main_help },
 };
@@ -110,7 +116,19 @@ struct main_serve {
 	struct cache *nodepools;
 	struct cache *nodeclasses;
 	struct leader *leader;          /* --leader-elect */
+	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file or the watches */
+	struct mutate_pod *mutate_pod;
+	struct validate_resources *validate_resources;
 };
+
+static bool
+main__pools_ready(void *ctx, char *why, size_t why_len)
+{
+	if (pools_loaded(ctx))
+		return true;
+	snprintf(why, why_len, "NodePools and AWSNodeClasses not loaded yet");
+	return false;
+}
 
 /* --namespace, else the service-account namespace file, else stratos-system. */
 static char *
@@ -156,11 +174,19 @@ main__serve_init_kube(struct main_serve *m)
 	kube_config_free(&kc);
 	m->nodes = node_cache_new();
 	m->pods = pod_cache_new();
-	m->nodepools = crd_cache_new_nodepools();
-	m->nodeclasses = crd_cache_new_awsnodeclasses();
-	if (m->nodes == NULL || m->pods == NULL || m->nodepools == NULL || m->nodeclasses == NULL ||
+	if (m->nodes == NULL || m->pods == NULL ||
 	    server_ready_add(m->ready, "caches", cache_ready_check, NULL) < 0)
 		return 1;
+	/* With --pools-file the pools come from the file, not from the cluster. */
+	if (m->cfg.pools_file == NULL) {
+		m->nodepools = crd_cache_new_nodepools();
+		m->nodeclasses = crd_cache_new_awsnodeclasses();
+		if (m->nodepools == NULL || m->nodeclasses == NULL ||
+		    crd_cache_feed_pools(m->nodepools, m->pools) < 0 ||
+		    crd_cache_feed_pools(m->nodeclasses, m->pools) < 0 ||
+		    server_ready_add(m->ready, "pools", main__pools_ready, m->pools) < 0)
+			return 1;
+	}
 	if (m->cfg.leader_elect) {
 		struct leader_config lc = {
 			.namespace = m->namespace, .identity = m->identity,
@@ -176,7 +202,47 @@ main__serve_init_kube(struct main_serve *m)
 static int
 main__serve_init_modules(struct main_serve *m)
 {
-	return main__serve_init_kube(m);
+	struct mutate_pod_options mo = {
+		.scheduler_name = m->cfg.scheduler_name,
+		.managed_resource = m->cfg.managed_resource,
+	};
+	const struct pools_snapshot *snap;
+	int rc;
+
+	m->pools = pools_new();
+	if (m->pools == NULL)
+		return 1;
+	if (m->cfg.pools_file != NULL) {
+		/* Every violation is printed; a bad file is a configuration error. */
+		rc = pools_file_load(m->pools, m->cfg.pools_file, stderr);
+		if (rc < 0) {
+			log_error("--pools-file %s: not loaded", m->cfg.pools_file);
+			return rc == -ENOMEM ? 1 : 2;
+		}
+		snap = pools_acquire(m->pools);
+		log_msg(LOG_LEVEL_INFO, json_pack("{s:s, s:i, s:i}", "file", m->cfg.pools_file,
+		    "nodepools", (int)snap->nnodepools, "awsnodeclasses", (int)snap->nnodeclasses),
+		    "pools file loaded");
+		pools_release(snap);
+		if (server_ready_add(m->ready, "pools", main__pools_ready, m->pools) < 0)
+			return 1;
+	}
+	if ((rc = main__serve_init_kube(m)) != 0)
+		return rc;
+	m->mutate_pod = mutate_pod_new(m->pools, &mo);
+	m->validate_resources = validate_resources_new(m->pools, NULL);
+	if (m->mutate_pod == NULL || m->validate_resources == NULL)
+		return 1;
+	return 0;
+}
+
+/* Frees what main__serve_init_modules made, once no server calls a handler any more. */
+static void
+main__serve_free_modules(struct main_serve *m)
+{
+	mutate_pod_free(m->mutate_pod);
+	validate_resources_free(m->validate_resources);
+	pools_free(m->pools);
 }
 
 /*
@@ -187,10 +253,27 @@ static int
 main__serve_routes(struct main_serve *m)
 {
 	static const char *const caches[] = { "nodes", "pods", "nodepools", "awsnodeclasses" };
-	char path[64];
+	static const struct {
+		const char *path;
+		server_handler_fn fn;
+	} admission[] = {
+		{ "/admission/mutate-pod", mutate_pod_handle },
+		{ "/admission/validate-nodepool", validate_resources_nodepool_handle },
+		{ "/admission/validate-awsnodeclass", validate_resources_nodeclass_handle },
+	};
 
+	for (size_t i = 0; i < sizeof(admission) / sizeof(admission[0]); i++) {
+		void *ctx = i == 0 ? (void *)m->mutate_pod : (void *)m->validate_resources;
+		if (server_route(m->https, "POST", admission[i].path, SERVER_ROUTE_JSON,
+		    admission[i].fn, ctx) < 0) {
+			fprintf(stderr, "stratosd: cannot route %s\n", admission[i].path);
+			return 1;
+		}
+	}
 	/* Read-only views of the caches on the metrics port. */
 	if (m->kube != NULL) {
+		char path[64];
+
 		if (server_route(m->metrics, "GET", "/debug/caches", 0, debug_handle_caches,
 		    NULL) < 0)
 			return 1;
@@ -211,8 +294,8 @@ main__serve_start_modules(struct main_serve *m)
 	if (m->kube == NULL)
 		return 0;
 	if (node_cache_start(m->nodes, m->kube) < 0 || pod_cache_start(m->pods, m->kube) < 0 ||
-	    crd_cache_start(m->nodepools, m->kube) < 0 ||
-	    crd_cache_start(m->nodeclasses, m->kube) < 0 ||
+	    (m->nodepools != NULL && crd_cache_start(m->nodepools, m->kube) < 0) ||
+	    (m->nodeclasses != NULL && crd_cache_start(m->nodeclasses, m->kube) < 0) ||
 	    (m->leader != NULL && leader_start(m->leader) < 0)) {
 		log_error("cannot start the Kubernetes watches");
 		return 1;
@@ -400,6 +483,7 @@ out:
 		    (json_int_t)(time_mono_ms() - t0)), "stopped");
 	server_free(m.https);
 	server_free(m.metrics);
+	main__serve_free_modules(&m);
 	server_ready_free(m.ready);
 	config_free(&m.cfg);
 	return rc;

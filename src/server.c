@@ -969,7 +969,8 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	req.path = route->path;
 	req.body = r->body.data != NULL ? r->body.data : "";
 	req.body_len = r->body.len;
-	req.client_cert_verified = r->conn != NULL && r->conn->cert_state > 0;
+	/* Checked once per connection, for every route, so any handler can tell. */
+	req.client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
 	req.received_us = time_mono_us();
 	if (route->flags & SERVER_ROUTE_JSON) {
 		doc = server__parse_json(r, why, sizeof(why));
@@ -1435,11 +1436,16 @@ server_start(struct server *s, struct server_error *err)
 		    sizeof(err->message));
 		if (rc < 0)
 			return rc;
+		server__cred_unref(s->cred);
 		s->cred = c;
 		server__sig_read(s->opts.tls_cert, &s->sig_cert);
 		server__sig_read(s->opts.tls_key, &s->sig_key);
 		metrics_gauge_set(server_m_tls_not_after, (double)c->not_after, s->opts.name);
 		if (s->opts.client_ca != NULL) {
+			if (s->ca != NULL) {
+				gnutls_x509_trust_list_deinit(s->ca, 1);
+				s->ca = NULL;
+			}
 			rc = server__ca_load(s->opts.client_ca, &s->ca, err->message, sizeof(err->message));
 			if (rc < 0)
 				return rc;

@@ -73,13 +73,15 @@ void cache_obj_unref(struct cache_obj *o);
 /*
  * Called on the watch thread (or the write-through caller) for every change
  * that reaches the cache, with the API object (NULL for a deletion found
- * by a relist). Used to feed registries that want whole objects (pools).
+ * by a relist, and for CACHE_LISTED, which follows every completed list).
+ * Used to feed registries that want whole objects (pools).
  */
 enum cache_change {
 	CACHE_ADDED,
 	CACHE_MODIFIED,
 	CACHE_DELETED,
 	CACHE_RESYNC,                /* subscriber queue overflowed: re-read the whole cache */
+	CACHE_LISTED,                /* hooks only: a (re)list has been applied in full */
 };
 typedef void (*cache_hook_fn)(void *ctx, enum cache_change change, const char *key,
     json_t *obj);

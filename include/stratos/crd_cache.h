@@ -27,6 +27,16 @@ extern const struct cache_type CRD_AWSNODECLASSES_TYPE;  /* resource "awsnodecla
 struct cache *crd_cache_new_nodepools(void);
 struct cache *crd_cache_new_awsnodeclasses(void);
 
+struct pools;
+
+/*
+ * Feeds the pools registry from this cache (before crd_cache_start): every
+ * object the watch adds or changes is upserted whole, deletions delete, and
+ * each completed list marks that kind synced (pools_loaded() for /readyz).
+ * Returns 0 or -EINVAL (not a CRD cache). The registry must outlive the cache.
+ */
+int crd_cache_feed_pools(struct cache *c, struct pools *p);
+
 /* Starts the list+watch of the cache's resource (its type says which). Returns 0 or -errno. */
 int crd_cache_start(struct cache *c, struct kube *k);
 

@@ -59,4 +59,27 @@
 #define LIMITS_NODE_LABELS              256u
 #define LIMITS_NODE_TAINTS              128u
 
+/* NodePools and AWSNodeClasses (DESIGN §3) and the pools registry. */
+#define LIMITS_POOLS_MAX                4096u  /* NodePools in one snapshot; likewise AWSNodeClasses */
+#define LIMITS_NODEPOOL_LABELS          64u    /* spec.template.labels entries */
+#define LIMITS_NODEPOOL_STARTUP_TAINTS  16u    /* spec.template.startupTaints items (the CRD's maxItems) */
+#define LIMITS_NODEPOOL_IMAGES          64u    /* spec.preWarm.imagesToPull items (DESIGN §3.2) */
+#define LIMITS_NODEPOOL_IMAGE_REF       512u   /* characters of one image reference */
+#define LIMITS_NODEPOOL_NAME            63u    /* a pool name is the value of the stratos.sh/pool label */
+#define LIMITS_DURATION                 64u    /* characters of a duration string */
+#define LIMITS_NODECLASS_SUBNETS        16u    /* spec.subnetIds items */
+#define LIMITS_NODECLASS_SECURITY_GROUPS 16u   /* EC2's maximum per network interface */
+#define LIMITS_NODECLASS_BLOCK_DEVICES  16u    /* spec.blockDeviceMappings items */
+#define LIMITS_NODECLASS_TAGS           45u    /* EC2 allows 50 tags per resource; Stratos sets 5 */
+#define LIMITS_NODECLASS_USER_DATA      16384u /* bytes before base64 (EC2 limit) */
+#define LIMITS_VALIDATE_ISSUES          200u   /* violations + warnings kept per object */
+#define LIMITS_VALIDATE_PATH            768u   /* one field path ("spec.template.labels[...]") */
+
+/* Admission webhooks. */
+#define LIMITS_POOLPOD_POOLS            32u    /* pools one pod may name in its node affinity */
+#define LIMITS_ADMISSION_WARNING        119u   /* bytes per warning (Kubernetes wants < 120) */
+#define LIMITS_ADMISSION_WARNINGS       16u    /* warnings per response */
+#define LIMITS_ADMISSION_MESSAGE        (16u * 1024) /* denial message */
+#define LIMITS_ADMISSION_PATCH          (64u * 1024) /* serialized JSON Patch of one pod */
+
 #endif

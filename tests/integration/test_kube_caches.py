@@ -3,6 +3,8 @@ creates, updates and deletes; a dropped watch resumes without a LIST; a
 forced 410 (in-stream ERROR or HTTP status) relists and ends identical to
 the server; /readyz waits for the caches; pods cost little memory."""
 
+import base64
+import json
 import os
 import sys
 import time
@@ -175,6 +177,38 @@ class KubeCaches(unittest.TestCase):
         self.assertEqual(st, 200)
         tl.wait_for(lambda: int(self.daemon.debug("nodes")["resourceVersion"]) >=
                     int(health["resourceVersion"]), 10, what="resourceVersion from bookmarks")
+
+
+    def mutate_patches(self, review):
+        """Whether the pod webhook knows the pod's pool: only then does its patch
+        tolerate the pool's startup taint (node.eks.amazonaws.com/not-ready)."""
+        r = tl.http_request(self.daemon.https_port, "POST", "/admission/mutate-pod",
+                            body=json.dumps(review))
+        self.assertEqual(r.status, 200, r.body)
+        patch = r.json()["response"].get("patch")
+        self.assertIsNotNone(patch)          # a stratos.sh/pool nodeSelector: a pool pod
+        return b"node.eks.amazonaws.com/not-ready" in base64.b64decode(patch)
+
+    def test_f_pools_registry_follows_the_cluster(self):
+        # The NodePools of the cluster reach the webhook through the watch.
+        with open(os.path.join(ks.REPO, "tests", "fixtures", "admission",
+                               "pod-create-pool.json")) as f:
+            review = json.load(f)
+        st, body = self.daemon.get("/readyz")
+        self.assertIn(b'"pools"', body)
+        tl.wait_for(lambda: self.mutate_patches(review), 10, what="ci-runners known")
+        st, pool = self.sim.api.get("/apis/stratos.sh/v1alpha1/nodepools/ci-runners")
+        self.assertEqual(st, 200)
+        st, body = self.sim.api.delete("/apis/stratos.sh/v1alpha1/nodepools/ci-runners")
+        self.assertEqual(st, 200, body)
+        tl.wait_for(lambda: not self.mutate_patches(review), 10, what="ci-runners forgotten")
+        for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                  "managedFields"):
+            pool["metadata"].pop(k, None)
+        pool.pop("status", None)
+        self.create("/apis/stratos.sh/v1alpha1/nodepools", pool)
+        tl.wait_for(lambda: self.mutate_patches(review), 10, what="ci-runners back")
+        self.converge("nodepools")
 
 
 class ReadyzWaitsForCaches(unittest.TestCase):

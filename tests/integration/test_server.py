@@ -480,6 +480,166 @@ class TestConfigErrors(unittest.TestCase):
         self.assertIn("--listen", p.stderr)
 
 
+def type_mutations(doc):
+    """Yields (path, mutated document): every node replaced by values of other JSON types."""
+    replacements = [None, True, 0, -1.5, "", "x" * 300, [], [1, "a"], {}, {"a": {"b": []}}]
+
+    def kind(v):
+        return type(v).__name__ if not isinstance(v, bool) else "bool"
+
+    def walk(node, path):
+        yield path, node
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, path + [k])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, path + [i])
+
+    for path, node in list(walk(doc, [])):
+        if not path:
+            continue
+        for r in replacements:
+            if kind(r) == kind(node):
+                continue
+            copy = json.loads(json.dumps(doc))
+            target = copy
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = r
+            yield path, copy
+
+
+class TestAdmissionInput(ServerTestCase):
+    """Hostile bodies on the admission routes: always an answer, never a crash."""
+
+    extra = ("--pools-file", os.path.join(FIXTURES, "seed-examples.yaml"))
+
+    def setUp(self):
+        super().setUp()
+        self.review = json.loads(fixture_bytes("admission", "pod-create-pool.json"))
+
+    def test_mutate_pod_over_keepalive_with_query(self):
+        import http.client
+        conn = http.client.HTTPSConnection("localhost", self.d.https_port, context=self.ctx(),
+                                           timeout=10)
+        self.addCleanup(conn.close)
+        for _ in range(3):
+            r = tl.https_request(0, "POST", MUTATE + "?timeout=10s", body=self.review, conn=conn)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.headers["Content-Type"], "application/json")
+            reply = r.json()
+            self.assertEqual(reply["kind"], "AdmissionReview")
+            self.assertEqual(reply["response"]["uid"], self.review["request"]["uid"])
+        r = tl.https_request(0, "GET", MUTATE, conn=conn)
+        self.assertEqual(r.status, 405)
+        for path in ("/admission/validate-nodepool", "/admission/validate-awsnodeclass"):
+            self.assertEqual(self.get(path).status, 405)
+
+    def test_malformed_json_is_400_with_reason(self):
+        raw = fixture_bytes("admission", "pod-create-pool.json")
+        bodies = {
+            "truncated": raw[: len(raw) // 2],
+            "empty": b"",
+            "not UTF-8": raw.replace(b'"namespace": "ci"',
+                                     b'"namespace": "' + bytes([0xff, 0xfe]) + b'"'),
+            "invalid UTF-8 sequence": raw.replace(b'"namespace": "ci"',
+                                                  b'"namespace": "' + bytes([0xc3, 0x28]) + b'"'),
+            "top-level array": b"[" + raw + b"]",
+            "nested 100000 deep": b"[" * 100000 + b"]" * 100000,
+            "NUL in string": raw.replace(b'"namespace": "ci"', b'"namespace": "c\\u0000i"'),
+            "huge integer": raw.replace(b'"namespace": "ci"', b'"namespace": ' + b"1" * 400),
+        }
+        for name, body in bodies.items():
+            if name not in ("truncated", "empty", "top-level array", "nested 100000 deep"):
+                self.assertNotEqual(body, raw, name)
+        for path in (MUTATE, "/admission/validate-nodepool", "/admission/validate-awsnodeclass"):
+            for name, body in bodies.items():
+                with self.subTest(path=path, body=name):
+                    r = self.post(path, body)
+                    self.assertEqual(r.status, 400, r.body[:300])
+                    self.assertEqual(r.headers["Content-Type"], "application/json")
+                    reply = r.json()
+                    self.assertTrue(reply.get("error") or reply.get("message"), reply)
+        self.assert_healthy()
+
+    def test_wrong_types_at_every_level(self):
+        import http.client
+        conn = http.client.HTTPSConnection("localhost", self.d.https_port, context=self.ctx(),
+                                           timeout=10)
+        self.addCleanup(conn.close)
+        seen = 0
+        for path, doc in type_mutations(self.review):
+            r = tl.https_request(0, "POST", MUTATE, body=doc, conn=conn)
+            seen += 1
+            # A webhook with failurePolicy Ignore may allow a pod it cannot read;
+            # a review it cannot answer is a 400; nothing is ever a 5xx.
+            self.assertIn(r.status, (200, 400), "%s -> %d %r" % (path, r.status, r.body[:200]))
+            reply = r.json()
+            if r.status == 200:
+                self.assertEqual(reply["response"]["uid"], doc["request"]["uid"])
+        self.assertGreater(seen, 500)
+        self.assert_healthy()
+
+    def test_hundred_megabyte_body_is_413_without_memory_growth(self):
+        # ASan keeps freed blocks in quarantine (256 MB by default), which would
+        # count as growth here: a small quarantine measures the daemon instead.
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        self.d = self.start(env={"ASAN_OPTIONS": (asan + ":" if asan else "") +
+                                 "quarantine_size_mb=1"})
+        rss0 = self.d.rss_kib()
+        chunk = b"x" * (1 << 20)
+        for framing in ("content-length", "chunked"):
+            with self.subTest(framing=framing):
+                s = tl.raw_tls_socket(self.d.https_port, self.ctx(), host="localhost", timeout=30)
+                self.addCleanup(s.close)
+                if framing == "content-length":
+                    s.sendall(b"POST " + MUTATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Content-Length: 104857600\r\n\r\n")
+                else:
+                    s.sendall(b"POST " + MUTATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n")
+                sent = 0
+                reply = b""
+                try:
+                    while sent < 100 << 20:
+                        if framing == "chunked":
+                            s.sendall(b"100000\r\n" + chunk + b"\r\n")
+                        else:
+                            s.sendall(chunk)
+                        sent += len(chunk)
+                except (OSError, ssl.SSLError):
+                    pass
+                try:
+                    s.settimeout(5)
+                    reply = s.recv(4096)
+                except (OSError, ssl.SSLError):
+                    pass
+                # Refused long before 100 MB went through.
+                self.assertLess(sent, 20 << 20, "the server read %d bytes" % sent)
+                if framing == "content-length":
+                    self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:100])
+                s.close()
+        rss1 = self.d.rss_kib()
+        self.assertLess(rss1 - rss0, 16 * 1024, "RSS grew from %d to %d KiB" % (rss0, rss1))
+        self.assert_healthy()
+
+    def test_body_cap_flag(self):
+        d = self.start("--max-body-bytes", "8Ki")
+        big = dict(self.review)
+        big["request"] = dict(self.review["request"])
+        big["request"]["object"] = dict(self.review["request"]["object"])
+        big["request"]["object"]["metadata"] = dict(big["request"]["object"]["metadata"],
+                                                    annotations={"a": "x" * 9000})
+        r = tl.https_request(d.https_port, "POST", MUTATE, body=big, ctx=self.ctx())
+        self.assertEqual(r.status, 413)
+        self.assertIn("--max-body-bytes", r.json()["error"])
+        r = tl.https_request(d.https_port, "POST", MUTATE, body=self.review, ctx=self.ctx())
+        self.assertEqual(r.status, 200)
+
+
 @unittest.skipUnless(os.environ.get("STRATOS_TEST_VALGRIND", "1") != "0", "valgrind pass disabled")
 class TestUnderValgrind(unittest.TestCase):
     """The daemon under valgrind: TLS requests, a reload, errors, a clean SIGTERM exit."""
@@ -494,10 +654,19 @@ class TestUnderValgrind(unittest.TestCase):
         certs = tl.make_certs(d_dir, use_gen_sh=False)
         wrapper = ("valgrind --error-exitcode=99 --leak-check=full "
                    "--errors-for-leak-kinds=definite --show-leak-kinds=definite -q")
-        d = tl.Stratosd(tl.serve_args(certs, client_ca=True), wrapper=wrapper,
-                        ready_timeout=120)
+        d = tl.Stratosd(tl.serve_args(certs, "--pools-file",
+                                      os.path.join(FIXTURES, "seed-examples.yaml"),
+                                      client_ca=True), wrapper=wrapper, ready_timeout=120)
         self.addCleanup(d.__exit__)
         ctx = tl.tls_context(ca=certs["ca.crt"])
+        review = fixture_bytes("admission", "pod-create-pool.json")
+        for body, status in ((review, 200), (review[:100], 400), (b"[]", 400)):
+            r = tl.https_request(d.https_port, "POST", MUTATE, body=body, ctx=ctx, timeout=60)
+            self.assertEqual(r.status, status, r.body)
+        r = tl.https_request(d.https_port, "POST", "/admission/validate-nodepool",
+                             body=fixture_bytes("admission", "nodepool-create-invalid.json"),
+                             ctx=ctx, timeout=60)
+        self.assertEqual(r.status, 200, r.body)
         self.assertEqual(tl.https_request(d.https_port, "GET", "/healthz", ctx=ctx,
                                           timeout=60).status, 200)
         self.assertEqual(tl.https_request(d.https_port, "GET", "/nope", ctx=ctx,

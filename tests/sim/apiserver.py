@@ -971,6 +971,356 @@ def schema_validate(schema, obj):
 
 
 # --------------------------------------------------------------------------
+# A subset of CEL for x-kubernetes-validations: literals, self/oldSelf,
+# field selection, indexing, ! && || ?: == != < <= > >= in + - * / %,
+# has(), size(), bytes(), duration(), int(), string(), startsWith(),
+# endsWith(), contains(), matches(), all(), exists().  A rule using anything
+# else is skipped (and logged once), never guessed.
+
+class CelUnsupported(Exception):
+    pass
+
+
+class CelError(Exception):
+    pass
+
+
+_CEL_TOKEN = re.compile(r"""\s*(?:(?P<num>\d+\.\d+|\d+u?)|(?P<str>'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")|"""
+                        r"""(?P<id>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>&&|\|\||==|!=|<=|>=|[-+*/%<>!?:()\[\].,{}]))""")
+
+
+def _cel_tokens(src):
+    out, pos = [], 0
+    src = src.strip()
+    while pos < len(src):
+        m = _CEL_TOKEN.match(src, pos)
+        if not m or m.end() == pos:
+            raise CelUnsupported("cannot tokenize at %r" % src[pos:pos + 10])
+        pos = m.end()
+        kind = m.lastgroup
+        val = m.group(kind)
+        if kind == "str":
+            body = val[1:-1]
+            val = re.sub(r"\\(.)", lambda mm: {"n": "\n", "t": "\t"}.get(mm.group(1), mm.group(1)), body)
+        elif kind == "num":
+            val = float(val) if "." in val else int(val.rstrip("u"))
+        out.append((kind, val))
+    out.append(("end", None))
+    return out
+
+
+class _CelParser:
+    def __init__(self, src):
+        self.t = _cel_tokens(src)
+        self.i = 0
+
+    def peek(self, v=None):
+        k, val = self.t[self.i]
+        return val == v and k in ("op", "id") if v is not None else (k, val)
+
+    def take(self, v=None):
+        k, val = self.t[self.i]
+        if v is not None and not (val == v and k in ("op", "id")):
+            raise CelUnsupported("expected %r, got %r" % (v, val))
+        self.i += 1
+        return k, val
+
+    def parse(self):
+        e = self.expr()
+        if self.t[self.i][0] != "end":
+            raise CelUnsupported("trailing input %r" % (self.t[self.i][1],))
+        return e
+
+    def expr(self):
+        c = self.binary(0)
+        if self.peek("?"):
+            self.take("?")
+            a = self.expr()
+            self.take(":")
+            b = self.expr()
+            return ("?", c, a, b)
+        return c
+
+    LEVELS = [("||",), ("&&",), ("==", "!=", "<", "<=", ">", ">=", "in"), ("+", "-"), ("*", "/", "%")]
+
+    def binary(self, lvl):
+        if lvl == len(self.LEVELS):
+            return self.unary()
+        left = self.binary(lvl + 1)
+        while self.t[self.i][1] in self.LEVELS[lvl] and self.t[self.i][0] in ("op", "id"):
+            op = self.take()[1]
+            left = (op, left, self.binary(lvl + 1))
+        return left
+
+    def unary(self):
+        if self.peek("!"):
+            self.take()
+            return ("!", self.unary())
+        if self.peek("-"):
+            self.take()
+            return ("neg", self.unary())
+        return self.member()
+
+    def args(self):
+        out = []
+        self.take("(")
+        while not self.peek(")"):
+            out.append(self.expr())
+            if not self.peek(")"):
+                self.take(",")
+        self.take(")")
+        return out
+
+    def member(self):
+        e = self.primary()
+        while True:
+            if self.peek("."):
+                self.take()
+                k, name = self.take()
+                if k != "id":
+                    raise CelUnsupported("bad selector")
+                if self.peek("("):
+                    e = ("call", name, e, self.args_macro(name))
+                else:
+                    e = ("sel", e, name)
+            elif self.peek("["):
+                self.take()
+                idx = self.expr()
+                self.take("]")
+                e = ("idx", e, idx)
+            else:
+                return e
+
+    def args_macro(self, name):
+        if name in ("all", "exists"):
+            self.take("(")
+            k, var = self.take()
+            self.take(",")
+            body = self.expr()
+            self.take(")")
+            return [var, body]
+        return self.args()
+
+    def primary(self):
+        k, v = self.take()
+        if k in ("num", "str"):
+            return ("lit", v)
+        if k == "id":
+            if v in ("true", "false"):
+                return ("lit", v == "true")
+            if v == "null":
+                return ("lit", None)
+            if self.peek("("):
+                return ("fn", v, self.args())
+            return ("var", v)
+        if v == "(":
+            e = self.expr()
+            self.take(")")
+            return e
+        if v == "[":
+            items = []
+            while not self.peek("]"):
+                items.append(self.expr())
+                if not self.peek("]"):
+                    self.take(",")
+            self.take("]")
+            return ("list", items)
+        raise CelUnsupported("unexpected %r" % (v,))
+
+
+_GO_DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DUR_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def go_duration(v):
+    if v == "0":
+        return 0.0
+    parts = _GO_DUR.findall(v)
+    if not parts or "".join(a + b for a, b in parts) != v:
+        raise CelError("invalid duration %r" % v)
+    return sum(float(a) * _GO_DUR_UNIT[b] for a, b in parts)
+
+
+class CelDuration(float):
+    pass
+
+
+def cel_eval(node, env):
+    op = node[0]
+    if op == "lit":
+        return node[1]
+    if op == "var":
+        if node[1] not in env:
+            raise CelUnsupported("unknown variable %s" % node[1])
+        return env[node[1]]
+    if op == "list":
+        return [cel_eval(x, env) for x in node[1]]
+    if op == "sel":
+        base = cel_eval(node[1], env)
+        if not isinstance(base, dict) or node[2] not in base:
+            raise CelError("no such key: %s" % node[2])
+        return base[node[2]]
+    if op == "idx":
+        base, idx = cel_eval(node[1], env), cel_eval(node[2], env)
+        try:
+            return base[idx]
+        except (KeyError, IndexError, TypeError):
+            raise CelError("no such key: %r" % (idx,))
+    if op == "!":
+        return not _cel_bool(cel_eval(node[1], env))
+    if op == "neg":
+        return -cel_eval(node[1], env)
+    if op == "?":
+        return cel_eval(node[2] if _cel_bool(cel_eval(node[1], env)) else node[3], env)
+    if op == "||":
+        # CEL's commutative error handling: an error on one side is absorbed by a true on the other.
+        try:
+            if _cel_bool(cel_eval(node[1], env)):
+                return True
+            left_err = None
+        except CelError as e:
+            left_err = e
+        if _cel_bool(cel_eval(node[2], env)):
+            return True
+        if left_err:
+            raise left_err
+        return False
+    if op == "&&":
+        try:
+            if not _cel_bool(cel_eval(node[1], env)):
+                return False
+            left_err = None
+        except CelError as e:
+            left_err = e
+        if not _cel_bool(cel_eval(node[2], env)):
+            return False
+        if left_err:
+            raise left_err
+        return True
+    if op in ("==", "!=", "<", "<=", ">", ">=", "in", "+", "-", "*", "/", "%"):
+        a, b = cel_eval(node[1], env), cel_eval(node[2], env)
+        try:
+            if op == "==":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op == "in":
+                return a in b
+            if op == "<":
+                return a < b
+            if op == "<=":
+                return a <= b
+            if op == ">":
+                return a > b
+            if op == ">=":
+                return a >= b
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return a * b
+            if op == "/":
+                return a // b if isinstance(a, int) and isinstance(b, int) else a / b
+            return a % b
+        except (TypeError, ZeroDivisionError) as e:
+            raise CelError(str(e))
+    if op == "fn":
+        name, args = node[1], node[2]
+        if name == "has":
+            if len(args) != 1 or args[0][0] != "sel":
+                raise CelUnsupported("has() needs a field selection")
+            base = cel_eval(args[0][1], env)
+            return isinstance(base, dict) and args[0][2] in base
+        vals = [cel_eval(a, env) for a in args]
+        if name == "size" and len(vals) == 1:
+            return len(vals[0])
+        if name == "bytes" and len(vals) == 1:
+            return vals[0].encode() if isinstance(vals[0], str) else bytes(vals[0])
+        if name == "duration" and len(vals) == 1:
+            return CelDuration(go_duration(vals[0]))
+        if name == "int" and len(vals) == 1:
+            return int(vals[0])
+        if name == "string" and len(vals) == 1:
+            return str(vals[0])
+        raise CelUnsupported("function %s" % name)
+    if op == "call":
+        name, target, args = node[1], node[2], node[3]
+        if name in ("all", "exists"):
+            coll = cel_eval(target, env)
+            var, body = args
+            results = (_cel_bool(cel_eval(body, dict(env, **{var: x}))) for x in coll)
+            return all(results) if name == "all" else any(results)
+        t = cel_eval(target, env)
+        vals = [cel_eval(a, env) for a in args]
+        if not isinstance(t, str):
+            raise CelUnsupported("method %s on non-string" % name)
+        if name == "startsWith":
+            return t.startswith(vals[0])
+        if name == "endsWith":
+            return t.endswith(vals[0])
+        if name == "contains":
+            return vals[0] in t
+        if name == "matches":
+            return re.search(vals[0], t) is not None
+        if name == "size":
+            return len(t)
+        raise CelUnsupported("method %s" % name)
+    raise CelUnsupported("node %s" % op)
+
+
+def _cel_bool(v):
+    if not isinstance(v, bool):
+        raise CelError("no such overload: expected bool")
+    return v
+
+
+_CEL_CACHE = {}
+_CEL_SKIPPED = set()
+
+
+def cel_check(schema, value, path, errs, old=None):
+    """Evaluate x-kubernetes-validations under schema for value (after
+    defaulting); append FieldErr for each failing rule."""
+    if not isinstance(schema, dict) or value is None:
+        return
+    for r in schema.get("x-kubernetes-validations") or []:
+        rule = r.get("rule") or ""
+        if rule in _CEL_SKIPPED:
+            continue
+        if "oldSelf" in rule and old is None:
+            continue
+        try:
+            ast = _CEL_CACHE.get(rule)
+            if ast is None:
+                ast = _CEL_CACHE[rule] = _CelParser(rule).parse()
+            ok = _cel_bool(cel_eval(ast, {"self": value, "oldSelf": old}))
+            why = r.get("message") or "failed rule: %s" % rule
+        except CelUnsupported as e:
+            _CEL_SKIPPED.add(rule)
+            log("skipping CEL rule %r: %s" % (rule, e))
+            continue
+        except CelError as e:
+            ok, why = False, "failed rule: %s: %s" % (rule, e)
+        if not ok:
+            fp = (r.get("fieldPath") or "").lstrip(".")
+            p = ".".join(x for x in (path, fp) if x) or "<nil>"
+            typ = schema.get("type") or "object"
+            errs.append(FieldErr(p, "Invalid", why, GoValue(json.dumps(typ)), True))
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k) if k in props else (addl if isinstance(addl, dict) else None)
+            if sub is not None:
+                ov = old.get(k) if isinstance(old, dict) else None
+                cel_check(sub, v, (path + "." + k) if path else k, errs, ov)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            cel_check(schema["items"], v, "%s[%d]" % (path, i), errs, None)
+
+
+# --------------------------------------------------------------------------
 # Mini JSONPath for CRD additionalPrinterColumns.
 
 _JP_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*==\s*[\"']([^\"']*)[\"']\)\]")
@@ -1902,6 +2252,8 @@ class Cluster:
                 raise err_invalid(rt.kind, rt.group, meta.get("name", ""), errs)
             if rt.crd and not errs:
                 errs = schema_validate(rt.schema, obj)
+                if not errs:
+                    cel_check(rt.schema, obj, "", errs)
                 if errs:
                     raise err_invalid(rt.kind, rt.group, meta.get("name", ""), errs)
             name = meta["name"]
@@ -2089,6 +2441,8 @@ class Cluster:
             errs = rt.validate(new, cur)
         if not errs and rt.crd:
             errs = schema_validate(rt.schema, new)
+            if not errs:
+                cel_check(rt.schema, new, "", errs, cur)
         if errs:
             raise err_invalid(rt.kind, rt.group, cm["name"], errs)
         if rt.generation:

@@ -84,7 +84,7 @@ def main():
         print("LIST nodes, %d pages: %.2f s, %d items" % (pages, time.time() - t, len(items)))
         t = time.time()
         st, b = c.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-00007")
-        print("LIST pods fieldSelector=spec.nodeName (full scan): %.3f s, %d items" % (time.time() - t, len(b["items"])))
+        print("LIST pods fieldSelector=spec.nodeName (indexed): %.3f s, %d items" % (time.time() - t, len(b["items"])))
         with open("/proc/%d/status" % srv.proc.pid) as f:
             rss = [l for l in f if l.startswith("VmRSS")][0].split()[1]
         print("server RSS: %d MB" % (int(rss) // 1024))

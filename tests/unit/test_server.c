@@ -560,6 +560,9 @@ test_client_cert(void **state)
 	httpc_free(h);
 
 	h = httpc_new(&good);
+	/* Any route can tell a verified client, not only the flagged ones. */
+	assert_int_equal(call(h, f, "POST", "/echo", "{}", body, sizeof(body), NULL), 200);
+	assert_non_null(strstr(body, "\"cert\":true"));
 	assert_int_equal(call(h, f, "POST", "/private", "{}", body, sizeof(body), NULL), 200);
 	assert_non_null(strstr(body, "\"cert\":true"));
 	assert_int_equal(call(h, f, "POST", "/private", "{}", body, sizeof(body), NULL), 200);
