@@ -51,7 +51,6 @@ struct cache {
 
 	/* Watch thread only: the table a relist is building. */
 	struct cache__table staging;
-	bool listing;
 
 	cache_hook_fn hook;
 	void *hook_ctx;
@@ -739,7 +738,6 @@ cache__list_begin(void *ctx)
 	struct cache *c = ctx;
 
 	cache__table_clear(&c->staging);
-	c->listing = true;
 	return 0;
 }
 
@@ -871,7 +869,6 @@ out:
 		cache_obj_unref(changes[i].new_obj);
 	}
 	free(changes);
-	c->listing = false;
 	cache__table_clear(st);
 	pthread_mutex_unlock(&c->write_lock);
 	return rc;
@@ -883,7 +880,6 @@ cache__list_abort(void *ctx)
 	struct cache *c = ctx;
 
 	cache__table_clear(&c->staging);
-	c->listing = false;
 }
 
 static int

@@ -4,6 +4,12 @@
  * it (node cache, guarded JSON Patch, write-through). Not installed.
  *
  *   kube_driver claim --kubeconfig FILE --node NAME --identity ID --go FILE
+ *   kube_driver OP --kubeconfig FILE [args]      one REST call, one JSON line out:
+ *     event KIND NAME [NAMESPACE]   events.k8s.io Event (Warning DrainTimeout)
+ *     bind NAMESPACE POD NODE       pods/binding
+ *     evict NAMESPACE POD           pods/eviction
+ *     status NODEPOOL               merge patch of the NodePool's status subresource
+ *     can-i VERB RESOURCE           SelfSubjectAccessReview
  *
  * Syncs a node cache, prints {"ready":true,"rv":...} once it holds the node,
  * waits for the --go file to exist (so two drivers race), claims the node
@@ -114,11 +120,95 @@ claim(int argc, char **argv)
 	return 0;
 }
 
+static void
+print_result(const char *op, int rc, const struct kube_error *err, json_t *extra)
+{
+	json_t *out = json_pack("{s:s,s:b,s:s,s:i,s:s,s:s}", "op", op, "ok", rc == 0,
+	    "class", kube_err_class_name(err->class), "code", (int)err->code, "reason", err->reason,
+	    "message", err->message);
+	char *text;
+
+	if (extra != NULL)
+		json_object_update(out, extra);
+	json_decref(extra);
+	text = json_dumps(out, JSON_COMPACT);
+	printf("%s\n", text);
+	free(text);
+	json_decref(out);
+}
+
+/* One REST call per invocation: argv[0] is the operation, then --kubeconfig F, then its args. */
+static int
+rest(int argc, char **argv)
+{
+	const char *op = argv[0], *kubeconfig = arg(argc, argv, "--kubeconfig");
+	struct kube_config cfg;
+	struct kubeconfig_error kerr;
+	struct kube_error err = { 0 };
+	struct kube *k;
+	char **a = argv + 3;
+	int n = argc - 3, rc = -EINVAL;
+
+	if (kubeconfig == NULL || argc < 3 || strcmp(argv[1], "--kubeconfig") != 0) {
+		fprintf(stderr, "usage: kube_driver OP --kubeconfig F ARGS...\n");
+		return 2;
+	}
+	if (kubeconfig_load(kubeconfig, NULL, &cfg, &kerr) < 0) {
+		fprintf(stderr, "kube_driver: %s\n", kerr.message);
+		return 2;
+	}
+	httpc_global_init();
+	k = kube_new(&cfg, "kube-driver");
+	kube_config_free(&cfg);
+	if (k == NULL)
+		return 1;
+	if (strcmp(op, "event") == 0 && n >= 2) {
+		struct kube_event ev = {
+			.type = "Warning", .reason = "DrainTimeout", .action = "Drain",
+			.note = "drain did not finish within 5m0s; the node goes back to running",
+			.kind = a[0], .api_version = strcmp(a[0], "NodePool") == 0 ?
+			    "stratos.sh/v1alpha1" : "v1",
+			.name = a[1], .namespace = n >= 3 ? a[2] : NULL,
+		};
+		rc = kube_event_create(k, &ev, &err);
+		print_result(op, rc, &err, NULL);
+	} else if (strcmp(op, "bind") == 0 && n >= 3) {
+		rc = kube_bind(k, a[0], a[1], a[2], &err);
+		print_result(op, rc, &err, NULL);
+	} else if (strcmp(op, "evict") == 0 && n >= 2) {
+		rc = kube_evict(k, a[0], a[1], &err);
+		print_result(op, rc, &err, json_pack("{s:i}", "retryAfter", (int)err.retry_after_s));
+	} else if (strcmp(op, "status") == 0 && n >= 1) {
+		char path[KUBE_PATH_MAX];
+		json_t *patch = json_pack("{s:{s:i,s:{s:i,s:i}}}", "status", "observedGeneration", 1,
+		    "nodes", "standby", 2, "total", 2), *out = NULL;
+		rc = kube_path(path, &KUBE_NODEPOOLS, NULL, a[0], "status");
+		if (rc == 0)
+			rc = kube_patch(k, path, KUBE_PATCH_MERGE, patch, &out, &err);
+		print_result(op, rc, &err, json_pack("{s:O?}", "status",
+		    json_object_get(out, "status")));
+		json_decref(patch);
+		json_decref(out);
+	} else if (strcmp(op, "can-i") == 0 && n >= 2) {
+		bool allowed = false;
+		rc = kube_check_access(k, a[0], "", a[1], NULL, &allowed, &err);
+		print_result(op, rc, &err, json_pack("{s:b}", "allowed", allowed));
+	} else {
+		fprintf(stderr, "kube_driver: bad operation or arguments\n");
+		kube_free(k);
+		return 2;
+	}
+	kube_free(k);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "claim") == 0)
 		return claim(argc - 2, argv + 2);
-	fprintf(stderr, "usage: kube_driver claim ...\n");
+	if (argc >= 2)
+		return rest(argc - 1, argv + 1);
+	fprintf(stderr, "usage: kube_driver claim|event|bind|evict|status|can-i ...\n");
 	return 2;
 }
