@@ -1,194 +1,25 @@
 /* Unit tests for the Kubernetes REST client and the list+watch cache against a scripted server. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "test_util.h"
+#include "fake_http.h"
 #include "stratos/jsonpatch.h"
 #include "stratos/kube.h"
 #include "stratos/node_cache.h"
-
-/* ---- a scripted HTTP/1.1 server ---- */
-
-struct req {
-	char method[16];
-	char path[2048];
-	char auth[256];
-	char ctype[128];
-	char body[65536];
-	size_t body_len;
-};
-
-/* The test's handler writes a whole response on fd (it may stream, or close). */
-typedef void (*handler_fn)(int fd, const struct req *r);
-
-static int server_fd, server_port;
-static handler_fn handler;
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct req last;                 /* last request seen */
-static char paths_log[16384];           /* "METHOD path\n" of every request */
-
-static void
-send_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return;
-		data += n;
-		len -= (size_t)n;
-	}
-}
-
-static void
-reply(int fd, int status, const char *extra, const char *body)
-{
-	char head[512];
-
-	snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-	    "Content-Length: %zu\r\n%s\r\n", status, strlen(body), extra != NULL ? extra : "");
-	send_all(fd, head, strlen(head));
-	send_all(fd, body, strlen(body));
-}
-
-static void
-chunk(int fd, const char *data)
-{
-	char head[32];
-
-	snprintf(head, sizeof(head), "%zx\r\n", strlen(data));
-	send_all(fd, head, strlen(head));
-	send_all(fd, data, strlen(data));
-	send_all(fd, "\r\n", 2);
-}
-
-static void
-stream_start(int fd)
-{
-	const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-	    "Transfer-Encoding: chunked\r\n\r\n";
-	send_all(fd, h, strlen(h));
-}
-
-static void
-stream_end(int fd)
-{
-	send_all(fd, "0\r\n\r\n", 5);
-}
-
-static void
-header_value(const char *head, const char *name, char *out, size_t len)
-{
-	const char *p = strcasestr(head, name);
-
-	out[0] = '\0';
-	if (p == NULL)
-		return;
-	p += strlen(name);
-	while (*p == ' ')
-		p++;
-	size_t n = strcspn(p, "\r\n");
-	snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), p);
-}
-
-static void
-serve(int fd)
-{
-	static char buf[262144];
-	size_t have = 0;
-
-	for (;;) {
-		char *end;
-		ssize_t n;
-		struct req r;
-
-		while ((end = memmem(buf, have, "\r\n\r\n", 4)) == NULL) {
-			n = recv(fd, buf + have, sizeof(buf) - have - 1, 0);
-			if (n <= 0)
-				return;
-			have += (size_t)n;
-		}
-		buf[have] = '\0';
-		size_t head_len = (size_t)(end - buf) + 4;
-		char cl[32];
-		*end = '\0';
-		header_value(buf, "Content-Length:", cl, sizeof(cl));
-		size_t clen = strtoul(cl, NULL, 10);
-		memset(&r, 0, sizeof(r));
-		sscanf(buf, "%15s %2047s", r.method, r.path);
-		header_value(buf, "Authorization:", r.auth, sizeof(r.auth));
-		header_value(buf, "Content-Type:", r.ctype, sizeof(r.ctype));
-		while (have < head_len + clen) {
-			n = recv(fd, buf + have, sizeof(buf) - have - 1, 0);
-			if (n <= 0)
-				return;
-			have += (size_t)n;
-		}
-		memcpy(r.body, buf + head_len, clen < sizeof(r.body) - 1 ? clen : sizeof(r.body) - 1);
-		r.body_len = clen;
-		pthread_mutex_lock(&log_lock);
-		last = r;
-		strncat(paths_log, r.method, sizeof(paths_log) - strlen(paths_log) - 1);
-		strncat(paths_log, " ", sizeof(paths_log) - strlen(paths_log) - 1);
-		strncat(paths_log, r.path, sizeof(paths_log) - strlen(paths_log) - 1);
-		strncat(paths_log, "\n", sizeof(paths_log) - strlen(paths_log) - 1);
-		pthread_mutex_unlock(&log_lock);
-		handler(fd, &r);
-		memmove(buf, buf + head_len + clen, have - head_len - clen);
-		have -= head_len + clen;
-	}
-}
-
-static void *
-conn_main(void *arg)
-{
-	int fd = (int)(long)arg;
-
-	serve(fd);
-	close(fd);
-	return NULL;
-}
-
-static void *
-server_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		int fd = accept(server_fd, NULL, NULL);
-		pthread_t t;
-		if (fd < 0)
-			return NULL;
-		pthread_create(&t, NULL, conn_main, (void *)(long)fd);
-		pthread_detach(t);
-	}
-}
 
 static char tmpdir[128];
 
 static int
 setup(void **state)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	socklen_t len = sizeof(addr);
-	pthread_t t;
-
 	(void)state;
 	httpc_global_init();
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	server_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (bind(server_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(server_fd, 64) < 0)
+	if (fake_http_start() < 0)
 		return -1;
-	getsockname(server_fd, (struct sockaddr *)&addr, &len);
-	server_port = ntohs(addr.sin_port);
-	pthread_create(&t, NULL, server_main, NULL);
-	pthread_detach(t);
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/stratos-kube-XXXXXX");
 	return mkdtemp(tmpdir) != NULL ? 0 : -1;
 }
