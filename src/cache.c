@@ -1,4 +1,4 @@
-/* Generic informer-fed object cache: open-addressing tables, an index, write-through, notifications. */
+/* Generic informer-fed object cache: probe tables, one index, write-through, notifications. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

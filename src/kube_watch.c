@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "stratos/jsonprune.h"
@@ -235,6 +236,7 @@ struct kube_informer {
 
 	/* Watch thread only. */
 	char rv[sizeof(((struct kube_informer_status *)0)->resource_version)];
+	unsigned seed;                   /* jitter; differs between replicas and informers */
 	struct kube_watch_parser parser;
 	unsigned long stream_events;
 	struct metrics_family *m_restarts;
@@ -283,6 +285,8 @@ kube_informer_new(struct kube *k, const struct kube_informer_config *cfg)
 	inf->ops = cfg->ops;
 	inf->ctx = cfg->ctx;
 	atomic_init(&inf->stop, false);
+	if (getrandom(&inf->seed, sizeof(inf->seed), 0) != (ssize_t)sizeof(inf->seed))
+		inf->seed = (unsigned)time_mono_us();
 	pthread_mutex_init(&inf->lock, NULL);
 	pthread_cond_init(&inf->cond, NULL);
 	inf->m_restarts = metrics_register(METRICS_COUNTER, "stratos_kube_watch_restarts_total",
@@ -318,10 +322,11 @@ kube_informer__sleep(struct kube_informer *inf, long ms)
 
 /* Full jitter between half and all of the current step, then double the step. */
 static long
-kube_informer__backoff(long *step_ms)
+kube_informer__backoff(struct kube_informer *inf, long *step_ms)
 {
 	long cur = *step_ms < KUBE_WATCH_BACKOFF_MIN_MS ? KUBE_WATCH_BACKOFF_MIN_MS : *step_ms;
-	long wait = cur / 2 + (long)((unsigned long)rand() % (unsigned long)(cur / 2 + 1));
+	long wait = cur / 2 +
+	    (long)((unsigned long)rand_r(&inf->seed) % (unsigned long)(cur / 2 + 1));
 
 	*step_ms = cur * 2 > KUBE_WATCH_BACKOFF_MAX_MS ? KUBE_WATCH_BACKOFF_MAX_MS : cur * 2;
 	return wait;
@@ -465,7 +470,7 @@ kube_informer__watch(struct kube_informer *inf, struct httpc *h, const char **re
     long *retry_after_s)
 {
 	long timeout = inf->watch_timeout_s > 0 ? inf->watch_timeout_s :
-	    300 + (long)((unsigned long)rand() % 301);
+	    300 + (long)((unsigned long)rand_r(&inf->seed) % 301);
 	struct kube_error err;
 	char *path = NULL;
 	int64_t t0 = time_mono_ms();
@@ -561,7 +566,7 @@ kube_informer__main(void *arg)
 
 		if (need_list) {
 			if (kube_informer__list(inf) < 0) {
-				if (kube_informer__sleep(inf, kube_informer__backoff(&step)))
+				if (kube_informer__sleep(inf, kube_informer__backoff(inf, &step)))
 					break;
 				continue;
 			}
@@ -578,7 +583,7 @@ kube_informer__main(void *arg)
 				step = 0;
 			continue;
 		}
-		long wait = kube_informer__backoff(&step);
+		long wait = kube_informer__backoff(inf, &step);
 		if (retry_after > 0 && retry_after * 1000 > wait)
 			wait = retry_after * 1000 > KUBE_WATCH_BACKOFF_MAX_MS ?
 			    KUBE_WATCH_BACKOFF_MAX_MS : retry_after * 1000;

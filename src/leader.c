@@ -36,6 +36,7 @@ struct leader {
 	/* Election thread only: what client-go calls the observed record. */
 	char *observed_spec;         /* compact JSON of the Lease spec last seen */
 	int64_t observed_ms;         /* monotonic time it was first seen */
+	unsigned seed;               /* acquire jitter */
 	json_int_t observed_transitions;
 
 	struct metrics_family *m_leader;
@@ -83,6 +84,8 @@ leader_new(struct kube *k, const struct leader_config *cfg)
 	l->on_stopped = cfg->on_stopped;
 	l->ctx = cfg->ctx;
 	atomic_init(&l->stop, false);
+	if (getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed))
+		l->seed = (unsigned)time_mono_us();
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	l->m_leader = metrics_register(METRICS_GAUGE, "stratos_leader",
@@ -343,7 +346,7 @@ leader__main(void *arg)
 		pthread_mutex_unlock(&l->lock);
 		if (!leading) {
 			/* client-go jitters the acquire period by up to 20 %. */
-			long wait = l->retry_ms + (long)((unsigned long)rand() %
+			long wait = l->retry_ms + (long)((unsigned long)rand_r(&l->seed) %
 			    (unsigned long)(l->retry_ms / 5 + 1));
 			enum leader__result r = leader__try(l, false, l->deadline_ms);
 			if (r == LEADER__HELD) {

@@ -1,4 +1,4 @@
-/* Caches of the stratos.sh custom resources (NodePools, AWSNodeClasses) that feed the pools registry. */
+/* Caches of the stratos.sh custom resources, feeding the pools registry. */
 #ifndef STRATOS_CRD_CACHE_H
 #define STRATOS_CRD_CACHE_H
 

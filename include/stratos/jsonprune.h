@@ -13,7 +13,8 @@
  * drops that member; "+spec.containers[].resources" keeps it whole and
  * drops every member of the objects above it that no "+" path lists (an
  * allow-list: what a parser reads, nothing else); the members on the way
- * to a "-" path count as listed. Member names may not contain '.' or '['. Immutable once compiled: thread-safe to use.
+ * to a "-" path count as listed. Member names may not contain '.' or '['.
+ * Immutable once compiled: thread-safe to use.
  */
 struct jsonprune;
 

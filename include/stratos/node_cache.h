@@ -1,4 +1,4 @@
-/* The Node cache: compact node facts (pool state labels, annotations, taints, readiness, allocatable). */
+/* The Node cache: pool state labels, stratos annotations, taints, readiness, allocatable. */
 #ifndef STRATOS_NODE_CACHE_H
 #define STRATOS_NODE_CACHE_H
 
