@@ -183,8 +183,9 @@ int pod_cache_start(struct cache *c, struct kube *k);
 struct pod_info *pod_cache_get(struct cache *c, const char *ns, const char *name);
 
 /*
- * Calls fn for each pod bound to node under the read lock (fn must be
- * quick). Returns the number visited. Thread-safe.
+ * Calls fn for each pod bound to node (NULL: every pod, bound or not) under
+ * the read lock; fn must be quick and a non-zero return stops the walk.
+ * Returns the number visited. Thread-safe.
  */
 size_t pod_cache_foreach_on_node(struct cache *c, const char *node,
     int (*fn)(void *ctx, const struct pod_info *p), void *ctx);
