@@ -171,7 +171,7 @@ enum leader__result {
 
 /* client-go's tryAcquireOrRenew. */
 static enum leader__result
-leader__try(struct leader *l, bool leading, long timeout_ms)
+leader__try(struct leader *l, long timeout_ms)
 {
 	char path[KUBE_PATH_MAX], coll[KUBE_PATH_MAX], now[TIME_RFC3339_LEN];
 	struct kube_req get = { .method = "GET", .path = path, .timeout_ms = timeout_ms };
@@ -224,9 +224,12 @@ leader__try(struct leader *l, bool leading, long timeout_ms)
 		res = LEADER__OTHER;
 		goto out;
 	}
-	/* Renewing keeps acquireTime and the transition count; taking over bumps it. */
+	/*
+	 * Our own record (renewing, or back after a lost renewal) keeps acquireTime
+	 * and the transition count, as client-go does; taking over bumps it.
+	 */
 	acquire = json_string_value(json_object_get(spec, "acquireTime"));
-	if (leading && holder != NULL && strcmp(holder, l->identity) == 0 && acquire != NULL)
+	if (holder != NULL && strcmp(holder, l->identity) == 0 && acquire != NULL)
 		nspec = leader__spec(l->identity, l->lease_ms / 1000, acquire, now,
 		    l->observed_transitions);
 	else
@@ -348,7 +351,7 @@ leader__main(void *arg)
 			/* client-go jitters the acquire period by up to 20 %. */
 			long wait = l->retry_ms + (long)((unsigned long)rand_r(&l->seed) %
 			    (unsigned long)(l->retry_ms / 5 + 1));
-			enum leader__result r = leader__try(l, false, l->deadline_ms);
+			enum leader__result r = leader__try(l, l->deadline_ms);
 			if (r == LEADER__HELD) {
 				leader__set_leading(l, true, "acquired");
 				continue;
@@ -368,7 +371,7 @@ leader__main(void *arg)
 			break;
 		/* Never let one request outlive the renew deadline. */
 		long left = l->deadline_ms - (time_mono_ms() - renewed);
-		enum leader__result r = left > 0 ? leader__try(l, true, left) : LEADER__FAILED;
+		enum leader__result r = left > 0 ? leader__try(l, left) : LEADER__FAILED;
 		if (r == LEADER__HELD) {
 			pthread_mutex_lock(&l->lock);
 			l->renewed_ms = time_mono_ms();

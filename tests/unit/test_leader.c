@@ -235,11 +235,15 @@ test_acquire_renew_lose_and_release(void **state)
 	/* The thread notices at its next attempt: a retry period and one failed request. */
 	assert_true(atomic_load(&c.stopped_ms) - fail_at <= 1000 + 250 * fake_http_slowdown());
 
-	/* It comes back and, the lease being ours still, leads again. */
+	/* It comes back and, the lease being ours still, leads again: no new transition. */
 	atomic_store(&failing, false);
 	assert_true(wait_until(is_leader, l, 3000 * fake_http_slowdown()));
 	wait_count(&c.started, 2);
 	assert_int_equal(atomic_load(&c.started), 2);
+	pthread_mutex_lock(&store_lock);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(lease, "spec"),
+	    "leaseTransitions")), 0);
+	pthread_mutex_unlock(&store_lock);
 
 	/* A clean stop hands the Lease over: empty holder, 1 s lease. */
 	leader_stop(l, true);
