@@ -1521,7 +1521,7 @@ ec2_describe_instances(struct ec2_client *c, const struct ec2_filter *filters, s
 		}
 	} while (rc == 0 && next != NULL);
 	free(next);
-	if (rc < 0) {
+	if (rc < 0 || out == NULL) {
 		ec2_instances_free(&tmp);
 		return rc;
 	}
