@@ -272,9 +272,13 @@ aws_credentials_refresh_at(int64_t expiration_ms, int64_t now_ms, int64_t ahead_
 	if (expiration_ms <= 0)
 		return INT64_MAX;
 	at = expiration_ms - ahead_ms;
-	if (at >= now_ms + AWS_CREDS__MIN_INTERVAL_MS)
+	if (at > now_ms)
 		return at;
-	/* The source handed out keys already inside the window: come back soon, not in a loop. */
+	/*
+	 * The source handed out keys already inside the window (it caches
+	 * them, as IMDS does): come back at half their remaining life, never
+	 * in a tight loop.
+	 */
 	half = (expiration_ms - now_ms) / 2;
 	if (half < AWS_CREDS__MIN_INTERVAL_MS)
 		half = AWS_CREDS__MIN_INTERVAL_MS;

@@ -210,6 +210,8 @@ test_refresh_schedule(void **state)
 	assert_int_equal(aws_credentials_refresh_at(now + 2000, now, 10 * min), now + 5000);
 	assert_int_equal(aws_credentials_refresh_at(now - 1000, now, 10 * min), now + 5000);
 	assert_int_equal(aws_credentials_refresh_at(now + 14 * min, now, 10 * min), now + 4 * min);
+	/* Just outside the window: refresh when it opens, however soon. */
+	assert_int_equal(aws_credentials_refresh_at(now + 10 * min + 2000, now, 10 * min), now + 2000);
 }
 
 /* ---- the chain ---------------------------------------------------------- */
