@@ -96,7 +96,7 @@ struct doctor__launch {
 };
 
 static void
-doctor__launch_params(const struct config *cfg, struct doctor__launch *l)
+doctor__launch_params(struct doctor *d, const struct config *cfg, struct doctor__launch *l)
 {
 	struct yamljson_error yerr;
 	size_t i;
@@ -106,8 +106,16 @@ doctor__launch_params(const struct config *cfg, struct doctor__launch *l)
 	l->image = DOCTOR__FAKE_IMAGE;
 	l->type = "t3.micro";
 	l->source = "stand-in parameters";
-	if (cfg->pools_file == NULL || yamljson_parse_file(cfg->pools_file, &l->docs, &yerr) < 0)
+	if (cfg->pools_file == NULL)
 		return;
+	if (yamljson_parse_file(cfg->pools_file, &l->docs, &yerr) < 0) {
+		if (yerr.line > 0)
+			doctor__row(d, "pools file", "FAIL", "%s:%d:%d: %s", cfg->pools_file, yerr.line,
+			    yerr.column, yerr.message);
+		else
+			doctor__row(d, "pools file", "FAIL", "%s: %s", cfg->pools_file, yerr.message);
+		return;
+	}
 	json_array_foreach(l->docs, i, doc) {
 		json_t *spec = json_object_get(doc, "spec"), *sg;
 		size_t j;
@@ -288,7 +296,7 @@ doctor_run(const struct config *cfg)
 	    ec2_client_endpoint(ec2), (long long)(time_mono_ms() - t0));
 
 	/* 4. Permissions, by dry run. */
-	doctor__launch_params(cfg, &launch);
+	doctor__launch_params(&d, cfg, &launch);
 	doctor__target(cfg, ec2, target, sizeof(target), &why);
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
 		doctor__dry_run(&d, ec2, required[i], target, &launch);

@@ -778,12 +778,11 @@ ec2_endpoint_resolve(const char *flag, const char *region, char *out, size_t len
 
 /* "Start=10/20,RunInstances=2/5" over the defaults. */
 static int
-ec2__parse_rates(struct ec2_client *c, const char *spec, double rate[EC2_OP_COUNT],
-    double burst[EC2_OP_COUNT], struct ec2_error *err)
+ec2__parse_rates(const char *spec, double rate[EC2_OP_COUNT], double burst[EC2_OP_COUNT],
+    struct ec2_error *err)
 {
 	char copy[1024], *save = NULL;
 
-	(void)c;
 	if (spec == NULL || spec[0] == '\0')
 		return 0;
 	if (strlen(spec) >= sizeof(copy))
@@ -817,13 +816,12 @@ ec2__parse_rates(struct ec2_client *c, const char *spec, double rate[EC2_OP_COUN
 }
 
 static int
-ec2__conn_open(struct ec2_client *c, struct ec2__conn *conn, const char *ca_file)
+ec2__conn_open(struct ec2__conn *conn, const char *ca_file)
 {
 	struct httpc_tls tls = { .ca_file = ca_file };
 
 	conn->http = httpc_new(&tls);
 	return conn->http != NULL ? 0 : -ENOMEM;
-	(void)c;
 }
 
 static void *ec2__keepalive_main(void *arg);
@@ -888,8 +886,8 @@ ec2_client_new(const struct ec2_options *opts, struct ec2_client **out, struct e
 	/* Rate limits: defaults, then the operator's overrides. */
 	for (size_t i = 0; i < EC2_OP_COUNT; i++)
 		rate[i] = 0, burst[i] = 1;
-	if ((rc = ec2__parse_rates(c, EC2_RATE_LIMITS_DEFAULT, rate, burst, err)) < 0 ||
-	    (rc = ec2__parse_rates(c, opts->rate_limits, rate, burst, err)) < 0)
+	if ((rc = ec2__parse_rates(EC2_RATE_LIMITS_DEFAULT, rate, burst, err)) < 0 ||
+	    (rc = ec2__parse_rates(opts->rate_limits, rate, burst, err)) < 0)
 		goto fail;
 	for (size_t i = 0; i < EC2_OP_COUNT; i++) {
 		ratelimit_destroy(&c->buckets[i]);
@@ -908,7 +906,7 @@ ec2_client_new(const struct ec2_options *opts, struct ec2_client **out, struct e
 	if (ca_file != NULL && ca_file[0] == '\0')
 		ca_file = NULL;
 	for (size_t i = 0; i < c->nconns; i++) {
-		if ((rc = ec2__conn_open(c, &c->conns[i], ca_file)) < 0)
+		if ((rc = ec2__conn_open(&c->conns[i], ca_file)) < 0)
 			goto fail;
 	}
 	c->m_requests = metrics_register(METRICS_COUNTER, "stratos_cloud_requests_total",

@@ -127,8 +127,12 @@ class SimCase(unittest.TestCase):
         self.drivers = []
 
     def tearDown(self):
+        # A clean exit, and nothing from the sanitizers (scripts/test runs this with ASan/UBSan).
         for d in self.drivers:
-            d.close()
+            rc = d.close()
+            self.assertEqual(rc, 0 if d.ready.get("ok") else 1, d.stderr()[-3000:])
+            self.assertNotIn("Sanitizer", d.stderr())
+            self.assertNotIn("runtime error:", d.stderr())
 
     def control(self, method, path, body=None):
         return simproc.control(self.control_url, method, path, body, ca=self.ca)
@@ -518,6 +522,9 @@ class DoctorTest(SimCase):
     def doctor(self, *args, env=None):
         out = subprocess.run([STRATOSD, "doctor"] + list(args), env=env or self.sim_env(),
                              capture_output=True, text=True, timeout=120)
+        self.assertIn(out.returncode, (0, 1), out.stderr)
+        self.assertNotIn("Sanitizer", out.stderr)
+        self.assertNotIn("runtime error:", out.stderr)
         rows = {}
         for line in out.stdout.splitlines()[1:]:
             # "%-28s %-8s %s": fixed columns.
