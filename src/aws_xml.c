@@ -23,8 +23,9 @@ aws_xml_parse(const char *data, size_t len)
 	pthread_once(&aws_xml__once, aws_xml__init);
 	if (data == NULL || len == 0 || len > INT_MAX)
 		return NULL;
+	/* Blank text is kept: a tag value may be a single space. */
 	return xmlReadMemory(data, (int)len, "aws-reply.xml", NULL,
-	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS);
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 }
 
 static bool

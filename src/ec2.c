@@ -1256,7 +1256,9 @@ static void
 ec2__log_attempt(enum ec2_op op, const struct ec2_error *err, unsigned attempt, int64_t elapsed,
     bool final)
 {
-	enum log_level lvl = final ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG;
+	/* Not-found and wrong-state are answers the caller expects and handles. */
+	enum log_level lvl = final && err->cls != EC2_ERR_NOT_FOUND &&
+	    err->cls != EC2_ERR_WRONG_STATE ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG;
 
 	if (!log_enabled(lvl))
 		return;

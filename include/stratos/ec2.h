@@ -256,7 +256,7 @@ int ec2_client_new(const struct ec2_options *opts, struct ec2_client **out, stru
 void ec2_options_from_config(const struct config *cfg, const char *region,
     struct aws_credentials_provider *creds, struct ec2_options *out);
 
-/* Closes the connections and stops the keep-alive thread. NULL-safe. */
+/* Closes the connections and stops the keep-alive thread; no call may be in flight. NULL-safe. */
 void ec2_client_free(struct ec2_client *c);
 
 /*
@@ -303,7 +303,9 @@ int ec2_terminate_instances(struct ec2_client *c, const char *const *ids, size_t
 /*
  * DescribeInstances with filters and/or ids; follows NextToken until the
  * end (at most LIMITS_EC2_DESCRIBE_INSTANCES instances), appending to out.
- * With ids, no pagination (EC2 forbids MaxResults with InstanceId).
+ * With ids, no pagination (EC2 forbids MaxResults with InstanceId). A
+ * call->deadline_ms bounds every page together; without one each page
+ * gets the client's default timeout.
  */
 int ec2_describe_instances(struct ec2_client *c, const struct ec2_filter *filters,
     size_t nfilters, const char *const *ids, size_t nids, const struct ec2_call *call,

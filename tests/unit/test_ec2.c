@@ -306,6 +306,38 @@ test_parse_describe_reservations_tags_token(void **state)
 	assert_int_equal(ec2_parse_instances("garbage", 7, &list, &next), -EINVAL);
 }
 
+/* Entities decoded, blank values kept (a tag value may be one space). */
+static void
+test_parse_tag_values_exactly(void **state)
+{
+	const char *xml = "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"
+	    "<reservationSet><item><instancesSet><item><instanceId>i-1</instanceId>"
+	    "<instanceState><code>16</code><name>running</name></instanceState><tagSet>"
+	    "<item><key>team</key><value>ml &amp; infra &lt;3</value></item>"
+	    "<item><key>space</key><value> </value></item>"
+	    "<item><key>cdata</key><value><![CDATA[a<b]]></value></item>"
+	    "</tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>";
+	struct ec2_instances list = { 0 };
+
+	(void)state;
+	assert_int_equal(ec2_parse_instances(xml, strlen(xml), &list, NULL), 0);
+	assert_int_equal(list.len, 1);
+	assert_string_equal(ec2_instance_tag(&list.v[0], "team"), "ml & infra <3");
+	assert_string_equal(ec2_instance_tag(&list.v[0], "space"), " ");
+	assert_string_equal(ec2_instance_tag(&list.v[0], "cdata"), "a<b");
+	ec2_instances_free(&list);
+	/* An entity bomb or external entity is not expanded. */
+	const char *xxe = "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>"
+	    "<DescribeInstancesResponse><reservationSet><item><instancesSet><item>"
+	    "<instanceId>i-1</instanceId><tagSet><item><key>k</key><value>&x;</value></item>"
+	    "</tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>";
+	if (ec2_parse_instances(xxe, strlen(xxe), &list, NULL) == 0 && list.len == 1) {
+		const char *v = ec2_instance_tag(&list.v[0], "k");
+		assert_true(v == NULL || strstr(v, "root:") == NULL);
+	}
+	ec2_instances_free(&list);
+}
+
 static void
 test_parse_run_and_state_changes(void **state)
 {
@@ -983,6 +1015,7 @@ main(void)
 		cmocka_unit_test(test_query_run_instances_rejects),
 		cmocka_unit_test(test_query_other_actions),
 		cmocka_unit_test(test_parse_describe_reservations_tags_token),
+		cmocka_unit_test(test_parse_tag_values_exactly),
 		cmocka_unit_test(test_parse_run_and_state_changes),
 		cmocka_unit_test(test_parse_error_and_classes),
 		cmocka_unit_test(test_call_is_signed_and_reuses_the_connection),
