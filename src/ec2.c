@@ -1214,6 +1214,10 @@ ec2__attempt(struct ec2_client *c, enum ec2_op op, const struct buf *body, int64
 		at->cls = EC2_ERR_NONE;
 	} else if (rc == 0) {
 		ec2_parse_error(resp->body.data, resp->body.len, resp->status, err);
+		/* Keys refused as expired or unknown: maybe revoked; fetch new ones now. */
+		if (strcmp(err->code, "ExpiredToken") == 0 || strcmp(err->code, "RequestExpired") == 0 ||
+		    strcmp(err->code, "AuthFailure") == 0 || strcmp(err->code, "InvalidClientTokenId") == 0)
+			aws_credentials_provider_refresh_soon(c->creds);
 		if (dry_run && strcmp(err->code, "DryRunOperation") == 0) {
 			at->cls = EC2_ERR_NONE;
 		} else {

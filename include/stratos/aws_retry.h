@@ -27,6 +27,7 @@ struct aws_retry_quota {
 	unsigned capacity;
 };
 
+/* Starts full (AWS_RETRY_QUOTA for a client). destroy() only when nobody uses it any more. */
 void aws_retry_quota_init(struct aws_retry_quota *q, unsigned capacity);
 void aws_retry_quota_destroy(struct aws_retry_quota *q);
 

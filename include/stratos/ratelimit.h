@@ -21,6 +21,8 @@ struct ratelimit {
 
 /* Starts full. rate 0 disables the limit. Returns 0 or -EINVAL (negative rate, burst < 1). */
 int ratelimit_init(struct ratelimit *rl, double rate, double burst);
+
+/* Releases the lock of a bucket nobody waits on any more. */
 void ratelimit_destroy(struct ratelimit *rl);
 
 /*
