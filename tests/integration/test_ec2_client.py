@@ -701,6 +701,20 @@ class CredentialSourcesTest(SimCase):
         self.assertIn("AWS credentials refresh failed", d.stderr())
         self.assertIn("InternalFailure", d.stderr())
 
+    def test_revoked_keys_are_replaced_at_once(self):
+        d = self.driver(self.env_for("container"))
+        first = d.call({"op": "creds"})["access_key_id"]
+        status, _ = self.control("DELETE", "credentials/" + first)
+        self.assertEqual(status, 200)
+        r = d.call({"op": "describe", "ids": ["i-0123456789abcdef0"]})
+        self.assertEqual((r["class"], r["code"]), ("auth", "AuthFailure"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and d.call({"op": "creds"})["access_key_id"] == first:
+            time.sleep(0.05)
+        self.assertNotEqual(d.call({"op": "creds"})["access_key_id"], first)
+        r = d.call({"op": "describe", "ids": ["i-0123456789abcdef0"]})
+        self.assertEqual(r["code"], "InvalidInstanceID.NotFound")   # signed with the new keys
+
     def test_expired_credentials_fail_without_network(self):
         # Keys valid 3 s, and STS failing from then on: the keys expire.
         self.auth("PUT", "config", {"expiration_seconds": 3})
