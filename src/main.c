@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "stratos/config.h"
+#include "stratos/doctor.h"
+#include "stratos/httpc.h"
 #include "stratos/log.h"
 
 extern char **environ;
@@ -17,8 +19,11 @@ struct main_command {
 
 static int main_version(int argc, char **argv);
 static int main_help(int argc, char **argv);
+static int main_doctor(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
+	{ "doctor", "check AWS credentials, region, endpoint and EC2 permissions (exit 1 if missing)",
+	  main_doctor },
 	{ "version", "print the version", main_version },
 	{ "help", "show this help", main_help },
 };
@@ -43,6 +48,37 @@ main_help(int argc, char **argv)
 	printf("\nflags (flag > STRATOS_* environment > --config file > default):\n");
 	config_usage(stdout);
 	return 0;
+}
+
+static int
+main_doctor(int argc, char **argv)
+{
+	struct config cfg;
+	struct config_error err;
+	enum log_level level = LOG_LEVEL_ERROR;
+	int rc = config_load(&cfg, argc, argv, environ, &err);
+
+	if (rc == -ECANCELED) {
+		config_free(&cfg);
+		return main_help(0, NULL);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "stratosd: %s\n", rc == -ENOMEM ? "out of memory" : err.message);
+		config_free(&cfg);
+		return 2;
+	}
+	/* The table is the output: logs only when asked for. */
+	if (config_source_of(&cfg, "log-level") != CONFIG_SOURCE_DEFAULT)
+		log_level_parse(cfg.log_level, &level);
+	log_set_level(level);
+	if (httpc_global_init() < 0) {
+		fprintf(stderr, "stratosd: cannot initialise libcurl\n");
+		config_free(&cfg);
+		return 1;
+	}
+	rc = doctor_run(&cfg);
+	config_free(&cfg);
+	return rc;
 }
 
 int
