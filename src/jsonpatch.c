@@ -1,6 +1,7 @@
 /* RFC 6902 JSON Patch building with RFC 6901 pointer escaping. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,14 +13,18 @@ int
 jsonpointer_append(struct buf *out, const char *token)
 {
 	int rc = buf_append(out, "/", 1);
+	const char *p = token;
 
-	for (const char *p = token; rc == 0 && *p != '\0'; p++) {
-		if (*p == '~')
-			rc = buf_append(out, "~0", 2);
-		else if (*p == '/')
-			rc = buf_append(out, "~1", 2);
-		else
-			rc = buf_append(out, p, 1);
+	/* Plain runs in one append; only '~' and '/' are rewritten. */
+	while (rc == 0 && *p != '\0') {
+		size_t run = strcspn(p, "~/");
+		if (run > 0)
+			rc = buf_append(out, p, run);
+		p += run;
+		if (rc == 0 && *p != '\0') {
+			rc = buf_append(out, *p == '~' ? "~0" : "~1", 2);
+			p++;
+		}
 	}
 	return rc;
 }
@@ -109,4 +114,94 @@ jsonpatch_test_resource_version(json_t *patch, const char *resource_version)
 {
 	return jsonpatch_append_pointer(patch, "test", "/metadata/resourceVersion",
 	    json_string(resource_version));
+}
+
+int
+jsonpatch_text_string(struct buf *out, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = s;
+	int rc = buf_append(out, "\"", 1);
+
+	for (const char *p = s; rc == 0 && *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		char esc[6];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		rc = buf_append(out, run, (size_t)(p - run));
+		if (rc == 0 && (c == '"' || c == '\\')) {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			rc = buf_append(out, esc, 2);
+		} else if (rc == 0) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xf];
+			rc = buf_append(out, esc, 6);
+		}
+		run = p + 1;
+	}
+	if (rc == 0)
+		rc = buf_append(out, run, strlen(run));
+	if (rc == 0)
+		rc = buf_append(out, "\"", 1);
+	return rc;
+}
+
+int
+jsonpatch_text_op(struct buf *patch, const char *op, const char *value_json, ...)
+{
+	va_list ap;
+	const char *tok;
+	int rc;
+
+	rc = buf_append_str(patch, patch->len == 0 ? "[{\"op\":" : ",{\"op\":");
+	if (rc == 0)
+		rc = jsonpatch_text_string(patch, op);
+	if (rc == 0)
+		rc = buf_append_str(patch, ",\"path\":\"");
+	va_start(ap, value_json);
+	while (rc == 0 && (tok = va_arg(ap, const char *)) != NULL) {
+		struct buf ptr;
+		bool plain = true;
+
+		for (const char *p = tok; *p != '\0' && plain; p++)
+			plain = (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\';
+		/* The usual token needs no JSON escaping: straight into the patch, no allocation. */
+		if (plain) {
+			rc = jsonpointer_append(patch, tok);
+			continue;
+		}
+		buf_init(&ptr, JSONPATCH_POINTER_MAX);
+		rc = jsonpointer_append(&ptr, tok);
+		if (rc == 0) {
+			/* The pointer is inside a JSON string: write it escaped, without its quotes. */
+			size_t before = patch->len;
+			rc = jsonpatch_text_string(patch, ptr.data);
+			if (rc == 0) {
+				memmove(patch->data + before, patch->data + before + 1, patch->len - before - 2);
+				patch->len -= 2;
+				patch->data[patch->len] = '\0';
+			}
+		}
+		buf_free(&ptr);
+	}
+	va_end(ap);
+	if (rc == 0)
+		rc = buf_append_str(patch, "\"");
+	if (rc == 0 && value_json != NULL) {
+		rc = buf_append_str(patch, ",\"value\":");
+		if (rc == 0)
+			rc = buf_append_str(patch, value_json);
+	}
+	if (rc == 0)
+		rc = buf_append_str(patch, "}");
+	return rc;
+}
+
+int
+jsonpatch_text_end(struct buf *patch)
+{
+	return buf_append_str(patch, patch->len == 0 ? "[]" : "]");
 }

@@ -1,13 +1,24 @@
 /* stratosd: wires the modules together for each subcommand. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "stratos/config.h"
 #include "stratos/doctor.h"
 #include "stratos/httpc.h"
+#include "stratos/limits.h"
 #include "stratos/log.h"
+#include "stratos/mutate_pod.h"
+#include "stratos/pools.h"
+#include "stratos/pools_file.h"
+#include "stratos/server.h"
+#include "stratos/timeutil.h"
+#include "stratos/validate_cli.h"
+#include "stratos/validate_resources.h"
 
 extern char **environ;
 
@@ -19,9 +30,12 @@ struct main_command {
 
 static int main_version(int argc, char **argv);
 static int main_help(int argc, char **argv);
+static int main_serve(int argc, char **argv);
 static int main_doctor(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
+	{ "serve", "run the daemon: webhooks and extender over HTTPS, metrics and health", main_serve },
+	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cli_main },
 	{ "doctor", "check AWS credentials, region, endpoint and EC2 permissions (exit 1 if missing)",
 	  main_doctor },
 	{ "version", "print the version", main_version },
@@ -50,27 +64,47 @@ main_help(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * Loads the configuration for a subcommand. Returns -1 when the command
+ * should go on, else the exit status to return: 0 after --help, 2 for a bad
+ * flag, variable or file key.
+ */
+static int
+main__config(struct config *cfg, int argc, char **argv)
+{
+	struct config_error err;
+	enum log_level level = LOG_LEVEL_INFO;
+	int rc = config_load(cfg, argc, argv, environ, &err);
+
+	if (rc == -ECANCELED) {
+		main_help(0, NULL);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "stratosd: %s\n", rc == -ENOMEM ? "out of memory" : err.message);
+		return 2;
+	}
+	log_level_parse(cfg->log_level, &level);
+	log_set_level(level);
+	return -1;
+}
+
+/* ---- stratosd doctor ------------------------------------------------------ */
+
 static int
 main_doctor(int argc, char **argv)
 {
 	struct config cfg;
-	struct config_error err;
 	enum log_level level = LOG_LEVEL_ERROR;
-	int rc = config_load(&cfg, argc, argv, environ, &err);
+	int rc = main__config(&cfg, argc, argv);
 
-	if (rc == -ECANCELED) {
+	if (rc >= 0) {
 		config_free(&cfg);
-		return main_help(0, NULL);
-	}
-	if (rc < 0) {
-		fprintf(stderr, "stratosd: %s\n", rc == -ENOMEM ? "out of memory" : err.message);
-		config_free(&cfg);
-		return 2;
+		return rc;
 	}
 	/* The table is the output: logs only when asked for. */
-	if (config_source_of(&cfg, "log-level") != CONFIG_SOURCE_DEFAULT)
-		log_level_parse(cfg.log_level, &level);
-	log_set_level(level);
+	if (config_source_of(&cfg, "log-level") == CONFIG_SOURCE_DEFAULT)
+		log_set_level(level);
 	if (httpc_global_init() < 0) {
 		fprintf(stderr, "stratosd: cannot initialise libcurl\n");
 		config_free(&cfg);
@@ -78,6 +112,286 @@ main_doctor(int argc, char **argv)
 	}
 	rc = doctor_run(&cfg);
 	config_free(&cfg);
+	return rc;
+}
+
+/* ---- stratosd serve ------------------------------------------------------- */
+
+/*
+ * Everything `serve` runs. Modules of later issues (Kubernetes caches, leader
+ * election, the pool controller, the EC2 client, the pools registry) get a
+ * field here, are created in main__serve_init_modules, handed to their
+ * handlers in main__serve_routes, started in main__serve_start_modules and
+ * stopped in main__serve_stop_modules.
+ */
+struct main_serve {
+	struct config cfg;
+	struct server_ready *ready;     /* modules register their /readyz checks here */
+	struct server *metrics;         /* plain HTTP: /metrics, /healthz, /readyz */
+	struct server *https;           /* webhooks, extender, /healthz, /readyz */
+	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file (later: watches) */
+	struct mutate_pod *mutate_pod;
+	struct validate_resources *validate_resources;
+};
+
+static bool
+main__pools_ready(void *ctx, char *why, size_t why_len)
+{
+	if (pools_loaded(ctx))
+		return true;
+	snprintf(why, why_len, "NodePools and AWSNodeClasses not loaded yet");
+	return false;
+}
+
+/* Creates the modules the handlers need. Returns 0 or an exit status. */
+static int
+main__serve_init_modules(struct main_serve *m)
+{
+	struct mutate_pod_options mo = {
+		.scheduler_name = m->cfg.scheduler_name,
+		.managed_resource = m->cfg.managed_resource,
+	};
+	const struct pools_snapshot *snap;
+	int rc;
+
+	m->pools = pools_new();
+	if (m->pools == NULL)
+		return 1;
+	if (m->cfg.pools_file != NULL) {
+		/* Every violation is printed; a bad file is a configuration error. */
+		rc = pools_file_load(m->pools, m->cfg.pools_file, stderr);
+		if (rc < 0) {
+			log_error("--pools-file %s: not loaded", m->cfg.pools_file);
+			return rc == -ENOMEM ? 1 : 2;
+		}
+		snap = pools_acquire(m->pools);
+		log_msg(LOG_LEVEL_INFO, json_pack("{s:s, s:i, s:i}", "file", m->cfg.pools_file,
+		    "nodepools", (int)snap->nnodepools, "awsnodeclasses", (int)snap->nnodeclasses),
+		    "pools file loaded");
+		pools_release(snap);
+		if (server_ready_add(m->ready, "pools", main__pools_ready, m->pools) < 0)
+			return 1;
+	}
+	m->mutate_pod = mutate_pod_new(m->pools, &mo);
+	m->validate_resources = validate_resources_new(m->pools, NULL);
+	if (m->mutate_pod == NULL || m->validate_resources == NULL)
+		return 1;
+	return 0;
+}
+
+/* Frees what main__serve_init_modules made, once no server calls a handler any more. */
+static void
+main__serve_free_modules(struct main_serve *m)
+{
+	mutate_pod_free(m->mutate_pod);
+	validate_resources_free(m->validate_resources);
+	pools_free(m->pools);
+}
+
+/*
+ * The route table of the HTTPS port. Admission webhooks expect JSON
+ * (SERVER_ROUTE_JSON); the extender paths also need SERVER_ROUTE_CLIENT_CERT.
+ */
+static int
+main__serve_routes(struct main_serve *m)
+{
+	static const struct {
+		const char *path;
+		server_handler_fn fn;
+	} admission[] = {
+		{ "/admission/mutate-pod", mutate_pod_handle },
+		{ "/admission/validate-nodepool", validate_resources_nodepool_handle },
+		{ "/admission/validate-awsnodeclass", validate_resources_nodeclass_handle },
+	};
+
+	for (size_t i = 0; i < sizeof(admission) / sizeof(admission[0]); i++) {
+		void *ctx = i == 0 ? (void *)m->mutate_pod : (void *)m->validate_resources;
+		if (server_route(m->https, "POST", admission[i].path, SERVER_ROUTE_JSON,
+		    admission[i].fn, ctx) < 0) {
+			fprintf(stderr, "stratosd: cannot route %s\n", admission[i].path);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Starts background threads (watches, controller). Returns 0 or an exit status. */
+static int
+main__serve_start_modules(struct main_serve *m)
+{
+	(void)m;
+	return 0;
+}
+
+/* Stops background threads, in the reverse order of their start. Must cope
+ * with modules never created or started (start-up failed half-way). */
+static void
+main__serve_stop_modules(struct main_serve *m)
+{
+	(void)m;
+}
+
+/* Lets 1,000+ connections in: the soft descriptor limit up to the hard one. */
+static void
+main__raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int
+main__serve_servers(struct main_serve *m)
+{
+	struct server_options mo = {
+		.name = "metrics",
+		.listen = m->cfg.metrics_listen,
+		.listen_flag = "--metrics-listen",
+		.max_body_bytes = LIMITS_METRICS_BODY,
+		.max_connections = LIMITS_METRICS_CONNECTIONS,
+		.idle_timeout_ms = m->cfg.idle_timeout_ms,
+		.threads = 1,
+		.ready = m->ready,
+	};
+	struct server_options ho = {
+		.name = "https",
+		.listen = m->cfg.listen,
+		.listen_flag = "--listen",
+		.tls_cert = m->cfg.insecure_http ? NULL : m->cfg.tls_cert,
+		.tls_key = m->cfg.insecure_http ? NULL : m->cfg.tls_key,
+		.client_ca = m->cfg.client_ca,
+		.max_body_bytes = m->cfg.max_body_bytes,
+		.max_connections = (unsigned)m->cfg.max_connections,
+		.idle_timeout_ms = m->cfg.idle_timeout_ms,
+		.threads = (unsigned)m->cfg.threads,
+		.ready = m->ready,
+	};
+
+	m->metrics = server_new(&mo);
+	m->https = server_new(&ho);
+	if (m->metrics == NULL || m->https == NULL ||
+	    server_route(m->metrics, "GET", "/metrics", 0, server_handle_metrics, NULL) < 0) {
+		fprintf(stderr, "stratosd: out of memory\n");
+		return 1;
+	}
+	return main__serve_routes(m);
+}
+
+/* Checks the flag combinations config_load cannot. Returns 0 or 2. */
+static int
+main__serve_check(const struct config *cfg)
+{
+	if (cfg->insecure_http) {
+		if (cfg->client_ca != NULL) {
+			fprintf(stderr, "stratosd: --client-ca: needs TLS, not --insecure-http\n");
+			return 2;
+		}
+		return 0;
+	}
+	if (cfg->tls_cert == NULL || cfg->tls_key == NULL) {
+		fprintf(stderr, "stratosd: %s: required (the API server and the scheduler call "
+		    "over HTTPS; --insecure-http serves plain HTTP for tests)\n",
+		    cfg->tls_cert == NULL ? "--tls-cert" : "--tls-key");
+		return 2;
+	}
+	return 0;
+}
+
+static int
+main__serve_start(struct server *s)
+{
+	struct server_error err;
+	int rc = server_start(s, &err);
+
+	if (rc == 0)
+		return 0;
+	log_error("%s", err.message);
+	/* A bad address or certificate is a configuration error. */
+	return rc == -EINVAL || rc == -ENOENT || rc == -EACCES || rc == -EFBIG ? 2 : 1;
+}
+
+static int
+main_serve(int argc, char **argv)
+{
+	struct main_serve m;
+	int64_t t0 = time_mono_ms();
+	sigset_t sigs;
+	int rc, sig;
+
+	memset(&m, 0, sizeof(m));
+	rc = main__config(&m.cfg, argc, argv);
+	if (rc < 0)
+		rc = main__serve_check(&m.cfg);
+	if (rc != 0 || m.cfg.nargs > 0) {
+		if (rc == 0) {
+			fprintf(stderr, "stratosd serve: unexpected argument \"%s\"\n", m.cfg.args[0]);
+			rc = 2;
+		}
+		config_free(&m.cfg);
+		return rc;
+	}
+	if (m.cfg.insecure_http)
+		log_warn("--insecure-http: serving %s over plain HTTP; admission webhooks need TLS",
+		    m.cfg.listen);
+
+	/* Every thread inherits this mask; only the main thread takes the signals. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	main__raise_nofile();
+
+	m.ready = server_ready_new();
+	rc = m.ready == NULL ? 1 : main__serve_init_modules(&m);
+	if (rc == 0)
+		rc = main__serve_servers(&m);
+	if (rc == 0)
+		rc = main__serve_start(m.metrics);
+	if (rc == 0)
+		rc = main__serve_start(m.https);
+	if (rc == 0)
+		rc = main__serve_start_modules(&m);
+	if (rc != 0)
+		goto out;
+
+	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:b,s:i,s:I,s:I}",
+	    "version", STRATOS_VERSION, "listen", server_address(m.https),
+	    "metrics_listen", server_address(m.metrics), "tls", !m.cfg.insecure_http,
+	    "threads", (int)m.cfg.threads, "max_body_bytes", (json_int_t)m.cfg.max_body_bytes,
+	    "startup_ms", (json_int_t)(time_mono_ms() - t0)),
+	    "stratosd serving on %s (metrics on %s)", server_address(m.https),
+	    server_address(m.metrics));
+
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: reloading the certificate");
+			server_reload_tls(m.https);
+			continue;
+		}
+		log_msg(LOG_LEVEL_INFO, json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+		    "shutting down: finishing requests in flight (up to %d ms)", SERVER_STOP_GRACE_MS);
+		break;
+	}
+	t0 = time_mono_ms();
+	server_stop(m.https, SERVER_STOP_GRACE_MS);
+out:
+	main__serve_stop_modules(&m);
+	server_stop(m.metrics, 1000);
+	if (rc == 0)
+		log_msg(LOG_LEVEL_INFO, json_pack("{s:I}", "shutdown_ms",
+		    (json_int_t)(time_mono_ms() - t0)), "stopped");
+	server_free(m.https);
+	server_free(m.metrics);
+	main__serve_free_modules(&m);
+	server_ready_free(m.ready);
+	config_free(&m.cfg);
 	return rc;
 }
 

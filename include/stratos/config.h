@@ -17,6 +17,7 @@ struct config {
 	char *tls_cert;
 	char *tls_key;
 	char *client_ca;
+	bool insecure_http;             /* --listen without TLS (tests only) */
 	uint64_t max_body_bytes;
 	uint64_t max_connections;
 	int64_t idle_timeout_ms;

@@ -40,4 +40,25 @@ int jsonpatch_append_pointer(json_t *patch, const char *op, const char *pointer,
  */
 int jsonpatch_test_resource_version(json_t *patch, const char *resource_version);
 
+/*
+ * Text patches, for hot paths (the mutating webhook) that should not build
+ * a JSON tree per operation. The patch is the text of a JSON array in a
+ * caller-owned buf.
+ */
+
+/* Appends s as a JSON string literal: quotes, escapes for '"', '\\' and control bytes. */
+int jsonpatch_text_string(struct buf *out, const char *s);
+
+/*
+ * Appends {"op":op,"path":<tokens>,"value":value_json} to the array in
+ * patch ("[" is written before the first operation). value_json is JSON
+ * text (NULL for "remove"). Tokens are NULL-terminated and escaped here.
+ * Returns 0 or a buf error (-E2BIG, -ENOMEM).
+ */
+int jsonpatch_text_op(struct buf *patch, const char *op, const char *value_json, ...)
+	__attribute__((sentinel));
+
+/* Closes the array ("]"; an empty patch becomes "[]"). Returns 0 or a buf error. */
+int jsonpatch_text_end(struct buf *patch);
+
 #endif

@@ -8,6 +8,16 @@
 #define LIMITS_HTTP_CONNECTIONS_DEFAULT 1024u
 #define LIMITS_HTTP_THREADS_MAX         64u
 #define LIMITS_METRICS_BODY             (64u * 1024)         /* requests to the metrics port */
+#define LIMITS_METRICS_CONNECTIONS      64u                  /* the metrics port's connection limit */
+#define LIMITS_HTTP_BODY_DRAIN          (1u * 1024 * 1024)   /* chunked body read past the cap before
+                                                                 the connection is dropped (no 413) */
+#define LIMITS_HTTP_CONNECTION_MEMORY   (16u * 1024)         /* per connection: headers + read buffer
+                                                                 (zeroed by libmicrohttpd per request) */
+#define LIMITS_HTTP_ROUTES              64u                  /* routes per server */
+#define LIMITS_HTTP_READY_CHECKS        32u                  /* /readyz checks */
+#define LIMITS_HTTP_RESPONSE_MIN        (1u * 1024 * 1024)   /* response cap is max(this, 2 x body cap) */
+#define LIMITS_TLS_FILE                 (1u * 1024 * 1024)   /* certificate, key or CA file */
+#define LIMITS_TLS_CHAIN                16u                  /* certificates in the serving chain */
 
 /* Outgoing HTTP (Kubernetes API, EC2, STS, IMDS). */
 #define LIMITS_HTTPC_RESPONSE_DEFAULT   (16u * 1024 * 1024)
@@ -54,5 +64,28 @@
 #define LIMITS_EC2_DESCRIBE_INSTANCES   20000u               /* instances gathered over all pages */
 #define LIMITS_EC2_DESCRIBE_PAGES       200u
 #define LIMITS_EC2_ATTEMPTS_MAX         10u                  /* attempts per call, whatever is configured */
+
+/* NodePools and AWSNodeClasses (DESIGN §3) and the pools registry. */
+#define LIMITS_POOLS_MAX                4096u  /* NodePools in one snapshot; likewise AWSNodeClasses */
+#define LIMITS_NODEPOOL_LABELS          64u    /* spec.template.labels entries */
+#define LIMITS_NODEPOOL_STARTUP_TAINTS  16u    /* spec.template.startupTaints items (the CRD's maxItems) */
+#define LIMITS_NODEPOOL_IMAGES          64u    /* spec.preWarm.imagesToPull items (DESIGN §3.2) */
+#define LIMITS_NODEPOOL_IMAGE_REF       512u   /* characters of one image reference */
+#define LIMITS_NODEPOOL_NAME            63u    /* a pool name is the value of the stratos.sh/pool label */
+#define LIMITS_DURATION                 64u    /* characters of a duration string */
+#define LIMITS_NODECLASS_SUBNETS        16u    /* spec.subnetIds items */
+#define LIMITS_NODECLASS_SECURITY_GROUPS 16u   /* EC2's maximum per network interface */
+#define LIMITS_NODECLASS_BLOCK_DEVICES  16u    /* spec.blockDeviceMappings items */
+#define LIMITS_NODECLASS_TAGS           45u    /* EC2 allows 50 tags per resource; Stratos sets 5 */
+#define LIMITS_NODECLASS_USER_DATA      LIMITS_EC2_USER_DATA
+#define LIMITS_VALIDATE_ISSUES          200u   /* violations + warnings kept per object */
+#define LIMITS_VALIDATE_PATH            768u   /* one field path ("spec.template.labels[...]") */
+
+/* Admission webhooks. */
+#define LIMITS_POOLPOD_POOLS            32u    /* pools one pod may name in its node affinity */
+#define LIMITS_ADMISSION_WARNING        119u   /* bytes per warning (Kubernetes wants < 120) */
+#define LIMITS_ADMISSION_WARNINGS       16u    /* warnings per response */
+#define LIMITS_ADMISSION_MESSAGE        (16u * 1024) /* denial message */
+#define LIMITS_ADMISSION_PATCH          (64u * 1024) /* serialized JSON Patch of one pod */
 
 #endif

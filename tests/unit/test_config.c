@@ -73,6 +73,51 @@ test_precedence_flag_env_file_default(void **state)
 	unlink(config_path);
 }
 
+/* The admission options: --scheduler-name, --managed-resource, --pools-file through every source. */
+static void
+test_admission_options(void **state)
+{
+	struct config cfg;
+	struct config_error err;
+	char cfgflag[128];
+
+	(void)state;
+	assert_int_equal(write_config("scheduler-name: from-file\npools-file: /file/pools.yaml\n"
+	    "managed-resource: true\n"), 0);
+	snprintf(cfgflag, sizeof(cfgflag), "--config=%s", config_path);
+	{
+		char *argv[] = { cfgflag, NULL };
+		char *envp[] = { "STRATOS_SCHEDULER_NAME=from-env", NULL };
+		assert_int_equal(config_load(&cfg, 1, argv, envp, &err), 0);
+		assert_string_equal(cfg.scheduler_name, "from-env");            /* env beats file */
+		assert_string_equal(cfg.pools_file, "/file/pools.yaml");        /* file beats default */
+		assert_true(cfg.managed_resource);
+		assert_int_equal(config_source_of(&cfg, "managed-resource"), CONFIG_SOURCE_FILE);
+		config_free(&cfg);
+	}
+	{
+		char *argv[] = { cfgflag, "--scheduler-name", "from-flag", "--pools-file=/flag.yaml",
+		    NULL };
+		char *envp[] = { "STRATOS_SCHEDULER_NAME=from-env", "STRATOS_MANAGED_RESOURCE=false",
+		    NULL };
+		assert_int_equal(config_load(&cfg, 4, argv, envp, &err), 0);
+		assert_string_equal(cfg.scheduler_name, "from-flag");           /* flag beats env */
+		assert_string_equal(cfg.pools_file, "/flag.yaml");
+		assert_false(cfg.managed_resource);                             /* env beats file */
+		config_free(&cfg);
+	}
+	{
+		char *argv[] = { NULL };
+		char *envp[] = { NULL };
+		assert_int_equal(config_load(&cfg, 0, argv, envp, &err), 0);
+		assert_null(cfg.scheduler_name);                                /* unset by default */
+		assert_null(cfg.pools_file);
+		assert_false(cfg.managed_resource);
+		config_free(&cfg);
+	}
+	unlink(config_path);
+}
+
 static void
 expect_error(int argc, char **argv, char **envp, const char *fragment)
 {
@@ -141,6 +186,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_precedence_flag_env_file_default),
 		cmocka_unit_test(test_errors_name_the_key),
+		cmocka_unit_test(test_admission_options),
 		cmocka_unit_test(test_help),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,12 +46,45 @@ test_patch_ops(void **state)
 	json_decref(patch);
 }
 
+static void
+test_text_patch(void **state)
+{
+	struct buf b, v;
+	json_t *parsed, *want;
+
+	(void)state;
+	buf_init(&b, 4096);
+	assert_int_equal(jsonpatch_text_end(&b), 0);
+	assert_string_equal(b.data, "[]");
+	buf_reset(&b);
+	buf_init(&v, 256);
+	assert_int_equal(jsonpatch_text_string(&v, "a\"b\\c\n\x01" "d\xc3\xa9"), 0);
+	assert_string_equal(v.data, "\"a\\\"b\\\\c\\u000a\\u0001d\xc3\xa9\"");
+	assert_int_equal(jsonpatch_text_op(&b, "add", v.data, "metadata", "annotations",
+	    "stratos.sh/pool", NULL), 0);
+	assert_int_equal(jsonpatch_text_op(&b, "add", "{\"k\":1}", "spec", "tolerations", "-", NULL), 0);
+	assert_int_equal(jsonpatch_text_op(&b, "remove", NULL, "a\"q", "x~y/z", NULL), 0);
+	assert_int_equal(jsonpatch_text_end(&b), 0);
+	parsed = json_loads(b.data, 0, NULL);
+	assert_non_null(parsed);
+	want = json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:{s:i}}, {s:s, s:s}]",
+	    "op", "add", "path", "/metadata/annotations/stratos.sh~1pool", "value", "a\"b\\c\n\x01" "d\xc3\xa9",
+	    "op", "add", "path", "/spec/tolerations/-", "value", "k", 1,
+	    "op", "remove", "path", "/a\"q/x~0y~1z");
+	assert_true(json_equal(parsed, want));
+	json_decref(parsed);
+	json_decref(want);
+	buf_free(&b);
+	buf_free(&v);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pointer_escaping),
 		cmocka_unit_test(test_patch_ops),
+		cmocka_unit_test(test_text_patch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

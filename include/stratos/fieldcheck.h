@@ -1,0 +1,142 @@
+/* Field-by-field checking of JSON objects: typed getters that report "field.path: problem", Kubernetes name syntax. */
+#ifndef STRATOS_FIELDCHECK_H
+#define STRATOS_FIELDCHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "stratos/buf.h"
+#include "stratos/limits.h"
+
+/* One violation or warning: field is the path ("spec.template.startupTaints[0].effect"). */
+struct fieldcheck_issue {
+	char *field;
+	char *message;
+};
+
+/*
+ * Everything wrong (violations) or risky (warnings) with one object, in the
+ * order the fields were checked. At most LIMITS_VALIDATE_ISSUES issues are
+ * kept; dropped counts the rest. Not thread-safe; one report per check.
+ */
+struct fieldcheck_report {
+	struct fieldcheck_issue *violations;
+	size_t nviolations;
+	struct fieldcheck_issue *warnings;
+	size_t nwarnings;
+	size_t dropped;         /* issues beyond the cap (or lost to ENOMEM) */
+};
+
+void fieldcheck_report_init(struct fieldcheck_report *rep);
+
+/* Frees every issue. NULL-safe; the report can be reused after init. */
+void fieldcheck_report_free(struct fieldcheck_report *rep);
+
+/* Records an issue. field may be "" (the whole object). Never fails: on ENOMEM the issue is counted in dropped. */
+void fieldcheck_report_violation(struct fieldcheck_report *rep, const char *field,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void fieldcheck_report_warning(struct fieldcheck_report *rep, const char *field,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* "field: message" (or "message" when field is ""). */
+int fieldcheck_issue_format(const struct fieldcheck_issue *issue, struct buf *out);
+
+/*
+ * A walk over one object: the report and the path of the field being
+ * looked at. fc.rep may be NULL (parse without collecting issues).
+ */
+struct fieldcheck {
+	struct fieldcheck_report *rep;
+	size_t len;
+	bool overflow;          /* the path did not fit; it is shown truncated */
+	char path[LIMITS_VALIDATE_PATH];
+};
+
+/* Starts a walk at the root (empty path). */
+void fieldcheck_init(struct fieldcheck *fc, struct fieldcheck_report *rep);
+
+/*
+ * Path steps. Each returns a mark to give back to fieldcheck_pop:
+ * push("spec") → "spec", push("poolSize") → "spec.poolSize",
+ * push_index(0) → "...[0]", push_key("stratos.sh/pool") → "...[stratos.sh/pool]".
+ */
+size_t fieldcheck_push(struct fieldcheck *fc, const char *field);
+size_t fieldcheck_push_index(struct fieldcheck *fc, size_t index);
+size_t fieldcheck_push_key(struct fieldcheck *fc, const char *key);
+void fieldcheck_pop(struct fieldcheck *fc, size_t mark);
+
+/* Records a violation / warning at the current path. */
+void fieldcheck_violation(struct fieldcheck *fc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void fieldcheck_warning(struct fieldcheck *fc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Messages every getter uses; callers use them too so the wording stays one. */
+#define FIELDCHECK_MSG_REQUIRED   "is required"
+#define FIELDCHECK_MSG_OBJECT     "must be an object"
+#define FIELDCHECK_MSG_LIST       "must be a list"
+#define FIELDCHECK_MSG_STRING     "must be a string"
+#define FIELDCHECK_MSG_INTEGER    "must be an integer"
+#define FIELDCHECK_MSG_BOOLEAN    "must be a boolean"
+#define FIELDCHECK_MSG_UNKNOWN    "unknown field"
+#define FIELDCHECK_MSG_DURATION   "must be a duration like 30s, 5m or 1h30m"
+#define FIELDCHECK_MSG_NEGATIVE   "must not be negative"
+#define FIELDCHECK_MSG_DUPLICATE  "duplicate value"
+
+/* Getter flags. */
+#define FIELDCHECK_REQUIRED 0x1u
+
+/*
+ * Typed getters for parent[key]. A missing key or JSON null is "absent"
+ * (Kubernetes drops nulls of non-nullable fields). Each returns 1 when the
+ * value is present and good (*out set), 0 when absent (violation
+ * "key: is required" if FIELDCHECK_REQUIRED), -1 when present but wrong
+ * (violation recorded at path.key; *out untouched). parent must be an object.
+ */
+int fieldcheck_object(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, const json_t **out);
+int fieldcheck_string(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, const char **out);
+int fieldcheck_bool(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, bool *out);
+/* Integer within [min, max]: "must be between min and max" (or "must be at least min"). */
+int fieldcheck_int(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, int64_t min, int64_t max, int64_t *out);
+/* One of values (NULL-terminated): "must be one of A, B, C"; *out is the index. */
+int fieldcheck_enum(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, const char *const *values, int *out);
+/* A Go duration string, ≥ 0, in ms. The caller checks its own range. */
+int fieldcheck_duration(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, int64_t *out_ms);
+/*
+ * A list of at most max items; FIELDCHECK_REQUIRED also means non-empty
+ * ("must have at least 1 item"). Beyond max: "must have at most N items",
+ * returns -1.
+ */
+int fieldcheck_list(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, size_t max, const json_t **out);
+/* A map of strings with at most max entries; non-string values are violations at [key], skipped by callers. */
+int fieldcheck_map(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, size_t max, const json_t **out);
+
+/* Reports "unknown field" for every key of obj (at the current path) not in known (NULL-terminated). */
+void fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj,
+    const char *const *known);
+
+/*
+ * Syntax checks. Each returns NULL when s is valid, else a static
+ * description of the problem (stable text, used in messages).
+ */
+/* Label key / taint key: [DNS-1123 subdomain prefix "/"] name (≤ 63, alphanumerics, '-', '_', '.'). */
+const char *fieldcheck_qualified_name(const char *s);
+/* Label value / taint value: empty, or ≤ 63 alphanumerics, '-', '_', '.' starting and ending alphanumeric. */
+const char *fieldcheck_label_value(const char *s);
+/* DNS-1123 label (≤ 63) and subdomain (≤ 253). */
+const char *fieldcheck_dns1123_label(const char *s);
+const char *fieldcheck_dns1123_subdomain(const char *s);
+/* Container image reference, distribution grammar: [registry[:port]/]path[:tag][@digest]. */
+const char *fieldcheck_image_ref(const char *s);
+
+#endif
