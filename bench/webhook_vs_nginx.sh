@@ -3,9 +3,11 @@
 # nginx answering a static JSON reply of the same size on the same machine,
 # in the same run; prints requests/s, p50 and p99 for both and the ratio.
 #
-# usage: bench/webhook_vs_nginx.sh [-d SECONDS] [-c CONNECTIONS]
+# usage: bench/webhook_vs_nginx.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS]
 #   -d  seconds per measurement (default 10, after a 2 s warm-up)
 #   -c  connections of the high-concurrency run (default 32)
+#   -r  rounds (default 3): stratosd and nginx alternate, the median is shown,
+#       so a burst of other work on a shared machine skews one round, not both
 # env:  STRATOSD (default build/stratosd), BENCH_THREADS (server threads and
 #       nginx workers, default 1: "one core's worth")
 #
@@ -18,11 +20,13 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 DURATION=10
 CONNS=32
-while getopts "d:c:h" opt; do
+ROUNDS=3
+while getopts "d:c:r:h" opt; do
 	case $opt in
 	d) DURATION=$OPTARG ;;
 	c) CONNS=$OPTARG ;;
-	*) sed -n '2,16p' "$0"; exit 2 ;;
+	r) ROUNDS=$OPTARG ;;
+	*) sed -n '2,18p' "$0"; exit 2 ;;
 	esac
 done
 STRATOSD=${STRATOSD:-$REPO/build/stratosd}
@@ -191,27 +195,47 @@ run() {
 		awk '/^RESULT/ { print $2, $3, $4, $5, $6, $7 }'
 }
 
+# median VALUES... (numbers)
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 echo "stratosd webhook vs nginx static reply (TLS, keep-alive, wrk -t1)"
 echo "  request:  $NOTE"
 echo "  reply:    stratosd $REPLY_BYTES bytes, nginx $NGINX_BYTES bytes"
 echo "  servers:  stratosd --threads $THREADS, nginx worker_processes $THREADS; $PINNING"
-echo "  duration: ${DURATION}s per run after 2s warm-up"
+echo "  runs:     ${DURATION}s each after 2s warm-up, $ROUNDS rounds, medians shown"
+echo "  load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average before the runs)"
 echo
 printf '%-10s %6s %12s %10s %10s %10s %8s\n' server conns "requests/s" "p50 ms" "p99 ms" "max ms" errors
-declare -A R
+declare -A RPS P50 P99 MAX ERRS
 for conns in 1 "$CONNS"; do
+	for round in $(seq "$ROUNDS"); do
+		for name in stratosd nginx; do
+			port=$PORT
+			[ $name = nginx ] && port=$NGINX_PORT
+			read -r rps p50 p99 max errs non2xx < <(run "$name" "$port" "$conns")
+			k=$name.$conns
+			RPS[$k]="${RPS[$k]:-} $rps"
+			P50[$k]="${P50[$k]:-} $p50"
+			P99[$k]="${P99[$k]:-} $p99"
+			MAX[$k]="${MAX[$k]:-} $max"
+			ERRS[$k]=$(( ${ERRS[$k]:-0} + errs + non2xx ))
+		done
+	done
 	for name in stratosd nginx; do
-		port=$PORT
-		[ $name = nginx ] && port=$NGINX_PORT
-		read -r rps p50 p99 max errs non2xx < <(run "$name" "$port" "$conns")
-		R[$name.$conns]=$rps
-		printf '%-10s %6d %12.0f %10.3f %10.3f %10.3f %8s\n' "$name" "$conns" "$rps" \
-			"$(echo "$p50 / 1000" | bc -l)" "$(echo "$p99 / 1000" | bc -l)" \
-			"$(echo "$max / 1000" | bc -l)" "$((errs + non2xx))"
+		k=$name.$conns
+		# shellcheck disable=SC2086
+		printf '%-10s %6d %12.0f %10.3f %10.3f %10.3f %8s\n' "$name" "$conns" \
+			"$(median ${RPS[$k]})" "$(echo "$(median ${P50[$k]}) / 1000" | bc -l)" \
+			"$(echo "$(median ${P99[$k]}) / 1000" | bc -l)" \
+			"$(echo "$(median ${MAX[$k]}) / 1000" | bc -l)" "${ERRS[$k]}"
 	done
 done
 echo
 for conns in 1 "$CONNS"; do
-	printf 'throughput ratio stratosd/nginx at %d connection(s): %.2f\n' "$conns" \
-		"$(echo "${R[stratosd.$conns]} / ${R[nginx.$conns]}" | bc -l)"
+	# shellcheck disable=SC2086
+	printf 'throughput ratio stratosd/nginx at %d connection(s): %.2f (rounds:%s vs%s)\n' \
+		"$conns" "$(echo "$(median ${RPS[stratosd.$conns]}) / $(median ${RPS[nginx.$conns]})" | bc -l)" \
+		"${RPS[stratosd.$conns]}" "${RPS[nginx.$conns]}"
 done

@@ -75,6 +75,12 @@ static const struct config__option config_options[] = {
 	    "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, IMDS)"),
 	CONFIG__OPT("aws-endpoint-url", CONFIG_T_STRING, aws_endpoint_url, NULL, 0, 0,
 	    "EC2 endpoint (default: AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL, regional)"),
+	CONFIG__OPT("ec2-rate-limits", CONFIG_T_STRING, ec2_rate_limits, NULL, 0, 0,
+	    "client-side EC2 token buckets, e.g. Start=10/20,Run=2/5 (rate/s/burst; 0 = off)"),
+	CONFIG__OPT("ec2-timeout", CONFIG_T_DURATION, ec2_timeout_ms, "20s", 0, 0,
+	    "deadline of an EC2 call incl. retries (the scheduler fast path uses its own ~2s)"),
+	CONFIG__OPT("ec2-connections", CONFIG_T_UINT, ec2_connections, "4", 1,
+	    LIMITS_EC2_CONNECTIONS_MAX, "pooled keep-alive connections to the EC2 endpoint"),
 	CONFIG__OPT("log-level", CONFIG_T_LOG_LEVEL, log_level, "info", 0, 0,
 	    "debug, info, warn or error"),
 };

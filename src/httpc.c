@@ -314,6 +314,10 @@ httpc_perform(struct httpc *h, const struct httpc_request *req, struct httpc_res
 		curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
 	}
 	httpc__tls_options(h);
+	if (req->fresh_connection) {
+		curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+	}
 
 	if (req->method == NULL || strcmp(req->method, "GET") == 0) {
 		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -353,6 +357,15 @@ httpc_perform(struct httpc *h, const struct httpc_request *req, struct httpc_res
 	curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &resp->total_s);
 	curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
 	resp->reused_connection = connects == 0;
+	{
+		long sent = 0;
+		double connect = 0, appconnect = 0;
+		curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &sent);
+		curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect);
+		curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME, &appconnect);
+		resp->request_sent = sent > 0;
+		resp->connect_s = connects == 0 ? 0 : (appconnect > connect ? appconnect : connect);
+	}
 	if (code != CURLE_OK) {
 		rc = httpc__map_error(code, &t);
 		snprintf(resp->error, sizeof(resp->error), "%s",
@@ -368,6 +381,46 @@ out:
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	return rc;
+}
+
+int
+httpc_url_parse(const char *url, struct httpc_url *out)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *user = NULL;
+	int rc = -EINVAL;
+
+	memset(out, 0, sizeof(*out));
+	if (u == NULL)
+		return -ENOMEM;
+	if (url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+		goto out;
+	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+		goto out;
+	rc = -E2BIG;
+	if (strlen(host) >= sizeof(out->host) || strlen(path) >= sizeof(out->path))
+		goto out;
+	snprintf(out->scheme, sizeof(out->scheme), "%s", scheme);
+	snprintf(out->host, sizeof(out->host), "%s", host);
+	snprintf(out->path, sizeof(out->path), "%s", path[0] != '\0' ? path : "/");
+	out->port = atoi(port);
+	out->default_port = out->port == (strcmp(scheme, "https") == 0 ? 443 : 80);
+	rc = 0;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_free(user);
+	curl_url_cleanup(u);
 	return rc;
 }
 

@@ -12,6 +12,7 @@
 #include "stratos/config.h"
 #include "stratos/crd_cache.h"
 #include "stratos/debug.h"
+#include "stratos/doctor.h"
 #include "stratos/httpc.h"
 #include "stratos/kube.h"
 #include "stratos/kubeconfig.h"
@@ -39,10 +40,13 @@ struct main_command {
 static int main_version(int argc, char **argv);
 static int main_help(int argc, char **argv);
 static int main_serve(int argc, char **argv);
+static int main_doctor(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
 	{ "serve", "run the daemon: webhooks and extender over HTTPS, metrics and health", main_serve },
 	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cli_main },
+	{ "doctor", "check AWS credentials, region, endpoint and EC2 permissions (exit 1 if missing)",
+	  main_doctor },
 	{ "version", "print the version", main_version },
 	{ "help", "show this help", main_help },
 };
@@ -70,8 +74,9 @@ main_help(int argc, char **argv)
 }
 
 /*
- * Loads the configuration for a subcommand. Returns 0, or the exit status
- * to return: 0 after --help, 2 for a bad flag, variable or file key.
+ * Loads the configuration for a subcommand. Returns -1 when the command
+ * should go on, else the exit status to return: 0 after --help, 2 for a bad
+ * flag, variable or file key.
  */
 static int
 main__config(struct config *cfg, int argc, char **argv)
@@ -91,6 +96,32 @@ main__config(struct config *cfg, int argc, char **argv)
 	log_level_parse(cfg->log_level, &level);
 	log_set_level(level);
 	return -1;
+}
+
+/* ---- stratosd doctor ------------------------------------------------------ */
+
+static int
+main_doctor(int argc, char **argv)
+{
+	struct config cfg;
+	enum log_level level = LOG_LEVEL_ERROR;
+	int rc = main__config(&cfg, argc, argv);
+
+	if (rc >= 0) {
+		config_free(&cfg);
+		return rc;
+	}
+	/* The table is the output: logs only when asked for. */
+	if (config_source_of(&cfg, "log-level") == CONFIG_SOURCE_DEFAULT)
+		log_set_level(level);
+	if (httpc_global_init() < 0) {
+		fprintf(stderr, "stratosd: cannot initialise libcurl\n");
+		config_free(&cfg);
+		return 1;
+	}
+	rc = doctor_run(&cfg);
+	config_free(&cfg);
+	return rc;
 }
 
 /* ---- stratosd serve ------------------------------------------------------- */

@@ -36,6 +36,9 @@ struct config {
 	/* AWS */
 	char *aws_region;
 	char *aws_endpoint_url;
+	char *ec2_rate_limits;          /* "Action=rate/burst,..." over EC2_RATE_LIMITS_DEFAULT */
+	int64_t ec2_timeout_ms;         /* deadline of EC2 calls that give none */
+	uint64_t ec2_connections;       /* pooled keep-alive connections to EC2 */
 	/* logging */
 	char *log_level;
 

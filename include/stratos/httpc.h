@@ -43,6 +43,7 @@ struct httpc_request {
 	void *on_data_ctx;
 	const atomic_bool *cancel;      /* when it becomes true (from any thread) the call ends
 	                                   within about a second with -ECANCELED; may be NULL */
+	bool fresh_connection;          /* open a new connection and close it after (benchmarks) */
 };
 
 struct httpc_response {
@@ -53,6 +54,8 @@ struct httpc_response {
 	long retry_after_s;             /* Retry-After in seconds, -1 when absent */
 	double total_s;                 /* time spent in the call */
 	bool reused_connection;         /* no new connection was opened */
+	bool request_sent;              /* request bytes went out: the server may have acted on it */
+	double connect_s;               /* time to connect incl. TLS handshake (0 when reused) */
 	char error[256];                /* transport error text when httpc_perform < 0 */
 };
 
@@ -84,6 +87,22 @@ void httpc_response_init(struct httpc_response *resp);
 
 /* Frees the buffered body. NULL-safe. */
 void httpc_response_free(struct httpc_response *resp);
+
+/* Parts of an absolute http(s) URL. */
+struct httpc_url {
+	char scheme[8];                 /* "http" or "https" */
+	char host[256];                 /* IPv6 literals keep their brackets */
+	int port;                       /* explicit or the scheme's default */
+	bool default_port;              /* no port given, or the scheme's default */
+	char path[512];                 /* "/" when empty; no query */
+};
+
+/*
+ * Parses url (http or https only, no user info). Returns 0, -EINVAL or
+ * -E2BIG (a part does not fit). The Host header of a request to it is
+ * host, plus ":port" unless default_port. Thread-safe.
+ */
+int httpc_url_parse(const char *url, struct httpc_url *out);
 
 /* Percent-encodes s as RFC 3986 unreserved (for query strings and form bodies); caller frees. */
 char *httpc_escape(const char *s);

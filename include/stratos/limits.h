@@ -59,6 +59,31 @@
 #define LIMITS_NODE_LABELS              256u
 #define LIMITS_NODE_TAINTS              128u
 
+/* AWS: SigV4, credentials, EC2. */
+#define LIMITS_SIGV4_HEADERS            16u                  /* signed headers per request */
+#define LIMITS_SIGV4_CANONICAL          (1u * 1024 * 1024)   /* canonical request text (bodies are hashed, not copied) */
+#define LIMITS_AWS_ACCESS_KEY_ID        128u                 /* bytes, without the NUL */
+#define LIMITS_AWS_SECRET_KEY           128u
+#define LIMITS_AWS_SESSION_TOKEN        8192u
+#define LIMITS_AWS_CREDS_RESPONSE       (64u * 1024)         /* STS / container / IMDS replies */
+#define LIMITS_AWS_TOKEN_FILE           (64u * 1024)         /* web identity / container token files */
+#define LIMITS_AWS_REGION               64u
+#define LIMITS_AWS_URL                  1024u
+#define LIMITS_AWS_XML_DEPTH            64u                  /* nesting accepted in AWS XML replies */
+#define LIMITS_EC2_CONNECTIONS_MAX      64u                  /* pooled keep-alive connections to EC2 */
+#define LIMITS_EC2_QUERY                (256u * 1024)        /* one form-encoded EC2 request body */
+#define LIMITS_EC2_RESPONSE             (32u * 1024 * 1024)  /* one EC2 reply (a Describe page) */
+#define LIMITS_EC2_IDS_PER_CALL         1000u                /* instance ids in one call */
+#define LIMITS_EC2_TAGS                 50u                  /* tags per resource (EC2's own limit) */
+#define LIMITS_EC2_FILTERS              50u                  /* filters in one Describe call */
+#define LIMITS_EC2_FILTER_VALUES        200u                 /* values per filter */
+#define LIMITS_EC2_SECURITY_GROUPS      16u
+#define LIMITS_EC2_BLOCK_DEVICES        32u
+#define LIMITS_EC2_USER_DATA            (16u * 1024)         /* before base64 (EC2's own limit) */
+#define LIMITS_EC2_DESCRIBE_INSTANCES   20000u               /* instances gathered over all pages */
+#define LIMITS_EC2_DESCRIBE_PAGES       200u
+#define LIMITS_EC2_ATTEMPTS_MAX         10u                  /* attempts per call, whatever is configured */
+
 /* NodePools and AWSNodeClasses (DESIGN §3) and the pools registry. */
 #define LIMITS_POOLS_MAX                4096u  /* NodePools in one snapshot; likewise AWSNodeClasses */
 #define LIMITS_NODEPOOL_LABELS          64u    /* spec.template.labels entries */
@@ -71,7 +96,7 @@
 #define LIMITS_NODECLASS_SECURITY_GROUPS 16u   /* EC2's maximum per network interface */
 #define LIMITS_NODECLASS_BLOCK_DEVICES  16u    /* spec.blockDeviceMappings items */
 #define LIMITS_NODECLASS_TAGS           45u    /* EC2 allows 50 tags per resource; Stratos sets 5 */
-#define LIMITS_NODECLASS_USER_DATA      16384u /* bytes before base64 (EC2 limit) */
+#define LIMITS_NODECLASS_USER_DATA      LIMITS_EC2_USER_DATA
 #define LIMITS_VALIDATE_ISSUES          200u   /* violations + warnings kept per object */
 #define LIMITS_VALIDATE_PATH            768u   /* one field path ("spec.template.labels[...]") */
 

@@ -332,6 +332,69 @@ test_cancel(void **state)
 	httpc_free(h);
 }
 
+/* A fresh connection per request when asked (benchmarks), and whether a request went out. */
+static void
+test_fresh_connection_and_request_sent(void **state)
+{
+	struct httpc *h = httpc_new(NULL);
+	struct httpc_response resp;
+	struct httpc_request req = { .method = "GET", .timeout_ms = 2000 };
+	char u[128];
+
+	(void)state;
+	url(u, sizeof(u), "/ok");
+	req.url = u;
+	httpc_response_init(&resp);
+	/* (The test server serves one connection at a time: fresh ones first.) */
+	int before = __atomic_load_n(&server_connections, __ATOMIC_SEQ_CST);
+	req.fresh_connection = true;
+	assert_int_equal(httpc_perform(h, &req, &resp), 0);
+	assert_false(resp.reused_connection);
+	assert_true(resp.request_sent);
+	assert_int_equal(httpc_perform(h, &req, &resp), 0);
+	assert_false(resp.reused_connection);
+	assert_true(resp.connect_s > 0);
+	assert_int_equal(__atomic_load_n(&server_connections, __ATOMIC_SEQ_CST), before + 2);
+	/* Dropped after the request was read: it was sent, the outcome is unknown. */
+	req.fresh_connection = false;
+	url(u, sizeof(u), "/drop");
+	assert_int_equal(httpc_perform(h, &req, &resp), -ECONNRESET);
+	assert_true(resp.request_sent);
+	/* Refused: nothing went out. */
+	req.url = "http://127.0.0.1:1/refused";
+	assert_int_equal(httpc_perform(h, &req, &resp), -ECONNREFUSED);
+	assert_false(resp.request_sent);
+	httpc_response_free(&resp);
+	httpc_free(h);
+}
+
+static void
+test_url_parse(void **state)
+{
+	struct httpc_url u;
+
+	(void)state;
+	assert_int_equal(httpc_url_parse("https://ec2.us-east-1.amazonaws.com", &u), 0);
+	assert_string_equal(u.scheme, "https");
+	assert_string_equal(u.host, "ec2.us-east-1.amazonaws.com");
+	assert_int_equal(u.port, 443);
+	assert_true(u.default_port);
+	assert_string_equal(u.path, "/");
+	assert_int_equal(httpc_url_parse("http://127.0.0.1:4566/base/", &u), 0);
+	assert_int_equal(u.port, 4566);
+	assert_false(u.default_port);
+	assert_string_equal(u.path, "/base/");
+	assert_int_equal(httpc_url_parse("https://[::1]:8443", &u), 0);
+	assert_string_equal(u.host, "[::1]");
+	assert_int_equal(u.port, 8443);
+	assert_int_equal(httpc_url_parse("http://example.com:80/", &u), 0);
+	assert_true(u.default_port);
+	assert_int_equal(httpc_url_parse("ftp://example.com/", &u), -EINVAL);
+	assert_int_equal(httpc_url_parse("https://user:pw@example.com/", &u), -EINVAL);
+	assert_int_equal(httpc_url_parse("not a url", &u), -EINVAL);
+	assert_int_equal(httpc_url_parse(NULL, &u), -EINVAL);
+}
+
 static void
 test_escape(void **state)
 {
@@ -353,6 +416,8 @@ main(void)
 		cmocka_unit_test(test_post_body_without_expect),
 		cmocka_unit_test(test_streaming),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_fresh_connection_and_request_sent),
+		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_escape),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
