@@ -287,8 +287,6 @@ def main():
             print(json.dumps(results))
     finally:
         sim.down()
-        import shutil
-        shutil.rmtree(sim.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ and the server's own LISTs."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import time
-import urllib.parse
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -33,8 +33,10 @@ class Sim:
     """`scripts/sim up --components apiserver` in a fresh directory, with the CRDs."""
 
     def __init__(self, test=None, apiserver_opts=(), crds=True):
+        # With a test, the directory goes when the test ends; else down() removes it.
+        self.own_dir = test is None
         self.dir = tl.tempdir(test) if test is not None else \
-            __import__("tempfile").mkdtemp(prefix="stratos-kube-")
+            tempfile.mkdtemp(prefix="stratos-kube-")
         cmd = [os.path.join(REPO, "scripts", "sim"), "up", "--dir", self.dir,
                "--components", "apiserver"]
         cmd += ["--apiserver-opt=%s" % o for o in apiserver_opts]
@@ -48,6 +50,8 @@ class Sim:
         self.api.close()
         subprocess.run([os.path.join(REPO, "scripts", "sim"), "down", "--dir", self.dir],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def apply_crds(self):
         crd_dir = os.path.join(REPO, "manifests", "crds")
