@@ -27,6 +27,24 @@ struct httpc__transfer {
 	bool aborted;
 };
 
+/* libcurl calls this about once a second even on an idle stream. */
+static int
+httpc__progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+    curl_off_t ulnow)
+{
+	struct httpc__transfer *t = userdata;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (atomic_load(t->req->cancel)) {
+		t->aborted = true;
+		return 1;
+	}
+	return 0;
+}
+
 int
 httpc_global_init(void)
 {
@@ -155,8 +173,12 @@ httpc__header(char *data, size_t size, size_t nmemb, void *userdata)
 
 	/* A new status line (redirect, 100-continue) starts a new header block. */
 	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		const char *sp = memchr(data, ' ', n);
 		t->resp->retry_after_s = -1;
 		t->resp->content_type[0] = '\0';
+		/* Known before the body, so a streaming reader can tell errors from data. */
+		if (sp != NULL && (size_t)(sp - data) + 4 <= n)
+			t->resp->status = strtol(sp + 1, NULL, 10);
 	} else if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
 		httpc__trim_copy(value, sizeof(value), data + 12, n - 12);
 		char *end;
@@ -197,6 +219,8 @@ httpc__map_error(CURLcode code, const struct httpc__transfer *t)
 	case CURLE_SSL_CIPHER:
 	case CURLE_SSL_CACERT_BADFILE:
 		return -EPROTO;
+	case CURLE_ABORTED_BY_CALLBACK:
+		return -ECANCELED;
 	case CURLE_WRITE_ERROR:
 		if (t->too_big)
 			return -EMSGSIZE;
@@ -256,6 +280,10 @@ httpc_perform(struct httpc *h, const struct httpc_request *req, struct httpc_res
 
 	buf_free(&resp->body);
 	httpc_response_init(resp);
+	if (req->cancel != NULL && atomic_load(req->cancel)) {
+		snprintf(resp->error, sizeof(resp->error), "cancelled");
+		return -ECANCELED;
+	}
 	buf_init(&resp->body, req->max_response ? req->max_response : LIMITS_HTTPC_RESPONSE_DEFAULT);
 
 	/* Reset keeps the live connections, DNS and TLS session caches. */
@@ -279,6 +307,11 @@ httpc_perform(struct httpc *h, const struct httpc_request *req, struct httpc_res
 		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
 		    (req->idle_timeout_ms + 999) / 1000);
+	}
+	if (req->cancel != NULL) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, httpc__progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
 	}
 	httpc__tls_options(h);
 	if (req->fresh_connection) {

@@ -1,5 +1,6 @@
 /* stratosd: wires the modules together for each subcommand. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,12 +8,20 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "stratos/cache.h"
 #include "stratos/config.h"
+#include "stratos/crd_cache.h"
+#include "stratos/debug.h"
 #include "stratos/doctor.h"
 #include "stratos/httpc.h"
+#include "stratos/kube.h"
+#include "stratos/kubeconfig.h"
+#include "stratos/leader.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
 #include "stratos/mutate_pod.h"
+#include "stratos/node_cache.h"
+#include "stratos/pod_cache.h"
 #include "stratos/pools.h"
 #include "stratos/pools_file.h"
 #include "stratos/server.h"
@@ -129,7 +138,16 @@ struct main_serve {
 	struct server_ready *ready;     /* modules register their /readyz checks here */
 	struct server *metrics;         /* plain HTTP: /metrics, /healthz, /readyz */
 	struct server *https;           /* webhooks, extender, /healthz, /readyz */
-	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file (later: watches) */
+	/* Kubernetes: NULL when no configuration exists at all (webhooks-only runs). */
+	struct kube *kube;
+	char *namespace;                /* of the Lease */
+	char identity[LEADER_IDENTITY_MAX];
+	struct cache *nodes;
+	struct cache *pods;
+	struct cache *nodepools;
+	struct cache *nodeclasses;
+	struct leader *leader;          /* --leader-elect */
+	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file or the watches */
 	struct mutate_pod *mutate_pod;
 	struct validate_resources *validate_resources;
 };
@@ -141,6 +159,74 @@ main__pools_ready(void *ctx, char *why, size_t why_len)
 		return true;
 	snprintf(why, why_len, "NodePools and AWSNodeClasses not loaded yet");
 	return false;
+}
+
+/* --namespace, else the service-account namespace file, else stratos-system. */
+static char *
+main__namespace(const struct config *cfg)
+{
+	char *ns = NULL;
+
+	if (cfg->namespace != NULL && cfg->namespace[0] != '\0')
+		return strdup(cfg->namespace);
+	if (kubeconfig_read_token(KUBECONFIG_SA_DIR "/namespace", &ns) == 0)
+		return ns;
+	return strdup("stratos-system");
+}
+
+/* The API client, the caches and the elector. Returns 0 or an exit status. */
+static int
+main__serve_init_kube(struct main_serve *m)
+{
+	struct kube_config kc;
+	struct kubeconfig_error kerr;
+	int rc;
+
+	rc = kubeconfig_resolve(m->cfg.kubeconfig, environ, &kc, &kerr);
+	if (rc == -ENOENT && m->cfg.kubeconfig == NULL) {
+		log_warn("%s; running without the Kubernetes caches (webhooks only)", kerr.message);
+		kube_config_free(&kc);
+		return 0;
+	}
+	if (rc < 0) {
+		log_error("%s", kerr.message);
+		kube_config_free(&kc);
+		return 2;
+	}
+	if (leader_identity(m->identity, sizeof(m->identity)) < 0 ||
+	    httpc_global_init() < 0 || (m->namespace = main__namespace(&m->cfg)) == NULL ||
+	    (m->kube = kube_new(&kc, m->identity)) == NULL) {
+		log_error("cannot create the Kubernetes client");
+		kube_config_free(&kc);
+		return 1;
+	}
+	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s}", "server", kc.server, "config",
+	    kc.source, "namespace", m->namespace, "identity", m->identity), "Kubernetes API");
+	kube_config_free(&kc);
+	m->nodes = node_cache_new();
+	m->pods = pod_cache_new();
+	if (m->nodes == NULL || m->pods == NULL ||
+	    server_ready_add(m->ready, "caches", cache_ready_check, NULL) < 0)
+		return 1;
+	/* With --pools-file the pools come from the file, not from the cluster. */
+	if (m->cfg.pools_file == NULL) {
+		m->nodepools = crd_cache_new_nodepools();
+		m->nodeclasses = crd_cache_new_awsnodeclasses();
+		if (m->nodepools == NULL || m->nodeclasses == NULL ||
+		    crd_cache_feed_pools(m->nodepools, m->pools) < 0 ||
+		    crd_cache_feed_pools(m->nodeclasses, m->pools) < 0 ||
+		    server_ready_add(m->ready, "pools", main__pools_ready, m->pools) < 0)
+			return 1;
+	}
+	if (m->cfg.leader_elect) {
+		struct leader_config lc = {
+			.namespace = m->namespace, .identity = m->identity,
+		};
+		m->leader = leader_new(m->kube, &lc);
+		if (m->leader == NULL)
+			return 1;
+	}
+	return 0;
 }
 
 /* Creates the modules the handlers need. Returns 0 or an exit status. */
@@ -172,6 +258,8 @@ main__serve_init_modules(struct main_serve *m)
 		if (server_ready_add(m->ready, "pools", main__pools_ready, m->pools) < 0)
 			return 1;
 	}
+	if ((rc = main__serve_init_kube(m)) != 0)
+		return rc;
 	m->mutate_pod = mutate_pod_new(m->pools, &mo);
 	m->validate_resources = validate_resources_new(m->pools, NULL);
 	if (m->mutate_pod == NULL || m->validate_resources == NULL)
@@ -195,6 +283,7 @@ main__serve_free_modules(struct main_serve *m)
 static int
 main__serve_routes(struct main_serve *m)
 {
+	static const char *const caches[] = { "nodes", "pods", "nodepools", "awsnodeclasses" };
 	static const struct {
 		const char *path;
 		server_handler_fn fn;
@@ -212,6 +301,20 @@ main__serve_routes(struct main_serve *m)
 			return 1;
 		}
 	}
+	/* Read-only views of the caches on the metrics port. */
+	if (m->kube != NULL) {
+		char path[64];
+
+		if (server_route(m->metrics, "GET", "/debug/caches", 0, debug_handle_caches,
+		    NULL) < 0)
+			return 1;
+		for (size_t i = 0; i < sizeof(caches) / sizeof(caches[0]); i++) {
+			snprintf(path, sizeof(path), "/debug/caches/%s", caches[i]);
+			if (server_route(m->metrics, "GET", path, 0, debug_handle_caches,
+			    (void *)caches[i]) < 0)
+				return 1;
+		}
+	}
 	return 0;
 }
 
@@ -219,7 +322,15 @@ main__serve_routes(struct main_serve *m)
 static int
 main__serve_start_modules(struct main_serve *m)
 {
-	(void)m;
+	if (m->kube == NULL)
+		return 0;
+	if (node_cache_start(m->nodes, m->kube) < 0 || pod_cache_start(m->pods, m->kube) < 0 ||
+	    (m->nodepools != NULL && crd_cache_start(m->nodepools, m->kube) < 0) ||
+	    (m->nodeclasses != NULL && crd_cache_start(m->nodeclasses, m->kube) < 0) ||
+	    (m->leader != NULL && leader_start(m->leader) < 0)) {
+		log_error("cannot start the Kubernetes watches");
+		return 1;
+	}
 	return 0;
 }
 
@@ -228,7 +339,14 @@ main__serve_start_modules(struct main_serve *m)
 static void
 main__serve_stop_modules(struct main_serve *m)
 {
-	(void)m;
+	/* Leader work stops, then the Lease is released for the next replica. */
+	leader_free(m->leader);
+	cache_free(m->nodeclasses);
+	cache_free(m->nodepools);
+	cache_free(m->pods);
+	cache_free(m->nodes);
+	kube_free(m->kube);
+	free(m->namespace);
 }
 
 /* Lets 1,000+ connections in: the soft descriptor limit up to the hard one. */
@@ -336,6 +454,13 @@ main_serve(int argc, char **argv)
 	if (m.cfg.insecure_http)
 		log_warn("--insecure-http: serving %s over plain HTTP; admission webhooks need TLS",
 		    m.cfg.listen);
+
+	/*
+	 * LIST pages and watch events are megabyte buffers freed at once: keep
+	 * them out of the heaps where they would pin the small cache objects'
+	 * pages (a fixed threshold also stops glibc raising it after a big free).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 
 	/* Every thread inherits this mask; only the main thread takes the signals. */
 	sigemptyset(&sigs);

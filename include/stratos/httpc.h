@@ -2,6 +2,7 @@
 #ifndef STRATOS_HTTPC_H
 #define STRATOS_HTTPC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,11 +41,14 @@ struct httpc_request {
 	size_t max_response;            /* cap on the buffered body; 0 = LIMITS_HTTPC_RESPONSE_DEFAULT */
 	httpc_data_fn on_data;          /* when set, the body is streamed here instead of buffered */
 	void *on_data_ctx;
+	const atomic_bool *cancel;      /* when it becomes true (from any thread) the call ends
+	                                   within about a second with -ECANCELED; may be NULL */
 	bool fresh_connection;          /* open a new connection and close it after (benchmarks) */
 };
 
 struct httpc_response {
-	long status;                    /* HTTP status, 0 when none was received */
+	long status;                    /* HTTP status, 0 when none was received; set as soon
+	                                   as the status line arrives (on_data may read it) */
 	struct buf body;                /* buffered body (empty when streamed) */
 	char content_type[128];
 	long retry_after_s;             /* Retry-After in seconds, -1 when absent */
@@ -74,7 +78,7 @@ void httpc_free(struct httpc *h);
  * status: check resp->status), or a negative code when none did: -ETIMEDOUT,
  * -ECONNREFUSED, -ECONNRESET (dropped, incl. empty reply), -EHOSTUNREACH
  * (DNS or route), -EPROTO (TLS), -EMSGSIZE (body over the cap), -ECANCELED
- * (on_data aborted), -EIO (other); resp->error says more. resp must be
+ * (on_data aborted or req->cancel set), -EIO (other); resp->error says more. resp must be
  * initialised with httpc_response_init() and is reset by this call.
  */
 int httpc_perform(struct httpc *h, const struct httpc_request *req, struct httpc_response *resp);

@@ -40,6 +40,25 @@
 #define LIMITS_YAML_DEPTH               64u
 #define LIMITS_YAML_DOCUMENTS           4096u
 
+/* Kubernetes API client, watches and caches. */
+#define LIMITS_KUBE_RESPONSE            (64u * 1024 * 1024)  /* one GET/LIST page or write reply */
+#define LIMITS_KUBE_LIST_PAGE           500u                 /* ?limit= of paginated LISTs */
+#define LIMITS_KUBE_LIST_PAGES          10000u               /* pages of one LIST before giving up */
+#define LIMITS_KUBE_WATCH_EVENT         (8u * 1024 * 1024)   /* one watch event (a JSON object) */
+#define LIMITS_KUBE_CONNECTIONS         16u                  /* pooled request handles per client */
+#define LIMITS_KUBE_TOKEN               (64u * 1024)         /* bearer token file */
+#define LIMITS_KUBECONFIG_FILE          (4u * 1024 * 1024)
+#define LIMITS_KUBE_PEM                 (1u * 1024 * 1024)   /* one inline or file PEM (CA bundle) */
+#define LIMITS_CACHE_OBJECTS            1000000u             /* objects of one cache */
+#define LIMITS_CACHE_SUB_QUEUE          8192u                /* pending change events per subscriber */
+#define LIMITS_CACHE_SUBSCRIBERS        16u                  /* subscriptions per cache */
+#define LIMITS_POD_TOLERATIONS          128u                 /* kept per pod; more → cache entry refused */
+#define LIMITS_POD_SELECTOR_TERMS       64u                  /* required node-affinity terms kept per pod */
+#define LIMITS_POD_SELECTOR_EXPRS       256u                 /* selector requirements per pod, all terms */
+#define LIMITS_RESOURCES_EXTENDED       32u                  /* extended resources per pod or node */
+#define LIMITS_NODE_LABELS              256u
+#define LIMITS_NODE_TAINTS              128u
+
 /* AWS: SigV4, credentials, EC2. */
 #define LIMITS_SIGV4_HEADERS            16u                  /* signed headers per request */
 #define LIMITS_SIGV4_CANONICAL          (1u * 1024 * 1024)   /* canonical request text (bodies are hashed, not copied) */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -295,6 +296,42 @@ test_streaming(void **state)
 	httpc_free(h);
 }
 
+static void *
+cancel_later(void *arg)
+{
+	usleep(200 * 1000);
+	atomic_store((atomic_bool *)arg, true);
+	return NULL;
+}
+
+/* A stream that sends nothing must still end promptly when its owner stops it. */
+static void
+test_cancel(void **state)
+{
+	struct httpc *h = httpc_new(NULL);
+	struct httpc_response resp;
+	atomic_bool cancel = true;
+	struct httpc_request req = { .method = "GET", .cancel = &cancel };
+	struct timespec t0, t1;
+	pthread_t t;
+	char u[128];
+
+	(void)state;
+	url(u, sizeof(u), "/slow");
+	req.url = u;
+	httpc_response_init(&resp);
+	assert_int_equal(httpc_perform(h, &req, &resp), -ECANCELED);
+	atomic_store(&cancel, false);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pthread_create(&t, NULL, cancel_later, &cancel);
+	assert_int_equal(httpc_perform(h, &req, &resp), -ECANCELED);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_join(t, NULL);
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 1900);
+	httpc_response_free(&resp);
+	httpc_free(h);
+}
+
 /* A fresh connection per request when asked (benchmarks), and whether a request went out. */
 static void
 test_fresh_connection_and_request_sent(void **state)
@@ -378,6 +415,7 @@ main(void)
 		cmocka_unit_test(test_transport_errors),
 		cmocka_unit_test(test_post_body_without_expect),
 		cmocka_unit_test(test_streaming),
+		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_fresh_connection_and_request_sent),
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_escape),
