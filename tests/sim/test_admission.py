@@ -115,6 +115,7 @@ class HookServer:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True      # headers and body leave in two writes
 
             def log_message(self, *a):
                 pass
