@@ -3934,9 +3934,21 @@ class Admission:
         return ctx
 
     def _take_conn(self, key):
-        with self.lock:
-            conns = self.idle.get(key)
-            return conns.pop() if conns else None
+        """An idle kept-alive connection, skipping those the webhook has closed
+        meanwhile (readable while idle: EOF or junk), as Go's transport does."""
+        while True:
+            with self.lock:
+                conns = self.idle.get(key)
+                conn = conns.pop() if conns else None
+            if conn is None or conn.sock is None:
+                return None
+            try:
+                readable = select.select([conn.sock], [], [], 0)[0]
+            except (OSError, ValueError):
+                readable = True
+            if not readable:
+                return conn
+            conn.close()
 
     def _give_conn(self, key, conn):
         with self.lock:
@@ -3975,14 +3987,15 @@ class Admission:
             except (socket.timeout, TimeoutError):
                 conn.close()
                 raise _CallFailure(post + "context deadline exceeded")
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
                 conn.close()
                 conn = None
                 if reused:              # the webhook closed a kept-alive connection: dial again
                     reused = False
                     continue
-                raise _CallFailure(post + ("EOF" if isinstance(e, http.client.RemoteDisconnected)
-                                           else "read: connection reset by peer"))
+                raise _CallFailure(post + ("read: connection reset by peer" if isinstance(e, ConnectionResetError)
+                                           and not isinstance(e, http.client.RemoteDisconnected) else "EOF"))
             except _HostnameError as e:
                 conn.close()
                 raise _CallFailure(post + "tls: failed to verify certificate: %s" % e)

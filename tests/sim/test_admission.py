@@ -106,6 +106,7 @@ class HookServer:
     def __init__(self, cert, key):
         self.handlers = {}
         self.requests = []
+        self.close_silently = False
         self.lock = threading.Lock()
         self.sni = []
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -126,7 +127,8 @@ class HookServer:
                 review = json.loads(body)
                 with outer.lock:
                     outer.requests.append({"path": u.path, "query": urllib.parse.parse_qs(u.query),
-                                           "headers": dict(self.headers), "review": review})
+                                           "headers": dict(self.headers), "review": review,
+                                           "peer": self.client_address})
                 fn = outer.handlers.get(u.path)
                 out = fn(review) if fn else {}
                 if isinstance(out, Raw):
@@ -147,6 +149,8 @@ class HookServer:
                     self.wfile.write(data)
                 except OSError:
                     pass
+                if outer.close_silently:        # drop the connection without "Connection: close"
+                    self.close_connection = True
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
@@ -412,6 +416,24 @@ class MutatingTest(AdmissionCase):
         rc, out, err = self.kubectl("create", "-n", ns, "-f", "-", stdin=json.dumps(pod("down")))
         self.assertEqual(rc, 0, err)
         self.assertEqual(self.calls(webhook="down.test.stratos.sh")[-1]["outcome"], "failed-open")
+
+    def test_keep_alive_and_connections_the_webhook_closes(self):
+        ns = self.namespace("adm-conn")
+        self.config("conn-test", [hook("conn.test.stratos.sh", self.url_client("/conn"), pod_rule())])
+        for i in range(3):
+            self.assertEqual(self.create_pod(ns, pod("keep-%d" % i))[0], 201)
+        self.assertEqual(len({r["peer"] for r in self.hooks.requests}), 1)      # one kept-alive connection
+        self.hooks.clear()
+        self.hooks.close_silently = True
+        try:
+            for i in range(3):
+                st, body = self.create_pod(ns, pod("closed-%d" % i))
+                self.assertEqual(st, 201, body)
+                time.sleep(0.05)
+        finally:
+            self.hooks.close_silently = False
+        self.assertEqual(len({r["peer"] for r in self.hooks.requests}), 3)
+        self.assertEqual([c["outcome"] for c in self.calls(webhook="conn.test.stratos.sh")][-3:], ["allowed"] * 3)
 
     def test_timeouts(self):
         ns = self.namespace("adm-slow")
