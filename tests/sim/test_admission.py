@@ -664,6 +664,63 @@ class MutatingTest(AdmissionCase):
         self.assertEqual(sorted(r["oldObject"]["metadata"]["name"] for r in reqs), ["c1", "c2"])
         self.assertTrue(all("name" not in r and r["operation"] == "DELETE" for r in reqs))
 
+    def test_match_policy_equivalent_converts_between_versions(self):
+        ns = self.namespace("adm-events")
+        self.hooks.handlers["/ev"] = lambda rv: {"patchType": "JSONPatch", "patch": b64patch(
+            [{"op": "add", "path": "/metadata/labels", "value": {"seen-as": rv["request"]["object"]["apiVersion"]}}])}
+        rule = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["events"]}]
+        ev = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "ev1"},
+              "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "stratos.sh/stratosd",
+              "reportingInstance": "stratosd-0", "action": "Start", "reason": "Started", "type": "Normal",
+              "note": "started i-0123", "regarding": {"kind": "Pod", "name": "p", "namespace": ns}}
+        path = "/apis/events.k8s.io/v1/namespaces/%s/events" % ns
+        self.config("ev-exact", [hook("exact.test.stratos.sh", self.url_client("/ev"), rule, matchPolicy="Exact")])
+        self.assertEqual(self.c.post(path, ev)[0], 201)
+        self.assertEqual(self.hooks.requests, [])
+        self.config("ev-equivalent", [hook("equivalent.test.stratos.sh", self.url_client("/ev"), rule)])
+        ev["metadata"]["name"] = "ev2"
+        st, body = self.c.post(path, ev)
+        self.assertEqual(st, 201, body)
+        (req,) = [r["request"] for r in self.hooks.reviews("/ev")]
+        self.assertEqual((req["kind"], req["requestKind"]), ({"group": "", "version": "v1", "kind": "Event"},
+                                                             {"group": "events.k8s.io", "version": "v1",
+                                                              "kind": "Event"}))
+        self.assertEqual((req["resource"]["group"], req["requestResource"]["group"]), ("", "events.k8s.io"))
+        self.assertEqual((req["object"]["message"], req["object"]["involvedObject"]["name"]), ("started i-0123", "p"))
+        self.assertEqual(body["metadata"]["labels"], {"seen-as": "v1"})     # the patch came back converted
+        self.assertEqual((body["apiVersion"], body["note"]), ("events.k8s.io/v1", "started i-0123"))
+
+    def test_webhook_writing_the_same_object_reruns_admission(self):
+        # The webhook calls the API while the request waits for it (no lock is held),
+        # and changes the very object: the update runs again on the new version,
+        # and a PUT that named the old resourceVersion gets its 409.
+        ns = self.namespace("adm-race")
+        self.assertEqual(self.create_pod(ns, pod("race"))[0], 201)
+        other = Client(self.dir)
+        self.addCleanup(other.close)
+        count = []
+
+        def racer(review):
+            count.append(1)
+            if len(count) in (1, 3):
+                st, _ = other.patch("/api/v1/namespaces/%s/pods/race" % ns,
+                                    {"metadata": {"labels": {"other": str(len(count))}}})
+                assert st == 200, st
+            return {}
+        self.hooks.handlers["/race"] = racer
+        rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods"]}]
+        self.config("race", [hook("race.test.stratos.sh", self.url_client("/race"), rules,
+                                  objectSelector={"matchExpressions": [{"key": "mine", "operator": "Exists"}]})],
+                    mutating=False)
+        st, body = self.c.patch("/api/v1/namespaces/%s/pods/race" % ns, {"metadata": {"labels": {"mine": "1"}}})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["metadata"]["labels"], {"other": "1", "mine": "1"})
+        self.assertEqual(len(count), 2)
+        stale = dict(body, metadata=dict(body["metadata"], labels={"mine": "2"}))
+        st, body = self.c.put("/api/v1/namespaces/%s/pods/race" % ns, stale)
+        self.assertEqual((st, body.get("reason")), (409, "Conflict"), body)
+        self.assertEqual(len(count), 4)
+
     def test_binding_subresource(self):
         ns = self.namespace("adm-bind")
         self.assertEqual(self.create_pod(ns, pod("b"))[0], 201)
