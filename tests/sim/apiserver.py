@@ -1900,7 +1900,11 @@ def _intstr(v):
 
 NAME_COL = ("Name", "string", "name", 0, lambda o: _dig(o, "metadata", "name"))
 AGE_COL = ("Age", "string", "", 0, age_of)
+_WEBHOOKS_COL = ("Webhooks", "integer", "", 0, lambda o: len(o.get("webhooks") or []))
+
 TABLES = {
+    "MutatingWebhookConfiguration": [NAME_COL, _WEBHOOKS_COL, AGE_COL],
+    "ValidatingWebhookConfiguration": [NAME_COL, _WEBHOOKS_COL, AGE_COL],
     "Node": [NAME_COL, ("Status", "string", "", 0, _node_status), ("Roles", "string", "", 0, _node_roles),
              AGE_COL, ("Version", "string", "", 0, lambda n: _dig(n, "status", "nodeInfo", "kubeletVersion") or ""),
              ("Internal-IP", "string", "", 1, lambda n: _node_addr(n, "InternalIP")),

@@ -816,6 +816,10 @@ class MutatingTest(AdmissionCase):
                          ("Fail", "Equivalent", 10, "Never", {}, {}, "*", 443))
         # Webhook configurations themselves never go to webhooks.
         self.assertEqual(self.calls(), [])
+        rc, out, err = self.kubectl("get", "mutatingwebhookconfigurations")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.splitlines()[0].split(), ["NAME", "WEBHOOKS", "AGE"])
+        self.assertEqual(out.splitlines()[1].split()[:2], ["defaults", "1"])
 
 
 @unittest.skipUnless(KUBECTL, "kubectl not installed")
