@@ -7,11 +7,14 @@ validates), CRUD, LIST with pagination and selectors, WATCH with resume,
 bookmarks and 410 Expired, JSON/merge/strategic-merge patch, the status,
 binding and eviction subresources, PodDisruptionBudgets, Leases, Events,
 CustomResourceDefinitions (served at once, with schema defaulting, pruning and
-validation), server-side tables for `kubectl get`, and a test-control API
-under /_sim/.  State is in memory; one global resourceVersion counter.
+validation), admission webhooks (Mutating/ValidatingWebhookConfigurations
+called over HTTPS as kube-apiserver calls them), server-side tables for
+`kubectl get`, and a test-control API under /_sim/.  State is in memory; one
+global resourceVersion counter.
 
     python3 tests/sim/apiserver.py --dir DIR [--port 0] [--bookmark-interval 5]
-                                   [--history 10000] [--token-file FILE] ...
+                                   [--history 10000] [--token-file FILE]
+                                   [--webhook-service-map NS/SVC=HOST:PORT] ...
 
 Writes DIR/apiserver-ca.crt, DIR/client.crt, DIR/client.key, DIR/kubeconfig,
 DIR/kubeconfig-clientcert, DIR/apiserver.token and, once it answers,
@@ -21,10 +24,12 @@ DIR/apiserver.port.  See tests/sim/README.md.
 import argparse
 import base64
 import bisect
+import collections
 import copy
 import datetime
 import hashlib
 import heapq
+import http.client
 import ipaddress
 import json
 import math
@@ -1417,12 +1422,23 @@ def pod_spec_defaults(spec):
                 p.setdefault("protocol", "TCP")
 
 
-def pod_defaults(pod, keep_status):
+def pod_scheme_defaults(pod):
+    """What decoding a v1 Pod defaults (k8s.io/kubernetes/pkg/apis/core/v1 SetDefaults_*);
+    applied again after every mutating webhook's patch, as the real server does."""
     spec = pod.setdefault("spec", {})
     pod_spec_defaults(spec)
-    for k, v in (("enableServiceLinks", True), ("preemptionPolicy", "PreemptLowerPriority"),
-                 ("priority", 0)):
+    for k, v in (("enableServiceLinks", True), ("preemptionPolicy", "PreemptLowerPriority")):
         spec.setdefault(k, v)
+
+
+def pod_pre_admission(pod):
+    """Scheme defaults plus what the built-in mutating admission plugins that
+    run before the webhooks add on CREATE (ServiceAccount: the account name;
+    Priority: 0; DefaultTolerationSeconds: the 300 s not-ready/unreachable
+    NoExecute tolerations).  Idempotent."""
+    pod_scheme_defaults(pod)
+    spec = pod["spec"]
+    spec.setdefault("priority", 0)
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = spec["serviceAccount"] = sa
     tols = spec.get("tolerations")
@@ -1437,6 +1453,11 @@ def pod_defaults(pod, keep_status):
             tols.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                          "tolerationSeconds": 300})
     spec["tolerations"] = tols
+
+
+def pod_defaults(pod, keep_status):
+    pod_pre_admission(pod)
+    spec = pod["spec"]
     if not keep_status or "status" not in pod:
         pod["status"] = {"phase": "Pending", "qosClass": pod_qos(spec)}
     else:
@@ -1579,10 +1600,14 @@ def validate_node(node, old):
     return errs
 
 
-def namespace_defaults(ns, keep_status):
+def namespace_scheme_defaults(ns):
     meta = ns["metadata"]
     meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
     ns.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+
+
+def namespace_defaults(ns, keep_status):
+    namespace_scheme_defaults(ns)
     if not keep_status or not ns.get("status"):
         ns["status"] = {"phase": "Active"}
 
@@ -1634,6 +1659,12 @@ def secret_defaults(sec, keep_status):
 
 
 def workload_defaults(obj, keep_status):
+    workload_scheme_defaults(obj)
+    if not keep_status:
+        obj["status"] = {}
+
+
+def workload_scheme_defaults(obj):
     kind = obj.get("kind")
     spec = obj.setdefault("spec", {})
     if kind in ("Deployment", "ReplicaSet", "StatefulSet"):
@@ -1650,8 +1681,6 @@ def workload_defaults(obj, keep_status):
     tmpl = spec.get("template")
     if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
         pod_spec_defaults(tmpl["spec"])
-    if not keep_status:
-        obj["status"] = {}
 
 
 def validate_workload(obj, old):
@@ -1871,7 +1900,11 @@ def _intstr(v):
 
 NAME_COL = ("Name", "string", "name", 0, lambda o: _dig(o, "metadata", "name"))
 AGE_COL = ("Age", "string", "", 0, age_of)
+_WEBHOOKS_COL = ("Webhooks", "integer", "", 0, lambda o: len(o.get("webhooks") or []))
+
 TABLES = {
+    "MutatingWebhookConfiguration": [NAME_COL, _WEBHOOKS_COL, AGE_COL],
+    "ValidatingWebhookConfiguration": [NAME_COL, _WEBHOOKS_COL, AGE_COL],
     "Node": [NAME_COL, ("Status", "string", "", 0, _node_status), ("Roles", "string", "", 0, _node_roles),
              AGE_COL, ("Version", "string", "", 0, lambda n: _dig(n, "status", "nodeInfo", "kubeletVersion") or ""),
              ("Internal-IP", "string", "", 1, lambda n: _node_addr(n, "InternalIP")),
@@ -1929,7 +1962,8 @@ class ResourceType:
     def __init__(self, group, version, plural, kind, namespaced, short=(), subs=(), cats=(),
                  verbs=ALL_VERBS, fields=COMMON_FIELDS, generation=False, unconditional=True,
                  defaults=None, validate=None, convert_out=None, convert_in=None,
-                 name_check=check_subdomain, crd=None, schema=None, columns=None):
+                 name_check=check_subdomain, crd=None, schema=None, columns=None,
+                 pre_admit=None, scheme_defaults=None, defaults_on_update=False):
         self.group, self.version, self.plural, self.kind = group, version, plural, kind
         self.api_version = "%s/%s" % (group, version) if group else version
         self.singular = kind.lower()
@@ -1940,6 +1974,12 @@ class ResourceType:
         self.generation = generation
         self.unconditional = unconditional
         self.defaults, self.validate = defaults, validate
+        # Admission: pre_admit(obj) = what decoding and the built-in mutating
+        # plugins apply before the webhooks see a CREATE; scheme_defaults(obj)
+        # = decoding defaults, applied again after each webhook patch.
+        self.pre_admit = pre_admit
+        self.scheme_defaults = scheme_defaults
+        self.defaults_on_update = defaults_on_update
         self.convert_out, self.convert_in = convert_out, convert_in
         self.name_check = name_check
         self.crd = crd                  # name of the owning CRD, for custom resources
@@ -2033,17 +2073,20 @@ class Cluster:
         T = ResourceType
         nodefault = lambda o, keep: None
         self.add_type(T("", "v1", "namespaces", "Namespace", False, ["ns"], ["status", "finalize"],
-                        fields=NAMESPACE_FIELDS, defaults=namespace_defaults, name_check=check_label_name))
+                        fields=NAMESPACE_FIELDS, defaults=namespace_defaults, name_check=check_label_name,
+                        pre_admit=namespace_scheme_defaults, scheme_defaults=namespace_scheme_defaults))
         self.add_type(T("", "v1", "nodes", "Node", False, ["no"], ["status"], fields=NODE_FIELDS,
                         validate=validate_node))
         self.add_type(T("", "v1", "pods", "Pod", True, ["po"], ["status", "binding", "eviction"], ["all"],
-                        fields=POD_FIELDS, defaults=pod_defaults, validate=validate_pod))
+                        fields=POD_FIELDS, defaults=pod_defaults, validate=validate_pod,
+                        pre_admit=pod_pre_admission, scheme_defaults=pod_scheme_defaults))
         self.add_type(T("", "v1", "events", "Event", True, ["ev"], fields=EVENT_FIELDS,
                         validate=lambda o, old: validate_event(o, old, False) if old is None else []))
         self.add_type(T("", "v1", "services", "Service", True, ["svc"], ["status"], ["all"],
                         defaults=lambda o, keep: service_defaults(o, self.ips), name_check=check_label_name))
         self.add_type(T("", "v1", "configmaps", "ConfigMap", True, ["cm"]))
-        self.add_type(T("", "v1", "secrets", "Secret", True, fields=SECRET_FIELDS, defaults=secret_defaults))
+        self.add_type(T("", "v1", "secrets", "Secret", True, fields=SECRET_FIELDS, defaults=secret_defaults,
+                        pre_admit=lambda o: secret_defaults(o, True)))
         self.add_type(T("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"]))
         self.add_type(T("", "v1", "endpoints", "Endpoints", True, ["ep"]))
         self.add_type(T("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"], ["status"]))
@@ -2051,10 +2094,12 @@ class Cluster:
         for plural, kind, short in (("deployments", "Deployment", ["deploy"]), ("daemonsets", "DaemonSet", ["ds"]),
                                     ("replicasets", "ReplicaSet", ["rs"]), ("statefulsets", "StatefulSet", ["sts"])):
             self.add_type(T("apps", "v1", plural, kind, True, short, ["status"], ["all"], generation=True,
-                            defaults=workload_defaults, validate=validate_workload))
+                            defaults=workload_defaults, validate=validate_workload,
+                            pre_admit=workload_scheme_defaults, scheme_defaults=workload_scheme_defaults))
         self.add_type(T("apps", "v1", "controllerrevisions", "ControllerRevision", True))
         self.add_type(T("batch", "v1", "jobs", "Job", True, [], ["status"], ["all"], generation=True,
-                        defaults=workload_defaults))
+                        defaults=workload_defaults, pre_admit=workload_scheme_defaults,
+                        scheme_defaults=workload_scheme_defaults))
         self.add_type(T("batch", "v1", "cronjobs", "CronJob", True, ["cj"], ["status"], ["all"], generation=True))
         self.add_type(T("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], ["status"],
                         generation=True, validate=validate_pdb))
@@ -2072,10 +2117,12 @@ class Cluster:
                                   ("clusterroles", "ClusterRole", False),
                                   ("clusterrolebindings", "ClusterRoleBinding", False)):
             self.add_type(T("rbac.authorization.k8s.io", "v1", plural, kind, nsd))
-        self.add_type(T("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
-                        "MutatingWebhookConfiguration", False, generation=True))
-        self.add_type(T("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
-                        "ValidatingWebhookConfiguration", False, generation=True))
+        for plural, kind, mutating in (("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", True),
+                                       ("validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False)):
+            self.add_type(T("admissionregistration.k8s.io", "v1", plural, kind, False, generation=True,
+                            defaults=lambda o, keep, m=mutating: webhook_config_defaults(o, m),
+                            validate=lambda o, old, m=mutating: validate_webhook_config(o, old, m),
+                            defaults_on_update=True))
         self.add_type(T("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ["pc"]))
         self.add_type(T("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ["netpol"], generation=True))
         self.add_type(T("networking.k8s.io", "v1", "ingresses", "Ingress", True, ["ing"], ["status"], generation=True))
@@ -2191,7 +2238,9 @@ class Cluster:
 
     # ---- create
 
-    def create(self, rt, ns, obj, q, bulk=False):
+    def create(self, rt, ns, obj, q, bulk=False, admit=None):
+        """admit: an AdmissionRun when admission webhooks may apply (API
+        requests), None for internal and bulk creates."""
         if not isinstance(obj, dict):
             raise err_bad_request("the body of the request was in an unknown format")
         home = rt.store.home
@@ -2225,6 +2274,14 @@ class Cluster:
                            {"causes": [{"message": "resourceVersion should not be set on objects to be created"}]})
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
             meta.pop(k, None)
+        if rt.crd and "status" in rt.subs and not bulk:
+            obj.pop("status", None)
+        if admit is not None:
+            # Decoding, the built-in plugins and the mutating webhooks all see
+            # the object before the store gives it a name, uid and timestamp.
+            obj = self._admit_create(rt, ns, obj, q, admit)
+            meta = obj["metadata"]
+            q = {k: v for k, v in q.items() if k != "fieldValidation"}   # checked on the request body
         meta["uid"] = str(uuid.uuid4())
         if not (bulk and meta.get("creationTimestamp")):
             meta["creationTimestamp"] = now_rfc3339()
@@ -2232,41 +2289,88 @@ class Cluster:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        if rt.crd and "status" in rt.subs and not bulk:
-            obj.pop("status", None)
-        with self.lock:
-            if not meta.get("name") and meta.get("generateName"):
-                for _ in range(8):
-                    cand = meta["generateName"] + "".join(random.choice(NAME_CHARS) for _ in range(5))
-                    if obj_key(ns, cand) not in rt.store.objects:
-                        meta["name"] = cand
-                        break
-            if rt.defaults:
-                rt.defaults(obj, bulk)
-            unknown = self._schema_prune(rt, obj)
-            self._strict(q, unknown)
-            errs = validate_meta(obj, rt.namespaced, rt.name_check)
-            if not errs and rt.validate:
-                errs = rt.validate(obj, None)
+        if admit is None:
+            with self.lock:
+                self._create_prepare(rt, ns, obj, q, bulk)
+                return self._create_commit(rt, ns, obj, q)
+        # With webhooks: validating admission runs after the object is fully
+        # formed (named, defaulted, validated) and outside the lock; a generated
+        # name taken meanwhile is generated again, up to 8 times (RetryGenerateName).
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        for attempt in range(8):
+            with self.lock:
+                if generated:
+                    meta.pop("name", None)
+                self._create_prepare(rt, ns, obj, q, bulk)
+            admit.validate(self, rt, "CREATE", ns, admit.create_name, obj, None)
+            with self.lock:
+                try:
+                    return self._create_commit(rt, ns, obj, q)
+                except ApiError as e:
+                    if not (generated and e.reason == "AlreadyExists") or attempt == 7:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _admit_create(self, rt, ns, obj, q, admit):
+        if rt.pre_admit:
+            rt.pre_admit(obj)
+        self._strict(q, self._schema_prune(rt, obj))
+        meta = obj["metadata"]
+        with self.lock:     # NamespaceLifecycle, the first admission plugin
+            self._namespace_gate(rt, ns, meta.get("name") or "")
+        admit.create_name = meta.get("name") or ""
+        obj = admit.mutate(self, rt, "CREATE", ns, admit.create_name, obj, None)
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            raise err_bad_request("metadata must be an object")
+        if rt.namespaced and meta.get("namespace") != ns:
+            raise err_bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        if meta.get("resourceVersion"):
+            raise ApiError(500, "InternalError", "Internal error occurred: resourceVersion should not be set on objects to be created",
+                           {"causes": [{"message": "resourceVersion should not be set on objects to be created"}]})
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(k, None)
+        return obj
+
+    def _create_prepare(self, rt, ns, obj, q, bulk):
+        """Under the lock: generateName, defaults, pruning, validation."""
+        meta = obj["metadata"]
+        if not meta.get("name") and meta.get("generateName"):
+            for _ in range(8):
+                cand = meta["generateName"] + "".join(random.choice(NAME_CHARS) for _ in range(5))
+                if obj_key(ns, cand) not in rt.store.objects:
+                    meta["name"] = cand
+                    break
+        if rt.defaults:
+            rt.defaults(obj, bulk)
+        unknown = self._schema_prune(rt, obj)
+        self._strict(q, unknown)
+        errs = validate_meta(obj, rt.namespaced, rt.name_check)
+        if not errs and rt.validate:
+            errs = rt.validate(obj, None)
+        if errs:
+            raise err_invalid(rt.kind, rt.group, meta.get("name", ""), errs)
+        if rt.crd and not errs:
+            errs = schema_validate(rt.schema, obj)
+            if not errs:
+                cel_check(rt.schema, obj, "", errs)
             if errs:
                 raise err_invalid(rt.kind, rt.group, meta.get("name", ""), errs)
-            if rt.crd and not errs:
-                errs = schema_validate(rt.schema, obj)
-                if not errs:
-                    cel_check(rt.schema, obj, "", errs)
-                if errs:
-                    raise err_invalid(rt.kind, rt.group, meta.get("name", ""), errs)
-            name = meta["name"]
-            self._namespace_gate(rt, ns, name)
-            key = obj_key(ns, name)
-            if key in rt.store.objects:
-                raise err_already_exists(rt.group, rt.plural, name)
-            if _is_dry_run(q):
-                meta["resourceVersion"] = ""
-                return obj
-            self._commit(rt.store, "ADDED", key, obj, None)
-            self._after_commit(rt.store, "ADDED", obj)
+
+    def _create_commit(self, rt, ns, obj, q):
+        """Under the lock: the namespace and name checks, then the write."""
+        meta = obj["metadata"]
+        name = meta["name"]
+        self._namespace_gate(rt, ns, name)
+        key = obj_key(ns, name)
+        if key in rt.store.objects:
+            raise err_already_exists(rt.group, rt.plural, name)
+        if _is_dry_run(q):
+            meta["resourceVersion"] = ""
             return obj
+        self._commit(rt.store, "ADDED", key, obj, None)
+        self._after_commit(rt.store, "ADDED", obj)
+        return obj
 
     def _schema_prune(self, rt, obj, status_only=False):
         if not rt.crd or not isinstance(rt.schema, dict):
@@ -2299,7 +2403,7 @@ class Cluster:
 
     # ---- update / patch
 
-    def update(self, rt, ns, name, obj, q, sub=None):
+    def update(self, rt, ns, name, obj, q, sub=None, admit=None):
         if not isinstance(obj, dict):
             raise err_bad_request("the body of the request was in an unknown format")
         meta = obj.get("metadata") or {}
@@ -2308,19 +2412,62 @@ class Cluster:
         if rt.namespaced and meta.get("namespace") and meta["namespace"] != ns:
             raise err_bad_request("the namespace of the provided object does not match the namespace sent on the request")
         obj = rt.convert_in(obj) if rt.convert_in else obj
+        if admit is not None:
+            return self._admitted_update(rt, ns, name, lambda entry: obj, q, sub, admit, False)
         with self.lock:
             cur = self.lookup(rt, ns, name)[0]
-            rv = meta.get("resourceVersion")
-            if rv:
-                if rv != cur["metadata"]["resourceVersion"]:
-                    raise err_modified(rt.group, rt.plural, name)
-            elif not rt.unconditional:
-                raise err_invalid(rt.kind, rt.group, name, [FieldErr(
-                    "metadata.resourceVersion", "Invalid", "must be specified for an update", GoValue("0x0"), True)])
+            self._check_update_rv(rt, cur, obj, False)
             new = self._prepare_update(rt, cur, obj, sub, q)
             return self._finish_update(rt, cur, new, q)
 
-    def patch(self, rt, ns, name, body, ctype, q, sub=None):
+    def _check_update_rv(self, rt, cur, new, is_patch):
+        """The optimistic-concurrency check of an update, on the object as it
+        is after mutating admission (like the real store's GuaranteedUpdate)."""
+        meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+        name = cur["metadata"]["name"]
+        rv = meta.get("resourceVersion")
+        if rv:
+            if rv != cur["metadata"]["resourceVersion"]:
+                raise err_modified(rt.group, rt.plural, name)
+        elif not rt.unconditional and not is_patch:
+            raise err_invalid(rt.kind, rt.group, name, [FieldErr(
+                "metadata.resourceVersion", "Invalid", "must be specified for an update", GoValue("0x0"), True)])
+
+    def _admitted_update(self, rt, ns, name, make_new, q, sub, admit, is_patch):
+        """An update (PUT or PATCH) with admission webhooks, called outside the
+        lock: make_new(entry) gives the new object from the current one, the
+        mutating webhooks change it, the update is prepared and validated, the
+        validating webhooks judge it, and it is written only if the object has
+        not changed meanwhile; otherwise everything runs again on the new
+        current object (GuaranteedUpdate), so a stale resourceVersion still
+        gets its 409."""
+        strict_q = q
+        q = {k: v for k, v in q.items() if k != "fieldValidation"}
+        for _ in range(WEBHOOK_UPDATE_RETRIES):
+            with self.lock:
+                entry = self.lookup(rt, ns, name)
+                cur = entry[0]
+                cand = json.loads(dumps(make_new(entry)))
+            if not isinstance(cand, dict):
+                raise err_bad_request("the body of the request was in an unknown format")
+            if not isinstance(cand.get("metadata"), dict):
+                cand["metadata"] = {}
+            if sub != "status":
+                self._strict(strict_q, self._schema_prune(rt, cand))
+            cand = admit.mutate(self, rt, "UPDATE", ns, name, cand, cur, sub)
+            with self.lock:
+                if self.lookup(rt, ns, name)[0] is not cur:
+                    continue
+                self._check_update_rv(rt, cur, cand, is_patch)
+                new = self._prepare_update(rt, cur, cand, sub, q)
+            admit.validate(self, rt, "UPDATE", ns, name, new, cur, sub)
+            with self.lock:
+                if self.lookup(rt, ns, name)[0] is not cur:
+                    continue
+                return self._finish_update(rt, cur, new, q)
+        raise err_modified(rt.group, rt.plural, name)
+
+    def patch(self, rt, ns, name, body, ctype, q, sub=None, admit=None):
         ctype = (ctype or "").split(";")[0].strip().lower()
         if ctype not in ("application/json-patch+json", "application/merge-patch+json",
                          "application/strategic-merge-patch+json", "application/apply-patch+yaml",
@@ -2341,17 +2488,9 @@ class Cluster:
                 patch = json.loads(body or b"null")
         except (ValueError, yaml.YAMLError) as e:
             raise err_bad_request("error decoding patch: %s" % e)
-        with self.lock:
-            key = obj_key(ns if rt.namespaced else None, name)
-            entry = rt.store.objects.get(key)
-            if entry is None:
-                if ctype == "application/apply-patch+yaml" and sub is None:
-                    if not isinstance(patch, dict):
-                        raise err_bad_request("apply patch must be an object")
-                    p = dict(patch)
-                    p["metadata"] = dict(p.get("metadata") or {}, name=name)
-                    return self.create(rt, ns, p, q), 201
-                raise err_not_found(rt.group, rt.plural, name)
+        key = obj_key(ns if rt.namespaced else None, name)
+
+        def make_new(entry):
             cur = entry[0]
             doc = json.loads(self.raw(rt, entry))
             if ctype == "application/json-patch+json":
@@ -2369,19 +2508,38 @@ class Cluster:
             if not isinstance(patched, dict):
                 raise err_bad_request("the patched object is not an object")
             pmeta = patched.get("metadata") or {}
-            prv = pmeta.get("resourceVersion")
-            if prv and prv != cur["metadata"]["resourceVersion"]:
-                raise err_modified(rt.group, rt.plural, name)
             if pmeta.get("uid") and pmeta["uid"] != cur["metadata"]["uid"]:
                 raise err_conflict(rt.group, rt.plural, name, "Precondition failed: UID in precondition: %s, "
                                    "UID in object meta: %s" % (pmeta["uid"], cur["metadata"]["uid"]))
             if pmeta.get("name") != name:
                 raise err_bad_request("the name of the object (%s) does not match the name on the URL (%s)"
                                       % (pmeta.get("name"), name))
-            if rt.convert_in:
-                patched = rt.convert_in(patched)
-            new = self._prepare_update(rt, cur, patched, sub, q)
-            return self._finish_update(rt, cur, new, q), 200
+            return rt.convert_in(patched) if rt.convert_in else patched
+
+        def apply_create():
+            if not isinstance(patch, dict):
+                raise err_bad_request("apply patch must be an object")
+            p = dict(patch)
+            p["metadata"] = dict(p.get("metadata") or {}, name=name)
+            return p
+
+        with self.lock:
+            entry = rt.store.objects.get(key)
+            if entry is None:
+                if ctype == "application/apply-patch+yaml" and sub is None:
+                    if admit is None:
+                        return self.create(rt, ns, apply_create(), q), 201
+                else:
+                    raise err_not_found(rt.group, rt.plural, name)
+            elif admit is None:
+                cur = entry[0]
+                patched = make_new(entry)
+                self._check_update_rv(rt, cur, patched, True)
+                new = self._prepare_update(rt, cur, patched, sub, q)
+                return self._finish_update(rt, cur, new, q), 200
+        if entry is None:
+            return self.create(rt, ns, apply_create(), q, admit=admit), 201
+        return self._admitted_update(rt, ns, name, make_new, q, sub, admit, True), 200
 
     def _prepare_update(self, rt, cur, new, sub, q):
         cm = cur["metadata"]
@@ -2420,6 +2578,8 @@ class Cluster:
                         "being deleted, found new finalizers []string{%s}" % ", ".join('"%s"' % f for f in added))])
             if rt.kind == "Namespace":
                 nm.setdefault("labels", {})["kubernetes.io/metadata.name"] = cm["name"]
+            if rt.defaults_on_update and rt.defaults:
+                rt.defaults(new, True)
             if rt.kind == "CustomResourceDefinition":
                 crd_spec_defaults(new)
                 st = dict(new.get("status") or {})
@@ -2469,14 +2629,32 @@ class Cluster:
 
     # ---- delete
 
-    def delete(self, rt, ns, name, opts, q):
-        with self.lock:
-            e = self.lookup(rt, ns, name)
-            self._check_preconditions(rt, e[0], opts)
-            if _is_dry_run(q) or "All" in (opts.get("dryRun") or []):
-                return e[0], 200
-            obj, _ = self._delete(rt.store, e[0], opts)
-            return obj, 200
+    def delete(self, rt, ns, name, opts, q, admit=None, request_name=None):
+        """request_name: the name admission webhooks are told (empty for the
+        items of a deletecollection, as upstream)."""
+        dry = _is_dry_run(q) or "All" in (opts.get("dryRun") or [])
+        for _ in range(WEBHOOK_UPDATE_RETRIES):
+            with self.lock:
+                e = self.lookup(rt, ns, name)
+                cur = e[0]
+                self._check_preconditions(rt, cur, opts)
+                if admit is None:
+                    if dry:
+                        return cur, 200
+                    return self._delete(rt.store, cur, opts)[0], 200
+            # DELETE admission: object null, oldObject the object; mutating
+            # then validating, outside the lock; again if the object changed.
+            rname = name if request_name is None else request_name
+            admit.mutate(self, rt, "DELETE", ns, rname, None, cur)
+            admit.validate(self, rt, "DELETE", ns, rname, None, cur)
+            with self.lock:
+                e = self.lookup(rt, ns, name)
+                if e[0] is not cur:
+                    continue
+                if dry:
+                    return cur, 200
+                return self._delete(rt.store, cur, opts)[0], 200
+        raise err_modified(rt.group, rt.plural, name)
 
     @staticmethod
     def _check_preconditions(rt, obj, opts):
@@ -3041,6 +3219,1209 @@ def openapi_doc(cluster, gvpath):
 
 
 # --------------------------------------------------------------------------
+# Admission webhooks, as k8s.io/apiserver/pkg/admission/plugin/webhook calls
+# them: MutatingWebhookConfigurations in name order, one webhook after the
+# other (with one reinvocation round for reinvocationPolicy IfNeeded), then
+# ValidatingWebhookConfigurations in parallel.  Rules, namespaceSelector,
+# objectSelector, matchPolicy Equivalent, matchConditions (the CEL subset
+# above), dry run, timeouts and failurePolicy behave as upstream; errors carry
+# upstream's messages.  Services are not routable here: --webhook-service-map
+# (or POST /_sim/webhook-services) says where a Service's endpoints are, and
+# TLS still checks the name <service>.<namespace>.svc against the caBundle.
+
+WEBHOOK_RESPONSE_MAX = 16 * 1024 * 1024   # bytes read from one webhook answer
+WEBHOOK_CALL_LOG = 1000                   # calls kept for GET /_sim/webhook-calls
+WEBHOOK_IDLE_CONNS = 8                    # idle keep-alive connections kept per webhook endpoint
+WEBHOOK_UPDATE_RETRIES = 8                # rounds when the object changes during admission
+WEBHOOK_MATCH_CONDITIONS_MAX = 64
+WARNINGS_TOTAL_RUNES = 4096               # k8s.io/apiserver/pkg/endpoints/filters/warning.go
+WARNINGS_ITEM_RUNES = 256
+ADMISSION_REVIEW_VERSIONS = ("v1", "v1beta1")
+ADMREG = "admissionregistration.k8s.io"
+# rules.IsExemptAdmissionConfigurationResource: never sent to webhooks.
+ADMISSION_EXEMPT = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+                    "validatingadmissionpolicies", "validatingadmissionpolicybindings",
+                    "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"}
+SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "eviction": ("policy", "v1", "Eviction")}
+
+
+def webhook_config_defaults(cfg, mutating):
+    """admissionregistration/v1 SetDefaults_*Webhook."""
+    for wh in cfg.get("webhooks") or []:
+        if not isinstance(wh, dict):
+            continue
+        wh.setdefault("failurePolicy", "Fail")
+        wh.setdefault("matchPolicy", "Equivalent")
+        for k in ("namespaceSelector", "objectSelector"):
+            if wh.get(k) is None:
+                wh[k] = {}
+        wh.setdefault("timeoutSeconds", 10)
+        if mutating:
+            wh.setdefault("reinvocationPolicy", "Never")
+        for r in wh.get("rules") or []:
+            if isinstance(r, dict):
+                r.setdefault("scope", "*")
+        svc = (wh.get("clientConfig") or {}).get("service") if isinstance(wh.get("clientConfig"), dict) else None
+        if isinstance(svc, dict):
+            svc.setdefault("port", 443)
+
+
+def _supported(path, v, allowed):
+    return FieldErr(path, "Unsupported", "supported values: " + ", ".join('"%s"' % a for a in allowed),
+                    v, True)
+
+
+def _validate_selector(sel, path):
+    errs = []
+    if sel is None:
+        return errs
+    if not isinstance(sel, dict):
+        return [FieldErr(path, "Invalid", "must be a label selector", sel, True)]
+    ml = sel.get("matchLabels") or {}
+    if not isinstance(ml, dict):
+        return [FieldErr(path + ".matchLabels", "Invalid", "must be a map", ml, True)]
+    for k, v in ml.items():
+        bad = check_qualified_name(k)
+        if bad:
+            errs.append(FieldErr(path + ".matchLabels", "Invalid", bad, k, True))
+        bad = check_label_value(v) if isinstance(v, str) else "must be a string"
+        if bad:
+            errs.append(FieldErr(path + ".matchLabels", "Invalid", bad, v, True))
+    for i, e in enumerate(sel.get("matchExpressions") or []):
+        p = "%s.matchExpressions[%d]" % (path, i)
+        if not isinstance(e, dict):
+            errs.append(FieldErr(p, "Invalid", "must be an object", e, True))
+            continue
+        op, vals = e.get("operator"), e.get("values") or []
+        if op in ("In", "NotIn"):
+            if not vals:
+                errs.append(FieldErr(p + ".values", "Required",
+                                     "must be specified when `operator` is 'In' or 'NotIn'"))
+        elif op in ("Exists", "DoesNotExist"):
+            if vals:
+                errs.append(FieldErr(p + ".values", "Forbidden",
+                                     "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+        else:
+            errs.append(FieldErr(p + ".operator", "Invalid", "not a valid selector operator", op, True))
+        bad = check_qualified_name(e.get("key") or "")
+        if bad:
+            errs.append(FieldErr(p + ".key", "Invalid", bad, e.get("key") or "", True))
+    return errs
+
+
+def _validate_rule(r, p):
+    errs = []
+    if not isinstance(r, dict):
+        return [FieldErr(p, "Invalid", "must be an object", r, True)]
+    ops = r.get("operations") or []
+    if not ops:
+        errs.append(FieldErr(p + ".operations", "Required"))
+    if len(ops) > 1 and "*" in ops:
+        errs.append(FieldErr(p + ".operations", "Invalid", "if '*' is present, must not specify other operations",
+                             ops, True))
+    for j, op in enumerate(ops):
+        if op not in ("*", "CREATE", "UPDATE", "DELETE", "CONNECT"):
+            errs.append(_supported("%s.operations[%d]" % (p, j), op, ("*", "CONNECT", "CREATE", "DELETE", "UPDATE")))
+    for field in ("apiGroups", "apiVersions"):
+        vals = r.get(field) or []
+        if not vals:
+            errs.append(FieldErr("%s.%s" % (p, field), "Required"))
+        if len(vals) > 1 and "*" in vals:
+            errs.append(FieldErr("%s.%s" % (p, field), "Invalid", "if '*' is present, must not specify other %s"
+                                 % ("API groups" if field == "apiGroups" else "API versions"), vals, True))
+        if field == "apiVersions":
+            for j, v in enumerate(vals):
+                if not v:
+                    errs.append(FieldErr("%s.apiVersions[%d]" % (p, j), "Required"))
+    res = r.get("resources") or []
+    if not res:
+        errs.append(FieldErr(p + ".resources", "Required"))
+    seen = set()
+    for j, x in enumerate(res):
+        rp = "%s.resources[%d]" % (p, j)
+        if not isinstance(x, str) or not x:
+            errs.append(FieldErr(rp, "Required"))
+            continue
+        if x in seen:
+            errs.append(FieldErr(rp, "Duplicate", "", x, True))
+        seen.add(x)
+        main_, _, sub = x.partition("/")
+        if not main_:
+            errs.append(FieldErr(rp, "Invalid", "must have resource", x, True))
+        if "/" in x and not sub:
+            errs.append(FieldErr(rp, "Invalid", "must have subresource", x, True))
+    if "*/*" in res and len(res) > 1:
+        errs.append(FieldErr(p + ".resources", "Invalid", "if '*/*' is present, must not specify other resources",
+                             res, True))
+    scope = r.get("scope")
+    if scope is not None and scope not in ("*", "Cluster", "Namespaced"):
+        errs.append(_supported(p + ".scope", scope, ("*", "Cluster", "Namespaced")))
+    return errs
+
+
+def _validate_client_config(cc, p):
+    if not isinstance(cc, dict):
+        return [FieldErr(p, "Required", "exactly one of url or service is required")]
+    url, svc = cc.get("url"), cc.get("service")
+    if bool(url) == bool(svc):
+        return [FieldErr(p, "Required", "exactly one of url or service is required")]
+    errs = []
+    ca = cc.get("caBundle")
+    if ca is not None:
+        try:
+            base64.b64decode(ca, validate=True)
+        except (ValueError, TypeError):
+            errs.append(FieldErr(p + ".caBundle", "Invalid", "illegal base64 data", GoValue("[]byte{...}"), True))
+    if url:
+        u = urlsplit(url)
+        if u.scheme != "https":
+            errs.append(FieldErr(p + ".url", "Invalid", "'https' is the only allowed URL scheme", url, True))
+        if not u.hostname:
+            errs.append(FieldErr(p + ".url", "Invalid", "host must be specified", url, True))
+        if u.username or u.password:
+            errs.append(FieldErr(p + ".url", "Invalid", "user information is not permitted in the URL", url, True))
+        if u.fragment or url.endswith("#"):
+            errs.append(FieldErr(p + ".url", "Invalid", "fragments are not permitted in the URL", url, True))
+        if u.query or url.endswith("?"):
+            errs.append(FieldErr(p + ".url", "Invalid", "query parameters are not permitted in the URL", url, True))
+        try:
+            u.port
+        except ValueError:
+            errs.append(FieldErr(p + ".url", "Invalid", "port is not valid", url, True))
+        return errs
+    if not isinstance(svc, dict):
+        return errs + [FieldErr(p + ".service", "Invalid", "must be an object", svc, True)]
+    sp = p + ".service"
+    for k in ("name", "namespace"):
+        if not svc.get(k):
+            errs.append(FieldErr("%s.%s" % (sp, k), "Required", "service %s is required" % k))
+    path = svc.get("path")
+    if path is not None and path != "" and not str(path).startswith("/"):
+        errs.append(FieldErr(sp + ".path", "Invalid", "must start with a '/'", path, True))
+    port = svc.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        errs.append(FieldErr(sp + ".port", "Invalid", "port is not valid: must be between 1 and 65535, inclusive",
+                             port, True))
+    return errs
+
+
+def validate_webhook_config(cfg, old, mutating):
+    """ValidateMutatingWebhookConfiguration / ValidateValidatingWebhookConfiguration (v1)."""
+    hooks = cfg.get("webhooks")
+    if hooks is None:
+        return []
+    if not isinstance(hooks, list):
+        return [FieldErr("webhooks", "Invalid", "must be a list", hooks, True)]
+    errs, names = [], set()
+    for i, wh in enumerate(hooks):
+        p = "webhooks[%d]" % i
+        if not isinstance(wh, dict):
+            errs.append(FieldErr(p, "Invalid", "must be an object", wh, True))
+            continue
+        name = wh.get("name") or ""
+        if not name:
+            errs.append(FieldErr(p + ".name", "Required"))
+        else:
+            bad = check_subdomain(name)
+            if bad:
+                errs.append(FieldErr(p + ".name", "Invalid", bad, name, True))
+            elif len(name.split(".")) < 3:
+                errs.append(FieldErr(p + ".name", "Invalid", "should be a domain with at least three segments "
+                                     "separated by dots", name, True))
+            if name in names:
+                errs.append(FieldErr(p + ".name", "Duplicate", "", name, True))
+            names.add(name)
+        for j, r in enumerate(wh.get("rules") or []):
+            errs += _validate_rule(r, "%s.rules[%d]" % (p, j))
+        fp = wh.get("failurePolicy")
+        if fp is not None and fp not in ("Fail", "Ignore"):
+            errs.append(_supported(p + ".failurePolicy", fp, ("Fail", "Ignore")))
+        mp = wh.get("matchPolicy")
+        if mp is not None and mp not in ("Equivalent", "Exact"):
+            errs.append(_supported(p + ".matchPolicy", mp, ("Equivalent", "Exact")))
+        se = wh.get("sideEffects")
+        if se is None:
+            errs.append(FieldErr(p + ".sideEffects", "Required", "must specify one of None, NoneOnDryRun"))
+        elif se not in ("None", "NoneOnDryRun"):
+            errs.append(_supported(p + ".sideEffects", se, ("None", "NoneOnDryRun")))
+        vers = wh.get("admissionReviewVersions")
+        if not vers:
+            errs.append(FieldErr(p + ".admissionReviewVersions", "Required",
+                                 "must specify one of %s" % ", ".join(ADMISSION_REVIEW_VERSIONS)))
+        elif not isinstance(vers, list):
+            errs.append(FieldErr(p + ".admissionReviewVersions", "Invalid", "must be a list", vers, True))
+        else:
+            seen = set()
+            for j, v in enumerate(vers):
+                if v in seen:
+                    errs.append(FieldErr("%s.admissionReviewVersions[%d]" % (p, j), "Invalid", "duplicate version",
+                                         v, True))
+                seen.add(v)
+            if not any(v in ADMISSION_REVIEW_VERSIONS for v in vers):
+                errs.append(FieldErr(p + ".admissionReviewVersions", "Invalid", "must include at least one of %s"
+                                     % ", ".join(ADMISSION_REVIEW_VERSIONS), vers, True))
+        ts = wh.get("timeoutSeconds")
+        if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or not 1 <= ts <= 30):
+            errs.append(FieldErr(p + ".timeoutSeconds", "Invalid", "the timeout value must be between 1 and 30 "
+                                 "seconds", ts, True))
+        if mutating:
+            rp = wh.get("reinvocationPolicy")
+            if rp is not None and rp not in ("IfNeeded", "Never"):
+                errs.append(_supported(p + ".reinvocationPolicy", rp, ("IfNeeded", "Never")))
+        errs += _validate_client_config(wh.get("clientConfig"), p + ".clientConfig")
+        errs += _validate_selector(wh.get("namespaceSelector"), p + ".namespaceSelector")
+        errs += _validate_selector(wh.get("objectSelector"), p + ".objectSelector")
+        mcs = wh.get("matchConditions") or []
+        if len(mcs) > WEBHOOK_MATCH_CONDITIONS_MAX:
+            errs.append(FieldErr(p + ".matchConditions", "TooMany", "must have at most %d items"
+                                 % WEBHOOK_MATCH_CONDITIONS_MAX, len(mcs), True))
+        mnames = set()
+        for j, mc in enumerate(mcs):
+            mp_ = "%s.matchConditions[%d]" % (p, j)
+            if not isinstance(mc, dict):
+                errs.append(FieldErr(mp_, "Invalid", "must be an object", mc, True))
+                continue
+            n = mc.get("name") or ""
+            if not n:
+                errs.append(FieldErr(mp_ + ".name", "Required"))
+            else:
+                bad = check_qualified_name(n)
+                if bad:
+                    errs.append(FieldErr(mp_ + ".name", "Invalid", bad, n, True))
+                if n in mnames:
+                    errs.append(FieldErr(mp_ + ".name", "Duplicate", "", n, True))
+                mnames.add(n)
+            if not mc.get("expression"):
+                errs.append(FieldErr(mp_ + ".expression", "Required"))
+    return errs
+
+
+def _selector_empty(sel):
+    return not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions"))
+
+
+def _labels_of(o):
+    if not isinstance(o, dict) or not isinstance(o.get("metadata"), dict):
+        return {}
+    lb = o["metadata"].get("labels")
+    return lb if isinstance(lb, dict) else {}
+
+
+class Webhook:
+    """One webhook of a configuration, parsed once per configuration version."""
+
+    def __init__(self, cfg, index, wh, mutating):
+        self.config = cfg["metadata"]["name"]
+        self.name = wh.get("name") or ""
+        self.uid = "%s/%s/%d" % (self.config, self.name, index)   # webhook accessor UID, as upstream
+        self.mutating = mutating
+        self.rules = [r for r in (wh.get("rules") or []) if isinstance(r, dict)]
+        self.failure = wh.get("failurePolicy") or "Fail"
+        self.match_policy = wh.get("matchPolicy") or "Equivalent"
+        self.side_effects = wh.get("sideEffects")
+        self.timeout = int(wh.get("timeoutSeconds") or 10)
+        self.reinvoke = mutating and wh.get("reinvocationPolicy") == "IfNeeded"
+        self.versions = [v for v in (wh.get("admissionReviewVersions") or []) if isinstance(v, str)]
+        self.client = wh.get("clientConfig") if isinstance(wh.get("clientConfig"), dict) else {}
+        self.ns_empty = _selector_empty(wh.get("namespaceSelector"))
+        self.obj_empty = _selector_empty(wh.get("objectSelector"))
+        self.selector_error = None
+        try:
+            self.ns_match = selector_from_label_selector(wh.get("namespaceSelector") or {})
+            self.obj_match = selector_from_label_selector(wh.get("objectSelector") or {})
+        except ApiError as e:
+            self.selector_error = e.message
+        self.conditions = []
+        for mc in wh.get("matchConditions") or []:
+            expr = str(mc.get("expression") or "")
+            try:
+                ast = _CelParser(expr).parse()
+            except Exception as e:  # noqa: BLE001 - anything the subset cannot parse
+                ast = CelUnsupported(str(e) or e.__class__.__name__)
+            self.conditions.append((mc.get("name") or "", expr, ast))
+
+
+class WebhookCallError(Exception):
+    """ErrCallingWebhook: the call did not give a usable answer; failurePolicy decides."""
+
+    def __init__(self, webhook, reason):
+        super().__init__('failed calling webhook "%s": %s' % (webhook, reason))
+
+
+class _CallFailure(Exception):
+    pass
+
+
+class _HostnameError(Exception):
+    pass
+
+
+def _go_hostname_error(cert, host):
+    """crypto/x509 HostnameError.Error()."""
+    sans = cert.get("subjectAltName") or ()
+    try:
+        ipaddress.ip_address(host)
+        ips = [v for k, v in sans if k == "IP Address"]
+        if not ips:
+            return "x509: cannot validate certificate for %s because it doesn't contain any IP SANs" % host
+        valid = ", ".join(ips)
+    except ValueError:
+        valid = ", ".join(v for k, v in sans if k == "DNS")
+    if not valid:
+        return "x509: certificate is not valid for any names, but wanted to match " + host
+    return "x509: certificate is valid for %s, not %s" % (valid, host)
+
+
+def _host_matches(cert, host):
+    """RFC 6125 as crypto/x509 VerifyHostname: SANs only, never the CN."""
+    sans = cert.get("subjectAltName") or ()
+    try:
+        ip = ipaddress.ip_address(host)
+        return any(k == "IP Address" and ipaddress.ip_address(v.strip()) == ip for k, v in sans)
+    except ValueError:
+        pass
+    host = host.lower().rstrip(".")
+    for k, v in sans:
+        if k != "DNS":
+            continue
+        v = v.lower().rstrip(".")
+        if v == host:
+            return True
+        if v.startswith("*.") and "." in host and host.split(".", 1)[1] == v[2:]:
+            return True
+    return False
+
+
+class _HookConnection(http.client.HTTPConnection):
+    """HTTPS to an address that may differ from the name TLS verifies (a mapped Service)."""
+
+    def __init__(self, addr, port, server_name, ctx, timeout):
+        super().__init__(addr, port, timeout=timeout)
+        self.server_name, self.ctx = server_name, ctx
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tls = self.ctx.wrap_socket(sock, server_hostname=self.server_name)
+        except BaseException:
+            sock.close()
+            raise
+        cert = tls.getpeercert()
+        if not _host_matches(cert, self.server_name):
+            tls.close()
+            raise _HostnameError(_go_hostname_error(cert, self.server_name))
+        self.sock = tls
+
+
+_GO_HTTP_ERRORS = {
+    400: "the server rejected our request for an unknown reason",
+    401: "the server has asked for the client to provide credentials",
+    404: "the server could not find the requested resource",
+    405: "the server does not allow this method on the requested resource",
+    409: "the server reported a conflict",
+    422: "the server rejected our request due to an error in our request",
+    429: "the server has received too many requests and has asked us to try again later",
+    503: "the server is currently unable to handle the request",
+    504: "the server was unable to return a response in the time allotted, but may still be processing the request",
+}
+
+
+def _go_http_error(code, data, ctype):
+    """What client-go's REST client reports for a non-2xx answer."""
+    try:
+        st = json.loads(data)
+        if isinstance(st, dict) and st.get("kind") == "Status" and st.get("message"):
+            return str(st["message"])
+    except ValueError:
+        pass
+    text = data.decode("utf-8", "replace").strip() if (ctype or "").startswith("text/") or not ctype else "unknown"
+    if code in (403, 415):
+        return text
+    if code in _GO_HTTP_ERRORS:
+        return _GO_HTTP_ERRORS[code]
+    if code >= 500:
+        return "an error on the server (%s) has prevented the request from succeeding" % json.dumps(text)
+    return "the server responded with the status code %d but did not return more information" % code
+
+
+class _WebhookPatchError(Exception):
+    pass
+
+
+def apply_webhook_patch(doc, ops):
+    """RFC 6902, one operation at a time, failing with evanphx/json-patch's messages."""
+    for op in ops:
+        if not isinstance(op, dict):
+            raise _WebhookPatchError("Unexpected kind: %s" % json.dumps(op))
+        kind, path = op.get("op"), op.get("path")
+        if kind not in ("add", "remove", "replace", "move", "copy", "test"):
+            raise _WebhookPatchError("Unexpected kind: %s" % kind)
+        try:
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=False)
+        except jsonpatch.JsonPatchTestFailed:
+            raise _WebhookPatchError("testing value %s failed: test failed" % path)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError,
+                TypeError, ValueError):
+            if kind in ("move", "copy"):
+                raise _WebhookPatchError('%s operation does not apply: doc is missing from path: "%s": missing value'
+                                         % (kind, op.get("from")))
+            raise _WebhookPatchError('%s operation does not apply: doc is missing path: "%s": missing value'
+                                     % (kind, path))
+    return doc
+
+
+def webhook_denied(name, st):
+    """webhookerrors.ToStatusErr."""
+    st = dict(st) if isinstance(st, dict) else {}
+    code = st.get("code") if isinstance(st.get("code"), int) and not isinstance(st.get("code"), bool) else 0
+    if code < 400:
+        code = 400
+    msg, reason = str(st.get("message") or ""), str(st.get("reason") or "")
+    denied = 'admission webhook "%s" denied the request' % name
+    if msg:
+        text = "%s: %s" % (denied, msg)
+    elif reason:
+        text = "%s: %s" % (denied, reason)
+    else:
+        text = denied + " without explanation"
+    return ApiError(code, reason, text, st.get("details") if isinstance(st.get("details"), dict) else None)
+
+
+def warning_headers(texts):
+    """Warning header values as the apiserver's recorder writes them: deduplicated,
+    truncated when they add up to more than 4096 runes."""
+    uniq = []
+    for t in texts:
+        t = "".join(c if c.isprintable() else " " for c in str(t))
+        if t and t not in uniq:
+            uniq.append(t)
+    if sum(len(t) for t in uniq) > WARNINGS_TOTAL_RUNES:
+        out, total = [], 0
+        for t in uniq:
+            t = t[:WARNINGS_ITEM_RUNES]
+            if total + len(t) > WARNINGS_TOTAL_RUNES:
+                break
+            out.append(t)
+            total += len(t)
+        uniq = out
+    return ['299 - "%s"' % t.replace("\\", "\\\\").replace('"', '\\"') for t in uniq]
+
+
+def parse_service_map_entry(spec):
+    """'NS/NAME[:PORT]=HOST:PORT' -> (key, (host, port))."""
+    key, sep, target = spec.partition("=")
+    if not sep:
+        raise ValueError("want NS/NAME[:PORT]=HOST:PORT, got %r" % spec)
+    return normalize_service_key(key), parse_host_port(target)
+
+
+def normalize_service_key(key):
+    ns, sep, rest = key.strip().partition("/")
+    name, psep, port = rest.partition(":")
+    if not sep or not ns or not name or (psep and not port.isdigit()):
+        raise ValueError("want NAMESPACE/SERVICE[:PORT], got %r" % key)
+    return "%s/%s" % (ns, name) + (":%d" % int(port) if psep else "")
+
+
+def parse_host_port(v):
+    host, sep, port = str(v).strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("want HOST:PORT, got %r" % v)
+    return host, int(port)
+
+
+class Admission:
+    """The webhook admission plugins of one server: reads the configurations
+    from the store on every request, keeps the service map, TLS contexts,
+    idle connections and the log of calls."""
+
+    def __init__(self, cluster, service_map=None, verbose=False):
+        self.cluster = cluster
+        self.verbose = verbose
+        self.lock = threading.Lock()
+        self.service_map = dict(service_map or {})
+        self.calls = collections.deque(maxlen=WEBHOOK_CALL_LOG)
+        self.seq = 0
+        self.parsed = {}        # (uid, resourceVersion, mutating) -> [Webhook]
+        self.contexts = {}      # caBundle -> SSLContext
+        self.idle = {}          # endpoint -> [connection]
+
+    def active(self):
+        st = self.cluster.stores
+        return bool(st[(ADMREG, "mutatingwebhookconfigurations")].objects or
+                    st[(ADMREG, "validatingwebhookconfigurations")].objects)
+
+    def run(self, rt, user, groups, dry_run, options, warnings):
+        """The AdmissionRun of one API request, or None when no webhook can apply."""
+        if not self.active() or (rt.group == ADMREG and rt.plural in ADMISSION_EXEMPT):
+            return None
+        return AdmissionRun(self, user, groups, dry_run, options, warnings)
+
+    def hooks(self, mutating):
+        plural = "mutatingwebhookconfigurations" if mutating else "validatingwebhookconfigurations"
+        with self.cluster.lock:
+            st = self.cluster.stores[(ADMREG, plural)]
+            cfgs = [st.objects[k][0] for k in st.keys]     # keys sort by name, as upstream orders them
+        out = []
+        with self.lock:
+            for cfg in cfgs:
+                key = (cfg["metadata"]["uid"], cfg["metadata"]["resourceVersion"], mutating)
+                hs = self.parsed.get(key)
+                if hs is None:
+                    hs = self.parsed[key] = [Webhook(cfg, i, wh, mutating)
+                                             for i, wh in enumerate(cfg.get("webhooks") or []) if isinstance(wh, dict)]
+                out.extend(hs)
+            if len(self.parsed) > 4 * len(cfgs) + 64:
+                live = {(c["metadata"]["uid"], c["metadata"]["resourceVersion"], mutating) for c in cfgs}
+                self.parsed = {k: v for k, v in self.parsed.items() if k in live or k[2] != mutating}
+        return out
+
+    # ---- matching (generic.Webhook.ShouldCallHook)
+
+    def namespace_labels(self, a, obj):
+        if a.is_namespace and a.op in ("CREATE", "UPDATE"):
+            return _labels_of(obj)
+        with self.cluster.lock:
+            e = self.cluster.stores[("", "namespaces")].objects.get(obj_key(None, a.ns))
+        if e is None:
+            raise ApiError(500, "InternalError", 'Internal error occurred: namespaces "%s" not found' % a.ns)
+        return _labels_of(e[0])
+
+    @staticmethod
+    def rule_matches(r, a, group, version, plural):
+        scope = r.get("scope") or "*"
+        if scope == "Namespaced" and (a.is_namespace or not a.ns):
+            return False
+        if scope == "Cluster" and not (a.is_namespace or not a.ns):
+            return False
+        ops = r.get("operations") or []
+        if "*" not in ops and a.op not in ops:
+            return False
+        groups, versions = r.get("apiGroups") or [], r.get("apiVersions") or []
+        if "*" not in groups and group not in groups:
+            return False
+        if "*" not in versions and version not in versions:
+            return False
+        for res in r.get("resources") or []:
+            if not isinstance(res, str):
+                continue
+            main_, _, sub = res.partition("/")
+            if (main_ == "*" or main_ == plural) and (sub == "*" or sub == a.sub):
+                return True
+        return False
+
+    def should_call(self, h, a, obj, old):
+        """The ResourceType to call h with (the request's, or an equivalent one),
+        None to skip it; raises ApiError when matching itself fails."""
+        if h.selector_error:
+            raise ApiError(500, "InternalError", "Internal error occurred: " + h.selector_error)
+        ns_ok, ns_err = True, None
+        if (a.ns or a.is_namespace) and not h.ns_empty:
+            try:
+                ns_ok = h.ns_match(self.namespace_labels(a, obj))
+            except ApiError as e:
+                ns_ok, ns_err = False, e
+        if not ns_ok and ns_err is None:
+            return None
+        if not h.obj_empty and not (h.obj_match(_labels_of(obj)) if obj is not None else False) \
+                and not (h.obj_match(_labels_of(old)) if old is not None else False):
+            return None
+        inv = None
+        for r in h.rules:
+            if self.rule_matches(r, a, a.rt.group, a.rt.version, a.rt.plural):
+                inv = a.rt
+                break
+        if inv is None and h.match_policy == "Equivalent":
+            for r in h.rules:
+                inv = next((t for t in a.equivalents() if self.rule_matches(r, a, t.group, t.version, t.plural)), None)
+                if inv is not None:
+                    break
+        if inv is None:
+            return None
+        if ns_err is not None:
+            raise ns_err
+        if h.conditions and not self.match_conditions(h, inv, a, obj, old):
+            return None
+        return inv
+
+    def match_conditions(self, h, inv, a, obj, old):
+        """matchconditions.matcher: any false -> skip; errors and no false ->
+        failurePolicy (Fail: 403, Ignore: skip)."""
+        env = {"object": a.versioned(inv, obj), "oldObject": a.versioned(inv, old),
+               "request": a.request_fields(inv, str(uuid.uuid4()))}
+        errors = []
+        for _, expr, ast in h.conditions:
+            try:
+                if isinstance(ast, Exception):
+                    raise ast
+                v = cel_eval(ast, env)
+                if not isinstance(v, bool):
+                    raise CelError("expected a bool, got %s" % type(v).__name__)
+            except CelUnsupported as e:
+                log("webhook %s: matchCondition %r is beyond the CEL subset: %s" % (h.name, expr, e))
+                errors.append("expression '%s' resulted in error: %s" % (expr, e))
+                continue
+            except (CelError, RecursionError) as e:
+                errors.append("expression '%s' resulted in error: %s" % (expr, e))
+                continue
+            if v is False:
+                return False
+        if errors:
+            if h.failure == "Fail":
+                why = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+                gr = gr_string(a.rt.group, a.rt.plural)
+                d = {"name": a.name, "kind": a.rt.plural}
+                if a.rt.group:
+                    d["group"] = a.rt.group
+                raise ApiError(403, "Forbidden", ('%s "%s" is forbidden: %s' % (gr, a.name, why)) if a.name
+                               else "%s is forbidden: %s" % (gr, why), d)
+            return False
+        return True
+
+    # ---- calling
+
+    def endpoint(self, h):
+        """(URL as errors print it, connect host, connect port, TLS name, request target, Host header)."""
+        cc = h.client
+        q = "?timeout=%ds" % h.timeout
+        if cc.get("url"):
+            u = urlsplit(cc["url"])
+            path = u.path or "/"
+            try:
+                port = u.port or 443
+            except ValueError:
+                raise _CallFailure("could not get REST client: invalid URL %r" % cc["url"])
+            return ("%s://%s%s%s" % (u.scheme, u.netloc, path, q), u.hostname or "", port,
+                    u.hostname or "", path + q, u.netloc)
+        svc = cc.get("service") or {}
+        ns, name = svc.get("namespace") or "", svc.get("name") or ""
+        port = int(svc.get("port") or 443)
+        path = svc.get("path") or "/"
+        host = "%s.%s.svc" % (name, ns)
+        url = "https://%s:%d%s%s" % (host, port, path, q)
+        with self.lock:
+            target = self.service_map.get("%s/%s:%d" % (ns, name, port)) or self.service_map.get("%s/%s" % (ns, name))
+        if target is None:
+            with self.cluster.lock:
+                known = obj_key(ns, name) in self.cluster.stores[("", "services")].objects
+            raise _CallFailure('failed to call webhook: Post "%s": %s' % (
+                url, ('no endpoints available for service "%s"' if known else 'service "%s" not found') % name))
+        return url, target[0], target[1], host, path + q, host if port == 443 else "%s:%d" % (host, port)
+
+    def ssl_context(self, ca_b64):
+        with self.lock:
+            ctx = self.contexts.get(ca_b64)
+        if ctx is not None:
+            return ctx
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = False          # done by _HookConnection, with crypto/x509's rules and messages
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.set_alpn_protocols(["http/1.1"])
+        if ca_b64:
+            try:
+                pem = base64.b64decode(ca_b64).decode("ascii")
+                if "-----BEGIN CERTIFICATE-----" not in pem:
+                    raise ValueError("no PEM block")
+                ctx.load_verify_locations(cadata=pem)
+            except (ValueError, TypeError, ssl.SSLError):
+                raise _CallFailure("could not get REST client: unable to load root certificates: "
+                                   "unable to parse bytes as PEM block")
+        else:
+            ctx.load_default_certs()
+        with self.lock:
+            if len(self.contexts) > 64:
+                self.contexts.clear()
+            self.contexts[ca_b64] = ctx
+        return ctx
+
+    def _take_conn(self, key):
+        """An idle kept-alive connection, skipping those the webhook has closed
+        meanwhile (readable while idle: EOF or junk), as Go's transport does."""
+        while True:
+            with self.lock:
+                conns = self.idle.get(key)
+                conn = conns.pop() if conns else None
+            if conn is None or conn.sock is None:
+                return None
+            try:
+                readable = select.select([conn.sock], [], [], 0)[0]
+            except (OSError, ValueError):
+                readable = True
+            if not readable:
+                return conn
+            conn.close()
+
+    def _give_conn(self, key, conn):
+        with self.lock:
+            conns = self.idle.setdefault(key, [])
+            if len(conns) < WEBHOOK_IDLE_CONNS:
+                conns.append(conn)
+                return
+        conn.close()
+
+    def post(self, h, body):
+        """POSTs one AdmissionReview within h.timeout; returns (status, body, content type, URL).
+        Raises _CallFailure with the text upstream puts after 'failed calling webhook'."""
+        url, host, port, server_name, target, host_header = self.endpoint(h)
+        ca = h.client.get("caBundle") or ""
+        ctx = self.ssl_context(ca)
+        key = (host, port, server_name, ca)
+        deadline = time.monotonic() + h.timeout
+        headers = {"Host": host_header, "Content-Type": "application/json",
+                   "Accept": "application/json, */*", "User-Agent": "kube-apiserver-admission"}
+        conn = self._take_conn(key)
+        reused = conn is not None
+        post = 'failed to call webhook: Post "%s": ' % url
+        dial = "dial tcp %s: " % ("[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port))
+        while True:
+            if conn is None:
+                conn = _HookConnection(host, port, server_name, ctx, max(0.001, deadline - time.monotonic()))
+            try:
+                if conn.sock is not None:
+                    conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                conn.request("POST", target, body=body, headers=headers)
+                conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                resp = conn.getresponse()
+                data = resp.read(WEBHOOK_RESPONSE_MAX + 1)
+                if time.monotonic() > deadline:
+                    raise socket.timeout()
+            except (socket.timeout, TimeoutError):
+                conn.close()
+                raise _CallFailure(post + "context deadline exceeded")
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                conn.close()
+                conn = None
+                if reused:              # the webhook closed a kept-alive connection: dial again
+                    reused = False
+                    continue
+                raise _CallFailure(post + ("read: connection reset by peer" if isinstance(e, ConnectionResetError)
+                                           and not isinstance(e, http.client.RemoteDisconnected) else "EOF"))
+            except _HostnameError as e:
+                conn.close()
+                raise _CallFailure(post + "tls: failed to verify certificate: %s" % e)
+            except ssl.SSLCertVerificationError as e:
+                conn.close()
+                why = (e.verify_message or str(e)).lower()
+                raise _CallFailure(post + "tls: failed to verify certificate: " + (
+                    "x509: certificate has expired or is not yet valid" if "expired" in why or "not yet valid" in why
+                    else "x509: certificate signed by unknown authority"))
+            except ssl.SSLError as e:
+                conn.close()
+                raise _CallFailure(post + "remote error: tls: %s" % (e.reason or str(e)).lower().replace("_", " "))
+            except ConnectionRefusedError:
+                conn.close()
+                raise _CallFailure(post + dial + "connect: connection refused")
+            except OSError as e:
+                conn.close()
+                raise _CallFailure(post + dial + (e.strerror or str(e)).lower())
+            except http.client.HTTPException as e:
+                conn.close()
+                raise _CallFailure(post + "malformed HTTP response: %s" % (e.__class__.__name__))
+            break
+        if len(data) > WEBHOOK_RESPONSE_MAX:
+            conn.close()
+            raise _CallFailure(post + "the response from the webhook is larger than %d bytes" % WEBHOOK_RESPONSE_MAX)
+        if resp.will_close:
+            conn.close()
+        else:
+            self._give_conn(key, conn)
+        return resp.status, data, resp.getheader("Content-Type") or "", url
+
+    def call(self, h, a, inv, review, uid, entry):
+        """One webhook call: returns the verified response (a dict, with the
+        patch decoded into 'patchBytes').  Raises WebhookCallError."""
+        t0 = time.monotonic()
+        try:
+            body = dumps(review)
+            entry["_request"] = body        # exactly what was sent, decoded by GET /_sim/webhook-calls
+            try:
+                status, data, ctype, url = self.post(h, body)
+            finally:
+                entry["durationMs"] = round((time.monotonic() - t0) * 1000, 1)
+            entry["url"], entry["httpStatus"] = url, status
+            if not 200 <= status <= 206:
+                raise _CallFailure("failed to call webhook: " + _go_http_error(status, data, ctype))
+            try:
+                doc = json.loads(data)
+            except ValueError as e:
+                raise _CallFailure("failed to call webhook: couldn't get version/kind; json parse error: %s" % e)
+            if not isinstance(doc, dict):
+                raise _CallFailure("failed to call webhook: couldn't get version/kind; json parse error: "
+                                   "not a JSON object")
+            if not doc.get("kind"):
+                raise _CallFailure("failed to call webhook: Object 'Kind' is missing in '%s'"
+                                   % data.decode("utf-8", "replace")[:512])
+            entry["response"] = doc.get("response")
+            return self.verify(h, review, uid, doc)
+        except _CallFailure as e:
+            raise WebhookCallError(h.name, e)
+
+    @staticmethod
+    def verify(h, review, uid, doc):
+        """request.VerifyAdmissionResponse, plus the decoding errors of the response."""
+        bad = "received invalid webhook response: "
+        want = review["apiVersion"]
+        r = doc.get("response")
+        if r is None:
+            raise _CallFailure(bad + "webhook response was absent")
+        if not isinstance(r, dict):
+            raise _CallFailure("failed to call webhook: json: cannot unmarshal %s into Go struct field "
+                               "AdmissionReview.response of type v1.AdmissionResponse" % type(r).__name__)
+        if r.get("uid") != uid:
+            raise _CallFailure(bad + 'expected response.uid="%s", got "%s"' % (uid, r.get("uid") or ""))
+        if doc.get("apiVersion") != want or doc.get("kind") != "AdmissionReview":
+            raise _CallFailure(bad + "expected webhook response of %s, Kind=AdmissionReview, got %s, Kind=%s"
+                               % (want, doc.get("apiVersion") or "", doc.get("kind")))
+        if not isinstance(r.get("allowed", False), bool):
+            raise _CallFailure("failed to call webhook: json: cannot unmarshal %s into Go struct field "
+                               "AdmissionResponse.response.allowed of type bool" % type(r["allowed"]).__name__)
+        patch, ptype = r.get("patch"), r.get("patchType") or ""
+        if patch is not None and not isinstance(patch, str):
+            raise _CallFailure("failed to call webhook: json: cannot unmarshal %s into Go struct field "
+                               "AdmissionResponse.response.patch of type []uint8" % type(patch).__name__)
+        try:
+            raw = base64.b64decode(patch or "", validate=True)
+        except (ValueError, TypeError) as e:
+            raise _CallFailure("failed to call webhook: illegal base64 data (%s)" % e)
+        if raw and not ptype:
+            raise _CallFailure(bad + "webhook returned response.patch but not response.patchType")
+        if ptype and not raw:
+            raise _CallFailure(bad + "webhook returned response.patchType but not response.patch")
+        if ptype and not h.mutating:
+            raise _CallFailure(bad + "validating webhook may not return response.patch or response.patchType")
+        w = r.get("warnings")
+        if w is not None and (not isinstance(w, list) or not all(isinstance(x, str) for x in w)):
+            raise _CallFailure("failed to call webhook: json: cannot unmarshal into Go struct field "
+                               "AdmissionResponse.response.warnings of type []string")
+        out = dict(r)
+        out["patchBytes"] = raw
+        return out
+
+    def review(self, h, inv, a, vobj, vold):
+        ver = next((v for v in h.versions if v in ADMISSION_REVIEW_VERSIONS), None)
+        if ver is None:
+            raise WebhookCallError(h.name, "webhook does not accept known AdmissionReview versions")
+        uid = str(uuid.uuid4())
+        req = a.request_fields(inv, uid)
+        req["object"], req["oldObject"] = vobj, vold
+        req["dryRun"] = a.run.dry_run
+        req["options"] = a.run.options_for(a.op)
+        return {"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/" + ver, "request": req}, uid
+
+    def dry_run_check(self, h, a):
+        if not a.run.dry_run:
+            return
+        if h.side_effects is None:
+            raise WebhookCallError(h.name, "Webhook SideEffects is nil")
+        if h.side_effects not in ("None", "NoneOnDryRun"):
+            raise ApiError(400, "BadRequest", 'admission webhook "%s" does not support dry run' % h.name)
+
+    def new_entry(self, h, inv, a, rnd):
+        return {"time": now_micro(), "webhook": h.name, "configuration": h.config,
+                "type": "mutating" if h.mutating else "validating", "round": rnd, "operation": a.op,
+                "group": inv.group, "version": inv.version, "resource": inv.plural, "subResource": a.sub,
+                "namespace": a.ns, "name": a.name, "dryRun": a.run.dry_run, "failurePolicy": h.failure}
+
+    def record(self, entry):
+        with self.lock:
+            self.seq += 1
+            entry["seq"] = self.seq
+            self.calls.append(entry)
+        if self.verbose:
+            log("webhook %s (%s) %s %s%s %s/%s -> %s %.1fms%s" % (
+                entry["webhook"], entry["type"], entry["operation"], entry["resource"],
+                "/" + entry["subResource"] if entry["subResource"] else "", entry["namespace"], entry["name"],
+                entry.get("outcome"), entry.get("durationMs", 0), (": " + entry["error"]) if entry.get("error") else ""))
+
+    def call_mutating(self, h, inv, a, obj, old, rnd):
+        """Returns (changed, object in the request's representation)."""
+        self.dry_run_check(h, a)
+        vobj, vold = a.versioned(inv, obj, wire=True), a.versioned(inv, old)
+        review, uid = self.review(h, inv, a, vobj, vold)
+        entry = self.new_entry(h, inv, a, rnd)
+        entry["uid"] = uid
+        try:
+            r = self.call(h, a, inv, review, uid, entry)
+            a.run.warnings.extend(r.get("warnings") or [])
+            if not r.get("allowed"):
+                entry["outcome"] = "denied"
+                raise webhook_denied(h.name, r.get("status"))
+            entry["outcome"] = "allowed"
+            raw = r["patchBytes"]
+            if not raw:
+                return False, obj
+            try:
+                ops = json.loads(raw)
+                if not isinstance(ops, list):
+                    raise ValueError("json: cannot unmarshal %s into Go value of type jsonpatch.Patch"
+                                     % type(ops).__name__)
+            except ValueError as e:
+                raise WebhookCallError(h.name, "received undecodable patch in webhook response: %s" % e)
+            if not ops:
+                return False, obj
+            entry["patch"] = ops
+            if obj is None:
+                entry["outcome"] = "patch-failed"
+                raise ApiError(500, "InternalError", 'Internal error occurred: admission webhook "%s" attempted to '
+                               "modify the object, which is not supported for this operation" % h.name)
+            if r.get("patchType") != "JSONPatch":
+                raise WebhookCallError(h.name, 'unsupported patch type "%s"' % r.get("patchType"))
+            base = json.loads(dumps(vobj))
+            try:
+                patched = apply_webhook_patch(base, ops)
+                if not isinstance(patched, dict):
+                    raise _WebhookPatchError("couldn't get version/kind; json parse error: the patched "
+                                             "object is not an object")
+            except _WebhookPatchError as e:
+                entry["outcome"] = "patch-failed"
+                raise ApiError(500, "InternalError", "Internal error occurred: %s" % e)
+            changed = patched != vobj
+            entry["outcome"] = "patched"
+            return changed, a.unversioned(inv, patched, obj)
+        except WebhookCallError as e:
+            entry["outcome"] = "failed-open" if h.failure == "Ignore" else "failed-closed"
+            entry["error"] = str(e)
+            raise
+        except ApiError as e:
+            entry.setdefault("outcome", "error")
+            entry["error"] = e.message
+            raise
+        finally:
+            self.record(entry)
+
+    def call_validating(self, h, inv, a, obj, old):
+        self.dry_run_check(h, a)
+        review, uid = self.review(h, inv, a, a.versioned(inv, obj, wire=True), a.versioned(inv, old))
+        entry = self.new_entry(h, inv, a, 0)
+        entry["uid"] = uid
+        try:
+            r = self.call(h, a, inv, review, uid, entry)
+            a.run.warnings.extend(r.get("warnings") or [])
+            if not r.get("allowed"):
+                entry["outcome"] = "denied"
+                raise webhook_denied(h.name, r.get("status"))
+            entry["outcome"] = "allowed"
+        except WebhookCallError as e:
+            entry["outcome"] = "failed-open" if h.failure == "Ignore" else "failed-closed"
+            entry["error"] = str(e)
+            raise
+        except ApiError as e:
+            entry["error"] = e.message
+            raise
+        finally:
+            self.record(entry)
+
+
+class _Attrs:
+    """admission.Attributes of one operation on one object."""
+
+    def __init__(self, run, cl, rt, op, ns, name, sub, kind):
+        self.run, self.cl, self.rt, self.op = run, cl, rt, op
+        self.is_namespace = rt.group == "" and rt.plural == "namespaces"
+        self.name = name or ""
+        self.ns = (self.name if self.is_namespace else ns) or ""
+        self.sub = sub or ""
+        self.kind = kind            # (group, version, kind) of a subresource's own object (Binding, Eviction)
+
+    def equivalents(self):
+        """Other resources stored together with this one (versions of a CRD, core
+        and events.k8s.io Events), in registration order; matchPolicy Equivalent."""
+        if self.kind is not None:
+            return []
+        with self.cl.lock:
+            return [t for t in self.cl.types.values()
+                    if t.store is self.rt.store and t is not self.rt and (not self.sub or self.sub in t.subs)]
+
+    def kind_of(self, inv):
+        return self.kind or (inv.group, inv.version, inv.kind)
+
+    def request_fields(self, inv, uid):
+        g, v, k = self.kind_of(inv)
+        rg, rv, rk = self.kind_of(self.rt)
+        req = {"uid": uid, "kind": {"group": g, "version": v, "kind": k},
+               "resource": {"group": inv.group, "version": inv.version, "resource": inv.plural}}
+        if self.sub:
+            req["subResource"] = self.sub
+        req["requestKind"] = {"group": rg, "version": rv, "kind": rk}
+        req["requestResource"] = {"group": self.rt.group, "version": self.rt.version, "resource": self.rt.plural}
+        if self.sub:
+            req["requestSubResource"] = self.sub
+        if self.name:
+            req["name"] = self.name
+        if self.ns:
+            req["namespace"] = self.ns
+        req["operation"] = self.op
+        req["userInfo"] = {"username": self.run.user}
+        if self.run.groups:
+            req["userInfo"]["groups"] = list(self.run.groups)
+        return req
+
+    def versioned(self, inv, o, wire=False):
+        """o (as the request handles it) in inv's version.  wire: also what the
+        Go encoder always writes (creationTimestamp null, status {}) on CREATE."""
+        if o is None:
+            return None
+        if self.kind is not None:
+            v = o
+        else:
+            v = self.cl.ext(inv, o)
+        if wire and self.op == "CREATE" and self.kind is None and not inv.crd:
+            v = dict(v)
+            v["metadata"] = dict(v.get("metadata") or {})
+            v["metadata"].setdefault("creationTimestamp", None)
+            if "status" in inv.subs and "status" not in v:
+                v["status"] = {}
+        return v
+
+    def unversioned(self, inv, patched, before):
+        """The patched object back in the request's representation, with the
+        decoding defaults applied again (o.GetObjectDefaulter().Default)."""
+        if self.kind is not None:
+            return patched
+        if inv.convert_in is not None:
+            back = inv.convert_in(patched)
+        else:
+            back = patched
+            back["apiVersion"] = before.get("apiVersion", back.get("apiVersion"))
+        meta = back.get("metadata")
+        if isinstance(meta, dict) and "creationTimestamp" in meta and meta["creationTimestamp"] is None:
+            del meta["creationTimestamp"]
+        if self.rt.scheme_defaults is not None and isinstance(meta, dict) and isinstance(back.get("spec", {}), dict):
+            self.rt.scheme_defaults(back)
+        if self.rt.crd:
+            self.cl._schema_prune(self.rt, back)
+        return back
+
+
+class _Reinvocation:
+    """webhookReinvokeContext."""
+
+    def __init__(self):
+        self.last = None
+        self.previously = set()     # IfNeeded webhooks called since the last change
+        self.reinvoke = set()       # webhooks to call again in the reinvocation round
+        self.should = False
+
+    def require(self):
+        self.reinvoke |= self.previously
+        self.previously = set()
+
+
+class AdmissionRun:
+    """Admission of one API request: who asks, dry run, the options object,
+    and the list the webhooks' warnings go to (sent as Warning headers)."""
+
+    def __init__(self, adm, user, groups, dry_run, options, warnings):
+        self.adm, self.user, self.groups = adm, user, list(groups)
+        self.dry_run, self.options, self.warnings = dry_run, options, warnings
+        self.create_name = ""
+
+    def options_for(self, op):
+        o = self.options
+        if op == "CREATE" and o.get("kind") in ("PatchOptions", "UpdateOptions"):   # apply creating the object
+            o = {k: v for k, v in o.items() if k != "force"}
+            o["kind"] = "CreateOptions"
+        return o
+
+    def mutate(self, cl, rt, op, ns, name, obj, old, sub=None, kind=None):
+        """Runs the mutating webhooks; returns the (possibly) patched object."""
+        hooks = self.adm.hooks(True)
+        if not hooks:
+            return obj
+        a = _Attrs(self, cl, rt, op, ns, name, sub, kind)
+        st = _Reinvocation()
+        obj = self._round(a, hooks, obj, old, st, 0)
+        if st.should and obj is not None:
+            # The whole mutating chain runs once more: the built-in plugins
+            # first (they may undo a webhook's change), then the webhooks
+            # that asked for it and were called before a later change.
+            if op == "CREATE" and rt.pre_admit is not None and kind is None:
+                obj = json.loads(dumps(obj))
+                rt.pre_admit(obj)
+            obj = self._round(a, hooks, obj, old, st, 1)
+        return obj
+
+    def _round(self, a, hooks, obj, old, st, rnd):
+        if rnd == 1 and st.last is not None and obj != st.last:
+            st.require()
+        try:
+            for h in hooks:
+                inv = self.adm.should_call(h, a, obj, old)
+                if inv is None:
+                    continue
+                if rnd == 1 and h.uid not in st.reinvoke:
+                    continue
+                changed, err = False, None
+                try:
+                    changed, obj = self.adm.call_mutating(h, inv, a, obj, old, rnd)
+                except WebhookCallError as e:
+                    err = e
+                if changed:
+                    st.require()
+                    st.should = True
+                if h.reinvoke:
+                    st.previously.add(h.uid)
+                if err is not None:
+                    if h.failure == "Ignore":
+                        continue
+                    raise ApiError(500, "InternalError", "Internal error occurred: %s" % err)
+        finally:
+            st.last = obj
+        return obj
+
+    def validate(self, cl, rt, op, ns, name, obj, old, sub=None, kind=None):
+        """Runs the validating webhooks in parallel; raises the first failure."""
+        hooks = self.adm.hooks(False)
+        if not hooks:
+            return
+        a = _Attrs(self, cl, rt, op, ns, name, sub, kind)
+        relevant = []
+        for h in hooks:
+            inv = self.adm.should_call(h, a, obj, old)
+            if inv is not None:
+                relevant.append((h, inv))
+        errs = []
+
+        def one(h, inv):
+            try:
+                self.adm.call_validating(h, inv, a, obj, old)
+            except WebhookCallError as e:
+                if h.failure != "Ignore":
+                    errs.append(ApiError(500, "InternalError", "Internal error occurred: %s" % e))
+            except ApiError as e:
+                errs.append(e)
+            except Exception as e:  # noqa: BLE001 - a bug must fail the request, not the thread
+                log("validating webhook %s: %s\n%s" % (h.name, e, traceback.format_exc()))
+                errs.append(ApiError(500, "InternalError", "Internal error occurred: %s" % e))
+
+        if len(relevant) == 1:
+            one(*relevant[0])
+        else:
+            threads = [threading.Thread(target=one, args=hi, daemon=True) for hi in relevant]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errs:
+            raise errs[0]
+
+    def subresource_create(self, cl, rt, ns, name, sub, obj):
+        """CREATE of pods/binding or pods/eviction: admission on the Binding or
+        Eviction itself; returns it as the mutating webhooks left it."""
+        if not isinstance(obj, dict):
+            return obj
+        g, v, k = SUBRESOURCE_KINDS[sub]
+        obj = dict(obj, apiVersion="%s/%s" % (g, v) if g else v, kind=k)
+        obj = self.mutate(cl, rt, "CREATE", ns, name, obj, None, sub, (g, v, k))
+        self.validate(cl, rt, "CREATE", ns, name, obj, None, sub, (g, v, k))
+        return obj
+
+
+# --------------------------------------------------------------------------
 # HTTP.
 
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
@@ -3176,6 +4557,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        for w in warning_headers(getattr(self, "warnings", ())):
+            self._headers_buffer.append(("Warning: %s\r\n" % w).encode("utf-8"))   # UTF-8, as Go writes it
         self._headers_buffer.append(b"\r\n")
         self.wfile.write(b"".join(self._headers_buffer) + body)
         self._headers_buffer = []
@@ -3204,19 +4587,26 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def authenticate(self, path):
+        """Sets self.user to (name, groups), the userInfo admission webhooks see."""
         h = self.headers.get("Authorization")
         if h:
             if h.startswith("Bearer ") and self.server.auth.valid(h[7:].strip()):
-                return "stratos-sim-admin"
+                self.user = ("stratos-sim-admin", ["system:masters", "system:authenticated"])
+                return self.user[0]
             raise ApiError(401, "Unauthorized", "Unauthorized")
         cert = self.request.getpeercert()
         if cert:
+            name, groups = "client-cert", []
             for rdn in cert.get("subject", ()):
                 for k, v in rdn:
                     if k == "commonName":
-                        return v
-            return "client-cert"
+                        name = v
+                    elif k == "organizationName":
+                        groups.append(v)
+            self.user = (name, groups + ["system:authenticated"])
+            return name
         if path in PUBLIC_PATHS:
+            self.user = ("system:anonymous", ["system:unauthenticated"])
             return "system:anonymous"
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
@@ -3224,6 +4614,8 @@ class Handler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         self.status_code = 0
         self.verb_key = None
+        self.warnings = []          # from admission webhooks, sent as Warning headers
+        self.user = ("", [])
         url = urlsplit(self.path)
         path = url.path
         q = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -3356,38 +4748,75 @@ class Handler(BaseHTTPRequestHandler):
                     obj = json.loads(body or b"null")
             except (ValueError, yaml.YAMLError) as e:
                 raise err_bad_request("couldn't get version/kind; json parse error: %s" % e)
+        admit = None
+        if verb in ("create", "update", "patch", "delete", "deletecollection") and rt.kind != "SelfSubjectAccessReview":
+            admit = self.admission_run(rt, verb, q, obj)
         if verb == "create":
             if rt.kind == "SelfSubjectAccessReview":
                 return self.ssar(obj)
+            if sub in ("binding", "eviction") and admit is not None:
+                obj = admit.subresource_create(cl, rt, ns, name, sub, obj)
             if sub == "binding":
                 return self.respond(201, cl.bind(ns, name, obj))
             if sub == "eviction":
                 return self.respond(201, cl.evict(ns, name, obj))
             if name is not None or (rt.namespaced and ns is None):
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            out = cl.create(rt, ns, obj, q)
+            out = cl.create(rt, ns, obj, q, admit=admit)
             return self.respond(201, cl.ext(rt, out))
         if verb == "update":
             if name is None or sub not in (None, "status"):
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            out = cl.update(rt, ns, name, obj, q, sub)
+            out = cl.update(rt, ns, name, obj, q, sub, admit=admit)
             return self.respond(200, cl.ext(rt, out))
         if verb == "patch":
             if name is None or sub not in (None, "status"):
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            out, code = cl.patch(rt, ns, name, body, self.headers.get("Content-Type"), q, sub)
+            out, code = cl.patch(rt, ns, name, body, self.headers.get("Content-Type"), q, sub, admit=admit)
             return self.respond(code, cl.ext(rt, out))
         if verb == "delete":
-            opts = dict(obj or {})
-            if q.get("gracePeriodSeconds"):
-                opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
-            if q.get("propagationPolicy"):
-                opts["propagationPolicy"] = q["propagationPolicy"]
-            out, code = cl.delete(rt, ns, name, opts, q)
+            out, code = cl.delete(rt, ns, name, self.delete_options(obj, q), q, admit=admit)
             return self.respond(code, cl.ext(rt, out))
         if verb == "deletecollection":
-            return self.delete_collection(rt, ns, q, obj or {})
+            return self.delete_collection(rt, ns, q, self.delete_options(obj, q), admit)
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    @staticmethod
+    def delete_options(obj, q):
+        opts = dict(obj) if isinstance(obj, dict) else {}
+        if q.get("gracePeriodSeconds"):
+            opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+        if q.get("propagationPolicy"):
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        return opts
+
+    def admission_run(self, rt, verb, q, obj):
+        """The AdmissionRun of this request (None when no webhook configuration
+        exists), with the options object webhooks get in request.options."""
+        adm = self.server.admission
+        if not adm.active():
+            return None
+        dry = q.get("dryRun") == "All"
+        if verb in ("delete", "deletecollection"):
+            src = self.delete_options(obj, q)
+            opts = {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
+            for k in ("gracePeriodSeconds", "preconditions", "orphanDependents", "propagationPolicy", "dryRun"):
+                if src.get(k) is not None:
+                    opts[k] = src[k]
+            if dry:
+                opts["dryRun"] = ["All"]
+            dry = dry or "All" in (opts.get("dryRun") or [])
+        else:
+            opts = {"kind": {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions"),
+                    "apiVersion": "meta.k8s.io/v1"}
+            if dry:
+                opts["dryRun"] = ["All"]
+            if verb == "patch" and q.get("force") in ("true", "1"):
+                opts["force"] = True
+            for k in ("fieldManager", "fieldValidation"):
+                if q.get(k):
+                    opts[k] = q[k]
+        return adm.run(rt, self.user[0], self.user[1], dry, opts, self.warnings)
 
     def table_mode(self):
         acc = self.headers.get("Accept") or ""
@@ -3491,10 +4920,27 @@ class Handler(BaseHTTPRequestHandler):
             rt.list_kind.encode(), rt.api_version.encode(), dumps(meta), b",".join(raws))
         self.respond(200, body)
 
-    def delete_collection(self, rt, ns, q, opts):
+    def delete_collection(self, rt, ns, q, opts, admit=None):
         cl = self.server.cluster
         match, _ = self.select(rt, ns, q)
         out = []
+        if admit is not None:
+            # Each object is deleted with its own DELETE admission (request.name empty, as upstream).
+            with cl.lock:
+                lo, hi = rt.store.ns_range(ns)
+                found = [(e[0]["metadata"].get("namespace"), e[0]["metadata"]["name"])
+                         for e in (rt.store.objects.get(k) for k in rt.store.keys[lo:hi])
+                         if e is not None and match(e[0])]
+            for ons, oname in found:
+                try:
+                    out.append(cl.delete(rt, ons, oname, opts, q, admit=admit, request_name="")[0])
+                except ApiError as e:
+                    if e.code != 404:
+                        raise
+            with cl.lock:
+                body = {"kind": rt.list_kind, "apiVersion": rt.api_version,
+                        "metadata": {"resourceVersion": str(cl.rv)}, "items": [cl.ext(rt, o) for o in out]}
+            return self.respond(200, body)
         with cl.lock:
             lo, hi = rt.store.ns_range(ns)
             for k in list(rt.store.keys[lo:hi]):
@@ -3804,6 +5250,45 @@ class Handler(BaseHTTPRequestHandler):
             return self.respond(200, {"bookmarkInterval": ctl.bookmark_interval,
                                       "podTerminationSeconds": cl.pod_termination,
                                       "history": cl.history_max, "latency": ctl.latency})
+        if path == "/_sim/webhook-calls" or path == "/_sim/webhook-calls/reset":
+            adm = self.server.admission
+            if method == "DELETE" or path.endswith("/reset"):
+                with adm.lock:
+                    adm.calls.clear()
+            with adm.lock:
+                calls = [dict(c) for c in adm.calls]
+            since = int(q.get("since") or 0)
+            out = []
+            for c in calls:
+                if c["seq"] <= since or (q.get("webhook") and c["webhook"] != q["webhook"]):
+                    continue
+                raw = c.pop("_request", None)
+                c["request"] = json.loads(raw)["request"] if raw else None
+                out.append(c)
+            return self.respond(200, {"calls": out})
+        if path == "/_sim/webhook-services":
+            adm = self.server.admission
+            if method == "POST":
+                svcs = req.get("services") if isinstance(req, dict) else None
+                if not isinstance(svcs, dict):
+                    raise err_bad_request('POST {"services": {"NAMESPACE/SERVICE[:PORT]": "HOST:PORT" or null}}')
+                try:
+                    changes = {normalize_service_key(k): (parse_host_port(v) if v is not None else None)
+                               for k, v in svcs.items()}
+                except ValueError as e:
+                    raise err_bad_request(str(e))
+                with adm.lock:
+                    for k, v in changes.items():
+                        if v is None:
+                            adm.service_map.pop(k, None)
+                        else:
+                            adm.service_map[k] = v
+                    for key in list(adm.idle):
+                        for c in adm.idle.pop(key):
+                            c.close()
+            with adm.lock:
+                return self.respond(200, {"services": {k: ("[%s]:%d" if ":" in h else "%s:%d") % (h, p)
+                                                       for k, (h, p) in sorted(adm.service_map.items())}})
         if path == "/_sim/bulk" and method == "POST":
             items = req.get("items") if isinstance(req, dict) else req
             if not isinstance(items, list):
@@ -3926,7 +5411,17 @@ def main(argv=None):
                          "deletionTimestamp for min(grace, this) seconds (default 0: removed at once)")
     ap.add_argument("--latency", type=float, default=0.0, help="artificial delay per API request, seconds")
     ap.add_argument("--quiet", action="store_true", help="do not log each request")
+    ap.add_argument("--webhook-service-map", action="append", default=[], metavar="NS/SVC[:PORT]=HOST:PORT",
+                    help="where admission webhooks with clientConfig.service are reached (repeatable); TLS still "
+                         "verifies the name SVC.NS.svc. Also POST /_sim/webhook-services")
     args = ap.parse_args(argv)
+    service_map = {}
+    for spec in args.webhook_service_map:
+        try:
+            k, v = parse_service_map_entry(spec)
+        except ValueError as e:
+            ap.error("--webhook-service-map: %s" % e)
+        service_map[k] = v
 
     d = os.path.abspath(args.dir)
     os.makedirs(d, exist_ok=True)
@@ -3964,6 +5459,7 @@ def main(argv=None):
     server.controls.latency = args.latency
     server.auth = Auth(token, args.token_file)
     server.verbose = not args.quiet
+    server.admission = Admission(cluster, service_map, verbose=server.verbose)
     port = server.server_address[1]
     url = "https://127.0.0.1:%d" % port
 
