@@ -10,11 +10,15 @@
 #include "stratos/config.h"
 #include "stratos/doctor.h"
 #include "stratos/ec2.h"
+#include "stratos/kube.h"
+#include "stratos/kubeconfig.h"
 #include "stratos/log.h"
 #include "stratos/timeutil.h"
 #include "stratos/yamljson.h"
 
 #define DOCTOR__ROWS 24
+
+extern char **environ;
 #define DOCTOR__DRY_RUN_BUDGET_MS 15000
 /* Syntactically valid ids that exist nowhere: what a dry run targets when nothing better is known. */
 #define DOCTOR__FAKE_INSTANCE "i-0000000000000000f"
@@ -221,14 +225,15 @@ doctor__target(const struct config *cfg, struct ec2_client *ec2, char *out, size
 	ec2_instances_free(&list);
 }
 
-int
-doctor_run(const struct config *cfg)
+/* Region, credentials, endpoint and EC2 permissions; stops at the first step that fails. */
+static void
+doctor__aws(struct doctor *d_out, const struct config *cfg)
 {
 	static const enum ec2_op required[] = {
 		EC2_OP_DESCRIBE_INSTANCES, EC2_OP_RUN_INSTANCES, EC2_OP_START_INSTANCES,
 		EC2_OP_STOP_INSTANCES, EC2_OP_TERMINATE_INSTANCES, EC2_OP_CREATE_TAGS,
 	};
-	struct doctor d = { .status = 0 };
+	struct doctor *d = d_out;
 	struct aws_credentials_provider *creds = NULL;
 	struct aws_credentials_error cerr;
 	struct aws_caller_identity id;
@@ -244,37 +249,37 @@ doctor_run(const struct config *cfg)
 	memset(&launch, 0, sizeof(launch));
 	/* 1. Region. */
 	if (aws_region_resolve(cfg->aws_region, NULL, region, sizeof(region), &source, &cerr) < 0) {
-		doctor__row(&d, "region", "FAIL", "%s", cerr.message);
+		doctor__row(d, "region", "FAIL", "%s", cerr.message);
 		goto out;
 	}
-	doctor__row(&d, "region", "ok", "%s (from %s)", region, source);
+	doctor__row(d, "region", "ok", "%s (from %s)", region, source);
 
 	/* 2. Credentials and who they belong to. */
 	struct aws_credentials_options co = { .region = region };
 	if (aws_credentials_provider_new(&co, &creds, &cerr) < 0) {
-		doctor__row(&d, "credentials", "FAIL", "%s", cerr.message);
+		doctor__row(d, "credentials", "FAIL", "%s", cerr.message);
 		goto out;
 	}
 	if (aws_credentials_get(creds, &c) == 0) {
 		doctor__mask(c.access_key_id, masked, sizeof(masked));
 		if (c.expiration_ms > 0) {
 			time_format_rfc3339(c.expiration_ms, when);
-			doctor__row(&d, "credentials", "ok", "%s, access key %s, temporary until %s "
+			doctor__row(d, "credentials", "ok", "%s, access key %s, temporary until %s "
 			    "(refreshed in the background)", aws_credentials_source_name(c.source), masked,
 			    when);
 		} else {
-			doctor__row(&d, "credentials", "ok", "%s, access key %s, long-term",
+			doctor__row(d, "credentials", "ok", "%s, access key %s, long-term",
 			    aws_credentials_source_name(c.source), masked);
 		}
 		aws_credentials_wipe(&c);
 	} else {
-		doctor__row(&d, "credentials", "FAIL", "%s credentials already expired",
+		doctor__row(d, "credentials", "FAIL", "%s credentials already expired",
 		    aws_credentials_source_name(aws_credentials_provider_source(creds)));
 	}
 	if (aws_sts_get_caller_identity(creds, region, &id, &cerr) == 0)
-		doctor__row(&d, "identity", "ok", "%s (account %s)", id.arn, id.account);
+		doctor__row(d, "identity", "ok", "%s (account %s)", id.arn, id.account);
 	else
-		doctor__row(&d, "identity", "warn", "unknown: %s (EC2 checks below still tell)",
+		doctor__row(d, "identity", "warn", "unknown: %s (EC2 checks below still tell)",
 		    cerr.message);
 
 	/* 3. Endpoint. */
@@ -283,35 +288,141 @@ doctor_run(const struct config *cfg)
 	eo.keepalive_ms = -1;
 	eo.max_attempts = 2;
 	if (ec2_client_new(&eo, &ec2, &eerr) < 0) {
-		doctor__row(&d, "ec2 endpoint", "FAIL", "%s", eerr.message);
+		doctor__row(d, "ec2 endpoint", "FAIL", "%s", eerr.message);
 		goto out;
 	}
 	t0 = time_mono_ms();
 	if (ec2_client_warm(ec2, time_mono_ms() + 10000) < 1) {
-		doctor__row(&d, "ec2 endpoint", "FAIL", "%s does not answer (DNS, network or TLS)",
+		doctor__row(d, "ec2 endpoint", "FAIL", "%s does not answer (DNS, network or TLS)",
 		    ec2_client_endpoint(ec2));
 		goto out;
 	}
-	doctor__row(&d, "ec2 endpoint", "ok", "%s answers (%lld ms incl. connect)",
+	doctor__row(d, "ec2 endpoint", "ok", "%s answers (%lld ms incl. connect)",
 	    ec2_client_endpoint(ec2), (long long)(time_mono_ms() - t0));
 
 	/* 4. Permissions, by dry run. */
-	doctor__launch_params(&d, cfg, &launch);
+	doctor__launch_params(d, cfg, &launch);
 	doctor__target(cfg, ec2, target, sizeof(target), &why);
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
-		doctor__dry_run(&d, ec2, required[i], target, &launch);
-	doctor__row(&d, "dry-run targets", "ok", "RunInstances with %s (%s, %s); instance actions "
+		doctor__dry_run(d, ec2, required[i], target, &launch);
+	doctor__row(d, "dry-run targets", "ok", "RunInstances with %s (%s, %s); instance actions "
 	    "on %s, %s", launch.source, launch.image, launch.type, target, why);
 
-	/* 5. Kubernetes RBAC. */
-	if (cfg->kubeconfig != NULL || getenv("KUBECONFIG") != NULL ||
-	    getenv("KUBERNETES_SERVICE_HOST") != NULL)
-		doctor__row(&d, "kubernetes rbac", "skipped", "SelfSubjectAccessReview checks come "
-		    "with the Kubernetes client");
 out:
-	doctor__print(&d);
 	json_decref(launch.docs);
 	ec2_client_free(ec2);
 	aws_credentials_provider_free(creds);
+}
+
+/*
+ * What the manifests' ClusterRole and Role grant (manifests/base/rbac.yaml),
+ * asked one SelfSubjectAccessReview each. namespaced: in the daemon's namespace.
+ */
+static const struct doctor__access {
+	const char *verb;
+	const char *group;
+	const char *resource;
+	bool namespaced;
+	const char *name;
+} doctor_access[] = {
+	{ "list", "", "nodes", false, NULL },
+	{ "watch", "", "nodes", false, NULL },
+	{ "patch", "", "nodes", false, NULL },
+	{ "delete", "", "nodes", false, NULL },
+	{ "list", "", "pods", false, NULL },
+	{ "watch", "", "pods", false, NULL },
+	{ "get", "", "pods", false, NULL },
+	{ "create", "", "pods/eviction", false, NULL },
+	{ "create", "", "pods", true, NULL },
+	{ "delete", "", "pods", true, NULL },
+	{ "list", "stratos.sh", "nodepools", false, NULL },
+	{ "watch", "stratos.sh", "nodepools", false, NULL },
+	{ "update", "stratos.sh", "nodepools", false, NULL },
+	{ "patch", "stratos.sh", "nodepools/status", false, NULL },
+	{ "list", "stratos.sh", "awsnodeclasses", false, NULL },
+	{ "watch", "stratos.sh", "awsnodeclasses", false, NULL },
+	{ "patch", "stratos.sh", "awsnodeclasses/status", false, NULL },
+	{ "create", "events.k8s.io", "events", false, NULL },
+	{ "create", "coordination.k8s.io", "leases", true, NULL },
+	{ "get", "coordination.k8s.io", "leases", true, "stratos-controller" },
+	{ "update", "coordination.k8s.io", "leases", true, "stratos-controller" },
+};
+
+/* The API server and the RBAC permissions stratosd needs, when a cluster is configured. */
+static void
+doctor__kube(struct doctor *d, const struct config *cfg)
+{
+	struct kube_config kc;
+	struct kubeconfig_error kerr;
+	struct kube_error err;
+	struct kube *k = NULL;
+	struct buf denied, unknown;
+	char *ns = NULL;
+	size_t nok = 0;
+	int rc;
+
+	buf_init(&denied, 4096);
+	buf_init(&unknown, 4096);
+	rc = kubeconfig_resolve(cfg->kubeconfig, environ, &kc, &kerr);
+	if (rc == -ENOENT && cfg->kubeconfig == NULL) {
+		doctor__row(d, "kubernetes api", "skipped", "no kubeconfig or in-cluster config found");
+		goto out;
+	}
+	if (rc < 0) {
+		doctor__row(d, "kubernetes api", "FAIL", "%s", kerr.message);
+		goto out;
+	}
+	ns = kubeconfig_daemon_namespace(cfg->namespace);
+	k = kube_new(&kc, "doctor");
+	if (k == NULL || ns == NULL) {
+		doctor__row(d, "kubernetes api", "FAIL", "cannot create the client (out of memory)");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(doctor_access) / sizeof(doctor_access[0]); i++) {
+		const struct doctor__access *a = &doctor_access[i];
+		bool allowed = false;
+		char what[160];
+
+		snprintf(what, sizeof(what), "%s %s%s%s%s%s", a->verb, a->resource,
+		    a->group[0] != '\0' ? "." : "", a->group,
+		    a->namespaced ? " in " : "", a->namespaced ? ns : "");
+		if (kube_check_access(k, a->verb, a->group, a->resource, a->namespaced ? ns : NULL,
+		    a->name, &allowed, &err) < 0) {
+			if (i == 0) {
+				doctor__row(d, "kubernetes api", "FAIL", "%s: %s", kc.server, err.message);
+				goto out;
+			}
+			buf_printf(&unknown, "%s%s (%s)", unknown.len ? ", " : "", what, err.message);
+		} else if (!allowed) {
+			buf_printf(&denied, "%s%s", denied.len ? ", " : "", what);
+		} else {
+			nok++;
+		}
+		if (i == 0)
+			doctor__row(d, "kubernetes api", "ok", "%s (%s)", kc.server, kc.source);
+	}
+	if (denied.len > 0)
+		doctor__row(d, "kubernetes rbac", "FAIL", "denied: %s", denied.data);
+	else if (unknown.len > 0)
+		doctor__row(d, "kubernetes rbac", "warn", "could not check: %s", unknown.data);
+	else
+		doctor__row(d, "kubernetes rbac", "ok", "all %zu permissions granted "
+		    "(SelfSubjectAccessReview; leases and pre-pull pods in %s)", nok, ns);
+out:
+	buf_free(&denied);
+	buf_free(&unknown);
+	kube_free(k);
+	free(ns);
+	kube_config_free(&kc);
+}
+
+int
+doctor_run(const struct config *cfg)
+{
+	struct doctor d = { .status = 0 };
+
+	doctor__aws(&d, cfg);
+	doctor__kube(&d, cfg);
+	doctor__print(&d);
 	return d.status;
 }

@@ -868,17 +868,22 @@ kube_event_create(struct kube *k, const struct kube_event *ev, struct kube_error
 
 int
 kube_check_access(struct kube *k, const char *verb, const char *group, const char *resource,
-    const char *namespace, bool *allowed, struct kube_error *err)
+    const char *namespace, const char *name, bool *allowed, struct kube_error *err)
 {
 	json_t *body, *attrs, *out = NULL;
+	const char *slash = strchr(resource, '/');
 	int rc;
 
 	*allowed = false;
 	kube__err_clear(err);
-	attrs = json_pack("{s:s,s:s,s:s}", "verb", verb, "group", group != NULL ? group : "",
-	    "resource", resource);
+	attrs = json_pack("{s:s,s:s,s:s#}", "verb", verb, "group", group != NULL ? group : "",
+	    "resource", resource, slash != NULL ? (int)(slash - resource) : (int)strlen(resource));
+	if (attrs != NULL && slash != NULL)
+		json_object_set_new(attrs, "subresource", json_string(slash + 1));
 	if (attrs != NULL && namespace != NULL)
 		json_object_set_new(attrs, "namespace", json_string(namespace));
+	if (attrs != NULL && name != NULL)
+		json_object_set_new(attrs, "name", json_string(name));
 	body = json_pack("{s:s,s:s,s:{s:o}}", "apiVersion", "authorization.k8s.io/v1",
 	    "kind", "SelfSubjectAccessReview", "spec", "resourceAttributes", attrs);
 	if (body == NULL)

@@ -590,3 +590,15 @@ kubeconfig_resolve(const char *flag_path, char **envp, struct kube_config *cfg,
 	return kubeconfig__fail(err, -ENOENT, "no Kubernetes configuration: pass --kubeconfig, "
 	    "set KUBECONFIG, or run in a cluster (KUBERNETES_SERVICE_HOST)");
 }
+
+char *
+kubeconfig_daemon_namespace(const char *flag)
+{
+	char *ns = NULL;
+
+	if (flag != NULL && flag[0] != '\0')
+		return strdup(flag);
+	if (kubeconfig_read_token(KUBECONFIG_SA_DIR "/namespace", &ns) == 0)
+		return ns;
+	return strdup("stratos-system");
+}

@@ -161,19 +161,6 @@ main__pools_ready(void *ctx, char *why, size_t why_len)
 	return false;
 }
 
-/* --namespace, else the service-account namespace file, else stratos-system. */
-static char *
-main__namespace(const struct config *cfg)
-{
-	char *ns = NULL;
-
-	if (cfg->namespace != NULL && cfg->namespace[0] != '\0')
-		return strdup(cfg->namespace);
-	if (kubeconfig_read_token(KUBECONFIG_SA_DIR "/namespace", &ns) == 0)
-		return ns;
-	return strdup("stratos-system");
-}
-
 /* The API client, the caches and the elector. Returns 0 or an exit status. */
 static int
 main__serve_init_kube(struct main_serve *m)
@@ -194,7 +181,8 @@ main__serve_init_kube(struct main_serve *m)
 		return 2;
 	}
 	if (leader_identity(m->identity, sizeof(m->identity)) < 0 ||
-	    httpc_global_init() < 0 || (m->namespace = main__namespace(&m->cfg)) == NULL ||
+	    httpc_global_init() < 0 ||
+	    (m->namespace = kubeconfig_daemon_namespace(m->cfg.namespace)) == NULL ||
 	    (m->kube = kube_new(&kc, m->identity)) == NULL) {
 		log_error("cannot create the Kubernetes client");
 		kube_config_free(&kc);

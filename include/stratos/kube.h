@@ -184,10 +184,13 @@ int kube_event_create(struct kube *k, const struct kube_event *ev, struct kube_e
 
 /*
  * Asks the API server (SelfSubjectAccessReview) whether this client may do
- * verb on group/resource in namespace (NULL = cluster-wide). Thread-safe.
+ * verb on group/resource in namespace (NULL = cluster-wide). resource may
+ * name a subresource ("pods/eviction"); name (NULL = any) limits the check to
+ * one object, as RBAC resourceNames do. Thread-safe.
  */
 int kube_check_access(struct kube *k, const char *verb, const char *group,
-    const char *resource, const char *namespace, bool *allowed, struct kube_error *err);
+    const char *resource, const char *namespace, const char *name, bool *allowed,
+    struct kube_error *err);
 
 /*
  * Streaming GET for watches on a handle the caller owns (kube_stream_handle):

@@ -67,6 +67,13 @@ int kubeconfig_resolve(const char *flag_path, char **envp, struct kube_config *c
  */
 int kubeconfig_read_token(const char *path, char **out);
 
+/*
+ * The daemon's own namespace (its Lease, its pre-pull pods): flag (--namespace)
+ * when set, else the service-account namespace file, else "stratos-system".
+ * Returns a string the caller frees, NULL on ENOMEM.
+ */
+char *kubeconfig_daemon_namespace(const char *flag);
+
 /* Frees and wipes the strings; leaves cfg zeroed. NULL-safe. */
 void kube_config_free(struct kube_config *cfg);
 

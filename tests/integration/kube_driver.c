@@ -191,7 +191,7 @@ rest(int argc, char **argv)
 		json_decref(out);
 	} else if (strcmp(op, "can-i") == 0 && n >= 2) {
 		bool allowed = false;
-		rc = kube_check_access(k, a[0], "", a[1], NULL, &allowed, &err);
+		rc = kube_check_access(k, a[0], "", a[1], NULL, NULL, &allowed, &err);
 		print_result(op, rc, &err, json_pack("{s:b}", "allowed", allowed));
 	} else {
 		fprintf(stderr, "kube_driver: bad operation or arguments\n");

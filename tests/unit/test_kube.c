@@ -283,9 +283,9 @@ test_request_bodies(void **state)
 	    "metadata"), "name")), "node-a.", 7), 0);
 	json_decref(body);
 
-	assert_int_equal(kube_check_access(k, "patch", "", "nodes", NULL, &allowed, &err), 0);
+	assert_int_equal(kube_check_access(k, "patch", "", "nodes", NULL, NULL, &allowed, &err), 0);
 	assert_true(allowed);
-	assert_int_equal(kube_check_access(k, "delete", "", "nodes", NULL, &allowed, &err), 0);
+	assert_int_equal(kube_check_access(k, "delete", "", "nodes", NULL, NULL, &allowed, &err), 0);
 	assert_false(allowed);
 	kube_free(k);
 }
