@@ -809,17 +809,9 @@ aws_creds__refresh_main(void *arg)
 		int64_t now = time_real_ms();
 		if (!p->force && now < p->refresh_at_ms) {
 			int64_t wait = p->refresh_at_ms == INT64_MAX ? 3600000 : p->refresh_at_ms - now;
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
 			if (wait > 3600000)
 				wait = 3600000;
-			ts.tv_sec += wait / 1000;
-			ts.tv_nsec += (long)(wait % 1000) * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+			time_cond_wait_until(&p->cond, &p->lock, time_mono_ms() + wait);
 			continue;
 		}
 		p->force = false;
@@ -885,7 +877,6 @@ aws_credentials_provider_new(const struct aws_credentials_options *opts,
 	struct aws_credentials_provider *p;
 	struct aws_credentials fresh;
 	struct httpc_tls tls = { 0 };
-	pthread_condattr_t ca;
 	int rc;
 
 	*out = NULL;
@@ -898,10 +889,7 @@ aws_credentials_provider_new(const struct aws_credentials_options *opts,
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->fetch_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init(&p->cond);
 	p->refresh_at_ms = INT64_MAX;
 	p->refresh_ahead_ms = opts->refresh_ahead_ms > 0 ? opts->refresh_ahead_ms :
 	    AWS_CREDS__REFRESH_AHEAD_DEFAULT_MS;

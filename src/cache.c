@@ -12,6 +12,7 @@
 #include "stratos/limits.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
+#include "stratos/timeutil.h"
 
 #define CACHE_REGISTRY_MAX 16
 
@@ -457,7 +458,7 @@ cache_new(const struct cache_type *type)
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&c->write_lock, NULL);
 	pthread_mutex_init(&c->notify_lock, NULL);
-	pthread_cond_init(&c->notify_cond, NULL);
+	time_cond_init(&c->notify_cond);
 	c->m_objects = metrics_register(METRICS_GAUGE, "stratos_cache_objects",
 	    "Objects held in the in-memory caches.", labels, NULL, 0);
 	if (c->m_objects != NULL)
@@ -605,23 +606,14 @@ cache_generation(struct cache *c)
 uint64_t
 cache_wait(struct cache *c, uint64_t seen, long timeout_ms)
 {
-	struct timespec ts;
+	int64_t deadline = time_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	uint64_t g;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (timeout_ms >= 0) {
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-	}
 	pthread_mutex_lock(&c->notify_lock);
 	while (c->generation == seen) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&c->notify_cond, &c->notify_lock);
-		else if (pthread_cond_timedwait(&c->notify_cond, &c->notify_lock, &ts) == ETIMEDOUT)
+		else if (time_cond_wait_until(&c->notify_cond, &c->notify_lock, deadline) == ETIMEDOUT)
 			break;
 	}
 	g = c->generation;
@@ -959,7 +951,7 @@ cache_sub_new(size_t capacity)
 		return NULL;
 	}
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	time_cond_init(&s->cond);
 	return s;
 }
 
@@ -993,24 +985,15 @@ cache_unsubscribe(struct cache *c, struct cache_sub *s)
 int
 cache_sub_next(struct cache_sub *s, struct cache_event *ev, long timeout_ms)
 {
-	struct timespec ts;
+	int64_t deadline = time_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	int rc = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (timeout_ms >= 0) {
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-	}
 	memset(ev, 0, sizeof(*ev));
 	pthread_mutex_lock(&s->lock);
 	while (s->len == 0 && !s->overflowed && !s->closed) {
 		if (timeout_ms < 0) {
 			pthread_cond_wait(&s->cond, &s->lock);
-		} else if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
+		} else if (time_cond_wait_until(&s->cond, &s->lock, deadline) == ETIMEDOUT) {
 			rc = -ETIMEDOUT;
 			break;
 		}

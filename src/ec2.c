@@ -834,7 +834,6 @@ ec2_client_new(const struct ec2_options *opts, struct ec2_client **out, struct e
 	double rate[EC2_OP_COUNT], burst[EC2_OP_COUNT];
 	struct ec2_client *c;
 	struct httpc_url u;
-	pthread_condattr_t ca;
 	const char *ca_file;
 	int rc;
 
@@ -848,10 +847,7 @@ ec2_client_new(const struct ec2_options *opts, struct ec2_client **out, struct e
 	if (c == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init(&c->cond);
 	aws_retry_quota_init(&c->quota, AWS_RETRY_QUOTA);
 	for (size_t i = 0; i < EC2_OP_COUNT; i++)
 		ratelimit_init(&c->buckets[i], 0, 1);
@@ -980,13 +976,6 @@ ec2_client_stats(struct ec2_client *c, struct ec2_client_stats *out)
 	out->quota = aws_retry_quota_available(&c->quota);
 }
 
-static void
-ec2__deadline_ts(int64_t deadline_ms, struct timespec *ts)
-{
-	ts->tv_sec = deadline_ms / 1000;
-	ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000;
-}
-
 /*
  * Checks out the free connection used most recently (the one most likely
  * still open), waiting until deadline_ms. Returns NULL on timeout.
@@ -995,9 +984,7 @@ static struct ec2__conn *
 ec2__checkout(struct ec2_client *c, int64_t deadline_ms, bool wait)
 {
 	struct ec2__conn *best = NULL;
-	struct timespec ts;
 
-	ec2__deadline_ts(deadline_ms, &ts);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		for (size_t i = 0; i < c->nconns; i++) {
@@ -1007,7 +994,7 @@ ec2__checkout(struct ec2_client *c, int64_t deadline_ms, bool wait)
 		}
 		if (best != NULL || !wait || c->stop || time_mono_ms() >= deadline_ms)
 			break;
-		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		time_cond_wait_until(&c->cond, &c->lock, deadline_ms);
 	}
 	if (best != NULL)
 		best->busy = true;
@@ -1079,7 +1066,6 @@ static void *
 ec2__keepalive_main(void *arg)
 {
 	struct ec2_client *c = arg;
-	struct timespec ts;
 
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
@@ -1097,8 +1083,8 @@ ec2__keepalive_main(void *arg)
 			pthread_mutex_lock(&c->lock);
 			continue;
 		}
-		ec2__deadline_ts(now + (c->keepalive_ms / 4 > 0 ? c->keepalive_ms / 4 : 1), &ts);
-		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		time_cond_wait_until(&c->cond, &c->lock,
+		    now + (c->keepalive_ms / 4 > 0 ? c->keepalive_ms / 4 : 1));
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;

@@ -288,7 +288,7 @@ kube_informer_new(struct kube *k, const struct kube_informer_config *cfg)
 	if (getrandom(&inf->seed, sizeof(inf->seed), 0) != (ssize_t)sizeof(inf->seed))
 		inf->seed = (unsigned)time_mono_us();
 	pthread_mutex_init(&inf->lock, NULL);
-	pthread_cond_init(&inf->cond, NULL);
+	time_cond_init(&inf->cond);
 	inf->m_restarts = metrics_register(METRICS_COUNTER, "stratos_kube_watch_restarts_total",
 	    "Watch streams restarted, by resource and reason (closed, error, gone, ...).",
 	    labels, NULL, 0);
@@ -303,18 +303,11 @@ kube_informer_new(struct kube *k, const struct kube_informer_config *cfg)
 static bool
 kube_informer__sleep(struct kube_informer *inf, long ms)
 {
-	struct timespec ts;
+	int64_t deadline = time_mono_ms() + ms;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&inf->lock);
 	while (!atomic_load(&inf->stop) &&
-	    pthread_cond_timedwait(&inf->cond, &inf->lock, &ts) != ETIMEDOUT)
+	    time_cond_wait_until(&inf->cond, &inf->lock, deadline) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&inf->lock);
 	return atomic_load(&inf->stop);

@@ -87,7 +87,7 @@ leader_new(struct kube *k, const struct leader_config *cfg)
 	if (getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed))
 		l->seed = (unsigned)time_mono_us();
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->cond, NULL);
+	time_cond_init(&l->cond);
 	l->m_leader = metrics_register(METRICS_GAUGE, "stratos_leader",
 	    "1 while this replica holds the controller Lease.", NULL, NULL, 0);
 	if (l->m_leader != NULL)
@@ -290,18 +290,11 @@ leader__release(struct leader *l)
 static bool
 leader__sleep(struct leader *l, long ms)
 {
-	struct timespec ts;
+	int64_t deadline = time_mono_ms() + ms;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&l->lock);
 	while (!atomic_load(&l->stop) &&
-	    pthread_cond_timedwait(&l->cond, &l->lock, &ts) != ETIMEDOUT)
+	    time_cond_wait_until(&l->cond, &l->lock, deadline) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&l->lock);
 	return atomic_load(&l->stop);

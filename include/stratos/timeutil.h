@@ -2,6 +2,7 @@
 #ifndef STRATOS_TIMEUTIL_H
 #define STRATOS_TIMEUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,20 @@
 /* Monotonic clock, for intervals and deadlines. Thread-safe. */
 int64_t time_mono_ms(void);
 int64_t time_mono_us(void);
+
+/*
+ * Initialises cond so that its timed waits run on CLOCK_MONOTONIC, the clock
+ * of time_mono_ms(): a wall-clock step (NTP) neither stretches nor cuts them.
+ * Returns 0 or a positive pthread error.
+ */
+int time_cond_init(pthread_cond_t *cond);
+
+/*
+ * Waits on cond (made by time_cond_init, lock held) until it is signalled or
+ * the time_mono_ms() deadline passes. Returns 0 or ETIMEDOUT; spurious
+ * wake-ups return 0, so callers loop on their condition.
+ */
+int time_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline_ms);
 
 /* Wall clock, Unix epoch milliseconds. Thread-safe. */
 int64_t time_real_ms(void);
