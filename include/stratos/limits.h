@@ -23,6 +23,9 @@
 #define LIMITS_HTTPC_RESPONSE_DEFAULT   (16u * 1024 * 1024)
 #define LIMITS_HTTPC_HEADERS            32u                  /* request headers per call */
 
+/* JSON documents read by jsonscan (request bodies). */
+#define LIMITS_JSON_DEPTH               2048u                /* nesting, as jansson's JSON_PARSER_MAX_DEPTH */
+
 /* Logging. */
 #define LIMITS_LOG_LINE                 (16u * 1024)         /* one JSON log line, truncated beyond */
 
