@@ -551,6 +551,21 @@ jsonscan__skip(const char *p, const char *end)
 	return end;
 }
 
+struct jsonscan_value
+jsonscan_root(const char *text, size_t len)
+{
+	jsonscan__ptr p = (jsonscan__ptr)text, end = p + len;
+
+	if (text == NULL)
+		return (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
+	p = jsonscan__ws(p, end);
+	while (end > p && jsonscan__is_ws(end[-1]))
+		end--;
+	if (p == end)
+		return (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
+	return (struct jsonscan_value){ (const char *)p, (size_t)(end - p), jsonscan__type(*p) };
+}
+
 void
 jsonscan_iter_init(struct jsonscan_iter *it, struct jsonscan_value v)
 {

@@ -20,6 +20,7 @@
 #include <gnutls/x509.h>
 #include <microhttpd.h>
 
+#include "stratos/jsonscan.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
@@ -928,29 +929,41 @@ server__reply_error(struct server *s, struct MHD_Connection *mc, struct server__
 	return server__reply(s, mc, r, status, "application/json", buf_take(&resp.body), len, allow);
 }
 
-/* Parses the body of a SERVER_ROUTE_JSON request; 400 text in why on failure. */
-static json_t *
-server__parse_json(const struct server__req *r, char *why, size_t whylen)
+/*
+ * Checks the body of a SERVER_ROUTE_JSON request in full (jsonscan, one
+ * pass, no tree) and, with SERVER_ROUTE_JSON_TREE, parses it into *tree.
+ * Returns 0, or -1 with the 400 text in why.
+ */
+static int
+server__check_json(const struct server__req *r, bool want_tree, json_t **tree, char *why,
+    size_t whylen)
 {
+	struct jsonscan_value root;
+	struct jsonscan_error err;
 	json_error_t jerr;
-	json_t *doc;
+	int rc;
 
+	*tree = NULL;
 	if (r->body.len == 0) {
 		snprintf(why, whylen, "request body is empty; a JSON object is expected");
-		return NULL;
+		return -1;
 	}
-	doc = json_loadb(r->body.data, r->body.len, 0, &jerr);
-	if (doc == NULL) {
+	rc = jsonscan_validate(r->body.data, r->body.len, &root, &err);
+	if (rc < 0) {
 		snprintf(why, whylen, "request body is not valid JSON (line %d, column %d): %s",
-		    jerr.line, jerr.column, jerr.text);
-		return NULL;
+		    err.line, err.column, err.text);
+		return -1;
 	}
-	if (!json_is_object(doc)) {
+	if (root.type != JSONSCAN_OBJECT) {
 		snprintf(why, whylen, "request body must be a JSON object");
-		json_decref(doc);
-		return NULL;
+		return -1;
 	}
-	return doc;
+	if (want_tree && (*tree = json_loadb(r->body.data, r->body.len, 0, &jerr)) == NULL) {
+		/* Only memory can fail here: the text was checked. */
+		snprintf(why, whylen, "request body could not be parsed: %s", jerr.text);
+		return -1;
+	}
+	return 0;
 }
 
 static enum MHD_Result
@@ -972,10 +985,11 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	/* Checked once per connection, for every route, so any handler can tell. */
 	req.client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
 	req.received_us = time_mono_us();
-	if (route->flags & SERVER_ROUTE_JSON) {
-		doc = server__parse_json(r, why, sizeof(why));
-		if (doc == NULL)
+	if (route->flags & (SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE)) {
+		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &doc, why,
+		    sizeof(why)) < 0)
 			return server__reply_error(s, mc, r, 400, NULL, "%s", why);
+		req.json_checked = true;
 		req.json = doc;
 	}
 	cap = s->opts.max_body_bytes * 2 > LIMITS_HTTP_RESPONSE_MIN ? s->opts.max_body_bytes * 2 :

@@ -67,6 +67,13 @@ int jsonscan_validate(const char *text, size_t len, struct jsonscan_value *root,
     struct jsonscan_error *err);
 
 /*
+ * The top-level value of a text jsonscan_validate() accepted earlier (a
+ * server route's checked body), without checking it again: white space
+ * around it is trimmed. ABSENT for an empty text.
+ */
+struct jsonscan_value jsonscan_root(const char *text, size_t len);
+
+/*
  * The member key of an object; the last one when the key is repeated (as
  * jansson keeps). ABSENT when obj is not an object or has no such member.
  * Keys are compared after unescaping, so "\u0061" matches "a".

@@ -18,7 +18,9 @@ struct server_request {
 	size_t body_len;
 	bool client_cert_verified;      /* a client certificate signed by --client-ca was presented */
 	long long received_us;          /* time_mono_us() when the request was complete */
-	json_t *json;                   /* the parsed body when the route has SERVER_ROUTE_JSON
+	bool json_checked;              /* SERVER_ROUTE_JSON: body is a JSON object jsonscan_validate()
+	                                   accepted, so jsonscan lookups can be used on it directly */
+	json_t *json;                   /* the parsed body when the route has SERVER_ROUTE_JSON_TREE
 	                                   (always a JSON object), else NULL; borrowed: json_incref
 	                                   to keep it past the call */
 };
@@ -41,7 +43,10 @@ typedef void (*server_handler_fn)(void *ctx, const struct server_request *req,
 
 /* Route flags. */
 #define SERVER_ROUTE_CLIENT_CERT 0x1u   /* refuse with 403 unless client_cert_verified (when --client-ca is set) */
-#define SERVER_ROUTE_JSON        0x2u   /* body must be a JSON object: 400 with a reason otherwise; req->json set */
+#define SERVER_ROUTE_JSON        0x2u   /* body must be a JSON object, checked in full by jsonscan:
+                                           400 with a reason otherwise; req->json_checked set.
+                                           No tree is built: read fields with jsonscan */
+#define SERVER_ROUTE_JSON_TREE   0x4u   /* with SERVER_ROUTE_JSON: also parse the body into req->json */
 
 /* ---- The server itself ------------------------------------------------ */
 
