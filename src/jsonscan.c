@@ -342,21 +342,79 @@ jsonscan__type(unsigned char c)
 	}
 }
 
+/* No parent: the top-level container. */
+#define JSONSCAN__NONE UINT32_MAX
+
+void
+jsonscan_doc_free(struct jsonscan_doc *doc)
+{
+	if (doc == NULL)
+		return;
+	if (doc->open != doc->small_open)
+		free(doc->open);
+	if (doc->close != doc->small_close)
+		free(doc->close);
+	doc->open = doc->close = NULL;
+	doc->n = doc->cap = 0;
+}
+
+static void
+jsonscan__doc_init(struct jsonscan_doc *doc, const char *text, size_t len)
+{
+	doc->text = text;
+	doc->len = len;
+	doc->n = 0;
+	doc->cap = JSONSCAN_DOC_SMALL;
+	doc->open = doc->small_open;
+	doc->close = doc->small_close;
+}
+
+/* Room for one more container; 0 or -ENOMEM. */
+static int
+jsonscan__doc_grow(struct jsonscan_doc *doc)
+{
+	size_t cap = doc->cap * 2;
+	uint32_t *o = malloc(cap * sizeof(*o)), *c = malloc(cap * sizeof(*c));
+
+	if (o == NULL || c == NULL) {
+		free(o);
+		free(c);
+		return -ENOMEM;
+	}
+	memcpy(o, doc->open, doc->n * sizeof(*o));
+	memcpy(c, doc->close, doc->n * sizeof(*c));
+	if (doc->open != doc->small_open)
+		free(doc->open);
+	if (doc->close != doc->small_close)
+		free(doc->close);
+	doc->open = o;
+	doc->close = c;
+	doc->cap = cap;
+	return 0;
+}
+
 int
-jsonscan_validate(const char *text, size_t len, struct jsonscan_value *root,
-    struct jsonscan_error *err)
+jsonscan_validate(const char *text, size_t len, struct jsonscan_doc *doc,
+    struct jsonscan_value *root, struct jsonscan_error *err)
 {
 	/* One bit per open container: 1 object, 0 array. No recursion. */
 	unsigned char stack[(LIMITS_JSON_DEPTH + 7) / 8];
 	jsonscan__ptr start = (jsonscan__ptr)text, end = start + len, p, q, at, first;
 	size_t depth = 0;
+	/* The innermost open container in doc; until it closes, close[] links to its parent. */
+	uint32_t cur = JSONSCAN__NONE;
 	const char *why = NULL;
 	char shown[16];
 	int rc = -EINVAL;
 
 	memset(stack, 0, sizeof(stack));
 	if (root != NULL)
-		*root = (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
+		*root = (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT, NULL };
+	if (doc != NULL) {
+		jsonscan__doc_init(doc, text, len);
+		if (len >= UINT32_MAX)
+			doc = NULL;     /* offsets do not fit: lookups will scan */
+	}
 	if (text == NULL)
 		return jsonscan__fail(start, start, err, "no JSON value (empty text)");
 	p = jsonscan__ws(start, end);
@@ -368,26 +426,29 @@ value:
 	/* A value inside depth containers is at depth + 1, counted as jansson does. */
 	if (depth + 1 > LIMITS_JSON_DEPTH)
 		return jsonscan__fail(start, p, err, "nested deeper than %u levels", LIMITS_JSON_DEPTH);
+	if (doc != NULL && (*p == '{' || *p == '[')) {
+		if (doc->n == doc->cap && jsonscan__doc_grow(doc) < 0) {
+			jsonscan__fail(start, p, err, "out of memory");
+			return -ENOMEM;
+		}
+		doc->open[doc->n] = (uint32_t)(p - start);
+		doc->close[doc->n] = cur;
+		cur = (uint32_t)doc->n++;
+	}
 	switch (*p) {
 	case '{':
 		stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
 		depth++;
 		p = jsonscan__ws(p + 1, end);
-		if (p < end && *p == '}') {
-			depth--;
-			p++;
-			goto after_value;
-		}
+		if (p < end && *p == '}')
+			goto close;
 		goto key;
 	case '[':
 		stack[depth / 8] &= (unsigned char)~(1u << (depth % 8));
 		depth++;
 		p = jsonscan__ws(p + 1, end);
-		if (p < end && *p == ']') {
-			depth--;
-			p++;
-			goto after_value;
-		}
+		if (p < end && *p == ']')
+			goto close;
 		if (p == end)
 			return jsonscan__fail(start, p, err, "unexpected end of text in an array");
 		goto value;
@@ -456,6 +517,7 @@ after_value:
 			root->p = (const char *)first;
 			root->len = (size_t)(last - first);
 			root->type = jsonscan__type(*first);
+			root->doc = doc;
 		}
 		return 0;
 	}
@@ -464,11 +526,8 @@ after_value:
 			p = jsonscan__ws(p + 1, end);
 			goto key;
 		}
-		if (p < end && *p == '}') {
-			depth--;
-			p++;
-			goto after_value;
-		}
+		if (p < end && *p == '}')
+			goto close;
 		return jsonscan__fail(start, p, err, "',' or '}' expected in an object, found %s",
 		    jsonscan__show(p, end, shown, sizeof(shown)));
 	}
@@ -478,13 +537,21 @@ after_value:
 			return jsonscan__fail(start, p, err, "unexpected end of text in an array");
 		goto value;
 	}
-	if (p < end && *p == ']') {
-		depth--;
-		p++;
-		goto after_value;
-	}
+	if (p < end && *p == ']')
+		goto close;
 	return jsonscan__fail(start, p, err, "',' or ']' expected in an array, found %s",
 	    jsonscan__show(p, end, shown, sizeof(shown)));
+
+close:
+	/* p is at the closing bracket of the innermost container. */
+	if (doc != NULL) {
+		uint32_t parent = doc->close[cur];
+		doc->close[cur] = (uint32_t)(p - start);
+		cur = parent;
+	}
+	depth--;
+	p++;
+	goto after_value;
 
 bad_token:
 	return jsonscan__fail(start, p, err, "unexpected %s where a value was expected",
@@ -513,11 +580,34 @@ jsonscan__skip_string(const char *p, const char *end)
 	return end;
 }
 
+/* The container opening at p, as recorded in doc: the byte after its end, or NULL when unknown. */
+static const char *
+jsonscan__recorded_end(const struct jsonscan_doc *doc, const char *p, const char *end)
+{
+	size_t lo = 0, hi = doc->n, off;
+
+	if (p < doc->text || p >= doc->text + doc->len)
+		return NULL;
+	off = (size_t)(p - doc->text);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (doc->open[mid] < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == doc->n || doc->open[lo] != off || doc->close[lo] >= doc->len)
+		return NULL;
+	p = doc->text + doc->close[lo] + 1;
+	return p <= end ? p : end;
+}
+
 /* The value at p: the byte after it, or end. */
 static const char *
-jsonscan__skip(const char *p, const char *end)
+jsonscan__skip(const struct jsonscan_doc *doc, const char *p, const char *end)
 {
 	size_t depth = 0;
+	const char *q;
 
 	if (p >= end)
 		return end;
@@ -529,47 +619,32 @@ jsonscan__skip(const char *p, const char *end)
 			p++;
 		return p;
 	}
+	if (doc != NULL && (q = jsonscan__recorded_end(doc, p, end)) != NULL)
+		return q;
 	while (p < end) {
-		switch (JSONSCAN__SKIP_CLASS[(unsigned char)*p]) {
-		case 1:
+		unsigned char cls = JSONSCAN__SKIP_CLASS[(unsigned char)*p];
+
+		if (cls == 0) {
+			p++;
+		} else if (cls == 1) {
 			p = jsonscan__skip_string(p, end);
-			break;
-		case 2:
+		} else if (cls == 2) {
 			depth++;
 			p++;
-			break;
-		case 3:
+		} else {
 			p++;
 			if (--depth == 0)
 				return p;
-			break;
-		default:
-			p++;
-			break;
 		}
 	}
 	return end;
-}
-
-struct jsonscan_value
-jsonscan_root(const char *text, size_t len)
-{
-	jsonscan__ptr p = (jsonscan__ptr)text, end = p + len;
-
-	if (text == NULL)
-		return (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
-	p = jsonscan__ws(p, end);
-	while (end > p && jsonscan__is_ws(end[-1]))
-		end--;
-	if (p == end)
-		return (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
-	return (struct jsonscan_value){ (const char *)p, (size_t)(end - p), jsonscan__type(*p) };
 }
 
 void
 jsonscan_iter_init(struct jsonscan_iter *it, struct jsonscan_value v)
 {
 	it->object = v.type == JSONSCAN_OBJECT;
+	it->doc = v.doc;
 	if ((v.type != JSONSCAN_OBJECT && v.type != JSONSCAN_ARRAY) || v.p == NULL || v.len < 2) {
 		it->p = it->end = NULL;
 		return;
@@ -593,18 +668,19 @@ jsonscan_next(struct jsonscan_iter *it, struct jsonscan_value *key, struct jsons
 			goto done;
 		q = jsonscan__skip_string(p, end);
 		if (key != NULL)
-			*key = (struct jsonscan_value){ p, (size_t)(q - p), JSONSCAN_STRING };
+			*key = (struct jsonscan_value){ p, (size_t)(q - p), JSONSCAN_STRING, it->doc };
 		p = (const char *)jsonscan__ws((jsonscan__ptr)q, (jsonscan__ptr)end);
 		if (p >= end || *p != ':')
 			goto done;
 		p = (const char *)jsonscan__ws((jsonscan__ptr)p + 1, (jsonscan__ptr)end);
 	} else if (key != NULL) {
-		*key = (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
+		*key = (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT, NULL };
 	}
-	q = jsonscan__skip(p, end);
+	q = jsonscan__skip(it->doc, p, end);
 	if (q == p)
 		goto done;
-	*value = (struct jsonscan_value){ p, (size_t)(q - p), jsonscan__type((unsigned char)*p) };
+	*value = (struct jsonscan_value){ p, (size_t)(q - p), jsonscan__type((unsigned char)*p),
+		it->doc };
 	p = (const char *)jsonscan__ws((jsonscan__ptr)q, (jsonscan__ptr)end);
 	if (p < end && *p == ',')
 		p++;
@@ -640,7 +716,7 @@ jsonscan_index(struct jsonscan_value v, size_t i)
 			if (i-- == 0)
 				return e;
 	}
-	return (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
+	return (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT, NULL };
 }
 
 /* UTF-8 of a code point (at most U+10FFFF) into out[4]; returns the length. */
@@ -803,7 +879,7 @@ jsonscan_get_many(struct jsonscan_value obj, const char *const *keys, size_t n,
 	struct jsonscan_value k, v;
 
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT };
+		out[i] = (struct jsonscan_value){ NULL, 0, JSONSCAN_ABSENT, NULL };
 		if (i < sizeof(lens) / sizeof(lens[0]))
 			lens[i] = strlen(keys[i]);
 	}
@@ -844,10 +920,101 @@ jsonscan_path(struct jsonscan_value v, ...)
 	return v;
 }
 
+/* A number's tree: long long unless it has a fraction or an exponent (as jansson decides). */
+static json_t *
+jsonscan__number_json(struct jsonscan_value v)
+{
+	char stack[JSONSCAN__NUMBER_STACK], *copy = stack;
+	bool real = memchr(v.p, '.', v.len) != NULL || memchr(v.p, 'e', v.len) != NULL ||
+	    memchr(v.p, 'E', v.len) != NULL;
+	json_t *j;
+
+	if (v.len >= sizeof(stack) && (copy = malloc(v.len + 1)) == NULL)
+		return NULL;
+	memcpy(copy, v.p, v.len);
+	copy[v.len] = '\0';
+	j = real ? json_real(strtod(copy, NULL)) : json_integer(strtoll(copy, NULL, 10));
+	if (copy != stack)
+		free(copy);
+	return j;
+}
+
+/* A string's tree; the text is validated UTF-8 without NUL, so no second check. */
+static json_t *
+jsonscan__string_json(struct jsonscan_value v)
+{
+	char stack[128], *s = v.len <= sizeof(stack) ? stack : malloc(v.len);
+	size_t n;
+	json_t *j;
+
+	if (s == NULL)
+		return NULL;
+	n = jsonscan__decode(v.p + 1, v.p + v.len - 1, s, v.len);
+	s[n] = '\0';
+	j = json_stringn_nocheck(s, n);
+	if (s != stack)
+		free(s);
+	return j;
+}
+
+static json_t *
+jsonscan__json(struct jsonscan_value v, unsigned depth)
+{
+	struct jsonscan_iter it;
+	struct jsonscan_value k, e;
+	json_t *j, *child;
+
+	if (depth > LIMITS_JSON_DEPTH)
+		return NULL;
+	switch (v.type) {
+	case JSONSCAN_OBJECT:
+		if ((j = json_object()) == NULL)
+			return NULL;
+		jsonscan_iter_init(&it, v);
+		while (jsonscan_next(&it, &k, &e)) {
+			char stack[64], *key = k.len <= sizeof(stack) ? stack : malloc(k.len);
+			int rc = -1;
+
+			if (key != NULL && jsonscan_string(k, key, k.len, NULL) == 0 &&
+			    (child = jsonscan__json(e, depth + 1)) != NULL)
+				rc = json_object_set_new_nocheck(j, key, child);
+			if (key != stack)
+				free(key);
+			if (rc < 0) {
+				json_decref(j);
+				return NULL;
+			}
+		}
+		return j;
+	case JSONSCAN_ARRAY:
+		if ((j = json_array()) == NULL)
+			return NULL;
+		jsonscan_iter_init(&it, v);
+		while (jsonscan_next(&it, NULL, &e)) {
+			if ((child = jsonscan__json(e, depth + 1)) == NULL ||
+			    json_array_append_new(j, child) < 0) {
+				json_decref(j);
+				return NULL;
+			}
+		}
+		return j;
+	case JSONSCAN_STRING:
+		return v.len >= 2 ? jsonscan__string_json(v) : NULL;
+	case JSONSCAN_NUMBER:
+		return jsonscan__number_json(v);
+	case JSONSCAN_TRUE:
+		return json_true();
+	case JSONSCAN_FALSE:
+		return json_false();
+	case JSONSCAN_NULL:
+		return json_null();
+	default:
+		return NULL;
+	}
+}
+
 json_t *
 jsonscan_json(struct jsonscan_value v)
 {
-	if (v.type == JSONSCAN_ABSENT || v.p == NULL)
-		return NULL;
-	return json_loadb(v.p, v.len, JSON_DECODE_ANY, NULL);
+	return jsonscan__json(v, 1);
 }

@@ -931,30 +931,30 @@ server__reply_error(struct server *s, struct MHD_Connection *mc, struct server__
 
 /*
  * Checks the body of a SERVER_ROUTE_JSON request in full (jsonscan, one
- * pass, no tree) and, with SERVER_ROUTE_JSON_TREE, parses it into *tree.
- * Returns 0, or -1 with the 400 text in why.
+ * pass, no tree; container ends recorded in doc) and, with
+ * SERVER_ROUTE_JSON_TREE, parses it into *tree. Returns 0, or -1 with the
+ * 400 text in why. Free doc in every case.
  */
 static int
-server__check_json(const struct server__req *r, bool want_tree, json_t **tree, char *why,
-    size_t whylen)
+server__check_json(const struct server__req *r, bool want_tree, struct jsonscan_doc *doc,
+    struct jsonscan_value *root, json_t **tree, char *why, size_t whylen)
 {
-	struct jsonscan_value root;
 	struct jsonscan_error err;
 	json_error_t jerr;
 	int rc;
 
 	*tree = NULL;
+	rc = jsonscan_validate(r->body.data, r->body.len, doc, root, &err);
 	if (r->body.len == 0) {
 		snprintf(why, whylen, "request body is empty; a JSON object is expected");
 		return -1;
 	}
-	rc = jsonscan_validate(r->body.data, r->body.len, &root, &err);
 	if (rc < 0) {
 		snprintf(why, whylen, "request body is not valid JSON (line %d, column %d): %s",
 		    err.line, err.column, err.text);
 		return -1;
 	}
-	if (root.type != JSONSCAN_OBJECT) {
+	if (root->type != JSONSCAN_OBJECT) {
 		snprintf(why, whylen, "request body must be a JSON object");
 		return -1;
 	}
@@ -976,6 +976,7 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	size_t cap, len;
 	char why[400];
 	json_t *doc = NULL;
+	struct jsonscan_doc jdoc = { 0 };
 
 	memset(&req, 0, sizeof(req));
 	req.method = method;
@@ -986,10 +987,11 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	req.client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
 	req.received_us = time_mono_us();
 	if (route->flags & (SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE)) {
-		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &doc, why,
-		    sizeof(why)) < 0)
+		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &jdoc,
+		    &req.json_root, &doc, why, sizeof(why)) < 0) {
+			jsonscan_doc_free(&jdoc);
 			return server__reply_error(s, mc, r, 400, NULL, "%s", why);
-		req.json_checked = true;
+		}
 		req.json = doc;
 	}
 	cap = s->opts.max_body_bytes * 2 > LIMITS_HTTP_RESPONSE_MIN ? s->opts.max_body_bytes * 2 :
@@ -999,6 +1001,7 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	buf_init(&resp.body, cap);
 	route->fn(route->ctx, &req, &resp);
 	json_decref(doc);
+	jsonscan_doc_free(&jdoc);
 	/* The body is not needed any more: give the memory back before sending. */
 	buf_free(&r->body);
 	if (resp.status < 200 || resp.status > 599) {

@@ -64,9 +64,9 @@ admission_request_scan(const struct server_request *req, struct admission_reques
 		    "admission reviews must be POSTed");
 	if (req->body == NULL || req->body_len == 0)
 		return admission__fail(http_status, 400, err, errlen, "empty body");
-	if (req->json_checked) {
-		root = jsonscan_root(req->body, req->body_len);
-	} else if (jsonscan_validate(req->body, req->body_len, &root, &jerr) < 0) {
+	if (req->json_root.type != JSONSCAN_ABSENT) {
+		root = req->json_root;
+	} else if (jsonscan_validate(req->body, req->body_len, &ar->doc, &root, &jerr) < 0) {
 		*http_status = 400;
 		snprintf(err, errlen, "body is not JSON: %s (line %d, column %d)", jerr.text,
 		    jerr.line, jerr.column);
@@ -146,6 +146,7 @@ admission_request_free(struct admission_request *ar)
 	json_decref(ar->object);
 	json_decref(ar->old_object);
 	free(ar->strings);
+	jsonscan_doc_free(&ar->doc);
 	memset(ar, 0, sizeof(*ar));
 }
 

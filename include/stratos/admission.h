@@ -46,11 +46,12 @@ struct admission_request {
 	json_t *old_object;             /* likewise request.oldObject */
 	bool dry_run;
 	char *strings;                  /* owns the text of the strings above */
+	struct jsonscan_doc doc;        /* the body's containers, when the server had not checked it */
 };
 
 /*
  * Reads a request body without building a tree of it: the body is checked
- * in full with jsonscan (unless the server did: req->json_checked) and the
+ * in full with jsonscan (unless the server did: req->json_root) and the
  * fields above are read from it; object and old_object stay NULL (read
  * object_text with jsonscan). Returns 0, or a negative code with
  * *http_status (400 for a body that is not an AdmissionReview v1 with

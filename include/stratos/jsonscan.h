@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -16,9 +17,12 @@
  * caller's text: nothing is copied or allocated until a string is decoded
  * (jsonscan_string) or a small span is turned into a tree (jsonscan_json).
  *
+ *   struct jsonscan_doc doc;
  *   struct jsonscan_value root, uid;
- *   if (jsonscan_validate(body, len, &root, &err) < 0) ...400 err.text...
+ *   if (jsonscan_validate(body, len, &doc, &root, &err) < 0) ...400 err.text...
  *   uid = jsonscan_path(root, "request", "uid", NULL);
+ *   ...
+ *   jsonscan_doc_free(&doc);
  *
  * A large array is walked element by element (jsonscan_next), each one a
  * span to look into, so reading one field of 5,000 objects costs one pass.
@@ -40,10 +44,30 @@ enum jsonscan_type {
 	JSONSCAN_NULL,
 };
 
+struct jsonscan_doc;
+
 struct jsonscan_value {
 	const char *p;                  /* first byte of the value's text */
 	size_t len;                     /* bytes of text, quotes and brackets included */
 	enum jsonscan_type type;
+	const struct jsonscan_doc *doc; /* container ends recorded by jsonscan_validate(), or NULL */
+};
+
+/* Containers recorded without allocating, for small documents (an AdmissionReview). */
+#define JSONSCAN_DOC_SMALL 128
+
+/*
+ * Where every object and array of a checked text ends, recorded while it
+ * was checked: a lookup then jumps over a container instead of reading it,
+ * so finding request.object.spec costs the keys on the way, not the bytes.
+ * Lives on the caller's stack or in a struct; fields are private.
+ */
+struct jsonscan_doc {
+	const char *text;
+	size_t len;
+	size_t n, cap;
+	uint32_t *open, *close;         /* offsets of each container's brackets, in text order */
+	uint32_t small_open[JSONSCAN_DOC_SMALL], small_close[JSONSCAN_DOC_SMALL];
 };
 
 /* Where and why a text was refused. */
@@ -59,19 +83,17 @@ struct jsonscan_error {
  * strict UTF-8 everywhere, no "\u0000", paired surrogate escapes, integers
  * within long long, reals that do not overflow a double (C locale), values
  * nested at most LIMITS_JSON_DEPTH deep (a value inside N containers is at
- * depth N+1). On success *root is the top-level value. Returns 0, -EINVAL
- * (err filled), or -ENOMEM (a very long real number could not be copied).
- * err may be NULL. No recursion: any depth of input is safe.
+ * depth N+1). On success *root is the top-level value. With doc (may be
+ * NULL), the containers' ends are recorded there and values found from
+ * root use them; free it with jsonscan_doc_free() in every case, after the
+ * last use of those values. Returns 0, -EINVAL (err filled), or -ENOMEM.
+ * root and err may be NULL. No recursion: any depth of input is safe.
  */
-int jsonscan_validate(const char *text, size_t len, struct jsonscan_value *root,
-    struct jsonscan_error *err);
+int jsonscan_validate(const char *text, size_t len, struct jsonscan_doc *doc,
+    struct jsonscan_value *root, struct jsonscan_error *err);
 
-/*
- * The top-level value of a text jsonscan_validate() accepted earlier (a
- * server route's checked body), without checking it again: white space
- * around it is trimmed. ABSENT for an empty text.
- */
-struct jsonscan_value jsonscan_root(const char *text, size_t len);
+/* Frees what jsonscan_validate() recorded in doc. NULL-safe. */
+void jsonscan_doc_free(struct jsonscan_doc *doc);
 
 /*
  * The member key of an object; the last one when the key is repeated (as
@@ -96,6 +118,7 @@ struct jsonscan_value jsonscan_index(struct jsonscan_value v, size_t i);
 /* Elements of an array, or members of an object, one at a time. */
 struct jsonscan_iter {
 	const char *p, *end;
+	const struct jsonscan_doc *doc;
 	bool object;
 };
 
@@ -131,7 +154,9 @@ size_t jsonscan_string_length(struct jsonscan_value v);
 
 /*
  * The value as a jansson tree (new reference), for a small part of a large
- * document. NULL when v is ABSENT or on ENOMEM.
+ * document: built from the checked text without lexing it again (strings
+ * are not re-checked for UTF-8). The same tree json_loadb() would give.
+ * NULL when v is ABSENT, on ENOMEM, or past LIMITS_JSON_DEPTH.
  */
 json_t *jsonscan_json(struct jsonscan_value v);
 

@@ -119,11 +119,12 @@ jsonscan_diff_value(struct jsonscan_value v, const json_t *j)
 static int
 jsonscan_diff(const char *text, size_t len)
 {
-	struct jsonscan_value root;
+	struct jsonscan_doc doc;
+	struct jsonscan_value root, plain;
 	struct jsonscan_error err;
 	json_error_t jerr;
 	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-	int rc = jsonscan_validate(text, len, &root, &err);
+	int rc = jsonscan_validate(text, len, &doc, &root, &err);
 
 	/*
 	 * The one known difference: jansson drops a NUL byte that directly
@@ -133,6 +134,7 @@ jsonscan_diff(const char *text, size_t len)
 	if (j != NULL && rc == -EINVAL && err.offset < len && text[err.offset] == '\0' &&
 	    err.offset > 0 && strchr("0123456789el", text[err.offset - 1]) != NULL) {
 		json_decref(j);
+		jsonscan_doc_free(&doc);
 		return 0;
 	}
 	if ((j != NULL) != (rc == 0)) {
@@ -141,12 +143,29 @@ jsonscan_diff(const char *text, size_t len)
 		    j != NULL ? "-" : jerr.text, rc == 0 ? "accepts" : "refuses",
 		    rc == 0 ? "-" : err.text, rc == 0 ? (size_t)0 : err.offset);
 		json_decref(j);
+		jsonscan_doc_free(&doc);
 		return -1;
 	}
-	if (j == NULL)
+	if (j == NULL) {
+		jsonscan_doc_free(&doc);
 		return 0;
+	}
+	/* Lookups agree with the recorded container ends, and without them. */
 	rc = jsonscan_diff_value(root, j);
+	if (rc == 0 && jsonscan_validate(text, len, NULL, &plain, NULL) == 0 && plain.doc == NULL)
+		rc = jsonscan_diff_value(plain, j);
+	else if (rc == 0)
+		rc = jsonscan_diff__fail("a second check differs", text);
+	if (rc == 0) {
+		/* The tree built from the text is jansson's tree. */
+		json_t *mine = jsonscan_json(root);
+
+		if (mine == NULL || !json_equal(mine, j))
+			rc = jsonscan_diff__fail("jsonscan_json differs from json_loadb", text);
+		json_decref(mine);
+	}
 	json_decref(j);
+	jsonscan_doc_free(&doc);
 	return rc;
 }
 

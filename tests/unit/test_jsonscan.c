@@ -41,7 +41,7 @@ assert_verdict(const char *text, bool valid)
 	struct jsonscan_error err;
 
 	assert_agree(text, strlen(text));
-	if ((jsonscan_validate(text, strlen(text), NULL, &err) == 0) != valid)
+	if ((jsonscan_validate(text, strlen(text), NULL, NULL, &err) == 0) != valid)
 		fail_msg("%s should be %s", text, valid ? "accepted" : "refused");
 }
 
@@ -77,13 +77,13 @@ test_corpus(void **state)
 		assert_verdict(invalid[i], false);
 	/* A NUL byte in the text (not the escape) is refused, inside or outside strings. */
 	assert_agree("[1]\0", 4);
-	assert_int_equal(jsonscan_validate("[1]\0", 4, NULL, NULL), -EINVAL);
-	assert_int_equal(jsonscan_validate("\"a\0b\"", 5, NULL, NULL), -EINVAL);
+	assert_int_equal(jsonscan_validate("[1]\0", 4, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(jsonscan_validate("\"a\0b\"", 5, NULL, NULL, NULL), -EINVAL);
 	assert_agree("\"a\0b\"", 5);
-	assert_int_equal(jsonscan_validate(NULL, 0, NULL, NULL), -EINVAL);
+	assert_int_equal(jsonscan_validate(NULL, 0, NULL, NULL, NULL), -EINVAL);
 	/* jansson drops a NUL right after a number or literal and accepts; jsonscan does not. */
-	assert_int_equal(jsonscan_validate("[1\0]", 4, NULL, NULL), -EINVAL);
-	assert_int_equal(jsonscan_validate("[true\0]", 7, NULL, NULL), -EINVAL);
+	assert_int_equal(jsonscan_validate("[1\0]", 4, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(jsonscan_validate("[true\0]", 7, NULL, NULL, NULL), -EINVAL);
 	assert_int_equal(jsonscan_diff("[true\0]", 7), 0);
 }
 
@@ -102,22 +102,22 @@ test_depth(void **state)
 		memset(text, '[', depth);
 		memset(text + depth, ']', depth);
 		assert_agree(text, 2 * depth);
-		assert_int_equal(jsonscan_validate(text, 2 * depth, NULL, NULL) == 0,
+		assert_int_equal(jsonscan_validate(text, 2 * depth, NULL, NULL, NULL) == 0,
 		    depth <= LIMITS_JSON_DEPTH);
 		text[depth] = '1';
 		memset(text + depth + 1, ']', depth);
 		assert_agree(text, 2 * depth + 1);
-		assert_int_equal(jsonscan_validate(text, 2 * depth + 1, NULL, NULL) == 0,
+		assert_int_equal(jsonscan_validate(text, 2 * depth + 1, NULL, NULL, NULL) == 0,
 		    depth < LIMITS_JSON_DEPTH);
 	}
 	memset(text, '[', n);
 	memset(text + n, ']', n);
-	assert_int_equal(jsonscan_validate(text, 2 * n, NULL, &err), -EINVAL);
+	assert_int_equal(jsonscan_validate(text, 2 * n, NULL, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.text, "nested deeper"));
 	/* Objects count the same way. */
 	for (size_t i = 0; i < n; i++)
 		memcpy(text + 5 * i, "{\"a\":", 5);
-	assert_int_equal(jsonscan_validate(text, 5 * (n / 3), NULL, &err), -EINVAL);
+	assert_int_equal(jsonscan_validate(text, 5 * (n / 3), NULL, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.text, "nested deeper"));
 	free(text);
 }
@@ -188,7 +188,7 @@ test_mutations(void **state)
 			}
 			if (jsonscan_diff(mut, n) != 0)
 				fail_msg("%s: mutation %d: %s", fixtures[f], i, jsonscan_diff_why);
-			agreed_valid += jsonscan_validate(mut, n, NULL, NULL) == 0;
+			agreed_valid += jsonscan_validate(mut, n, NULL, NULL, NULL) == 0;
 		}
 		free(doc);
 	}
@@ -208,11 +208,13 @@ test_lookups(void **state)
 	static const char *const keys[] = { "d", "apiVersion", "missing", "esc" };
 	struct jsonscan_iter it;
 	struct jsonscan_value k;
+	struct jsonscan_doc doc;
 	char buf[16];
 	size_t n;
 
 	(void)state;
-	assert_int_equal(jsonscan_validate(text, strlen(text), &root, NULL), 0);
+	assert_int_equal(jsonscan_validate(text, strlen(text), &doc, &root, NULL), 0);
+	assert_ptr_equal(root.doc, &doc);
 	assert_agree(text, strlen(text));
 	assert_int_equal(root.type, JSONSCAN_OBJECT);
 	assert_int_equal(root.len, strlen(text));
@@ -261,6 +263,7 @@ test_lookups(void **state)
 		json_decref(j);
 		assert_null(jsonscan_json(jsonscan_get(root, "missing")));
 	}
+	jsonscan_doc_free(&doc);
 }
 
 static void
@@ -270,17 +273,17 @@ test_errors_say_where(void **state)
 	const char *text = "{\n  \"a\": 1,\n  \"b\": tru\n}";
 
 	(void)state;
-	assert_int_equal(jsonscan_validate(text, strlen(text), NULL, &err), -EINVAL);
+	assert_int_equal(jsonscan_validate(text, strlen(text), NULL, NULL, &err), -EINVAL);
 	assert_int_equal(err.line, 3);
 	assert_int_equal(err.column, 8);
 	assert_int_equal(err.offset, 19);
 	assert_non_null(strstr(err.text, "'t'"));
-	assert_int_equal(jsonscan_validate("{\"a\":\"\x01\"}", 9, NULL, &err), -EINVAL);
+	assert_int_equal(jsonscan_validate("{\"a\":\"\x01\"}", 9, NULL, NULL, &err), -EINVAL);
 	assert_int_equal(err.offset, 6);
 	assert_non_null(strstr(err.text, "control character"));
-	assert_int_equal(jsonscan_validate("[1,\xff]", 5, NULL, &err), -EINVAL);
+	assert_int_equal(jsonscan_validate("[1,\xff]", 5, NULL, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.text, "byte 0xff"));
-	assert_int_equal(jsonscan_validate("  ", 2, NULL, &err), -EINVAL);
+	assert_int_equal(jsonscan_validate("  ", 2, NULL, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.text, "empty"));
 }
 
@@ -296,12 +299,13 @@ test_large_array_walk(void **state)
 	struct buf doc;
 	struct jsonscan_value root, item, nodes_list;
 	struct jsonscan_iter it;
+	struct jsonscan_doc jd;
 	json_t *j;
 	size_t count = 0, nodes = 3000;
 
 	(void)state;
 	/* The fixture is an array of Nodes: the first one is the template. */
-	assert_int_equal(jsonscan_validate(node, len, &root, NULL), 0);
+	assert_int_equal(jsonscan_validate(node, len, NULL, &root, NULL), 0);
 	item = jsonscan_index(root, 0);
 	assert_int_equal(item.type, JSONSCAN_OBJECT);
 	buf_init(&doc, 64u << 20);
@@ -312,7 +316,9 @@ test_large_array_walk(void **state)
 		    i > 0 ? "," : "", i, (int)item.len, item.p), 0);
 	}
 	assert_int_equal(buf_append_str(&doc, "]},\"NodeNames\":null}"), 0);
-	assert_int_equal(jsonscan_validate(doc.data, doc.len, &root, NULL), 0);
+	/* Past JSONSCAN_DOC_SMALL containers, the record grows on the heap. */
+	assert_int_equal(jsonscan_validate(doc.data, doc.len, &jd, &root, NULL), 0);
+	assert_true(jd.n > JSONSCAN_DOC_SMALL);
 	nodes_list = jsonscan_path(root, "Nodes", "items", NULL);
 	jsonscan_iter_init(&it, nodes_list);
 	while (jsonscan_next(&it, NULL, &item)) {
@@ -329,6 +335,7 @@ test_large_array_walk(void **state)
 	assert_non_null(j);
 	assert_int_equal(jsonscan_diff_value(root, j), 0);
 	json_decref(j);
+	jsonscan_doc_free(&jd);
 	buf_free(&doc);
 	free(node);
 }

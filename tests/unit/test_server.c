@@ -158,7 +158,7 @@ echo_handler(void *ctx, const struct server_request *req, struct server_response
 	buf_printf(&resp->body, "{\"method\":\"%s\",\"path\":\"%s\",\"len\":%zu,\"cert\":%s,\"json\":%s,"
 	    "\"checked\":%s}", req->method, req->path, req->body_len,
 	    req->client_cert_verified ? "true" : "false", req->json != NULL ? "true" : "false",
-	    req->json_checked ? "true" : "false");
+	    req->json_root.type == JSONSCAN_OBJECT ? "true" : "false");
 }
 
 static void
