@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -210,6 +211,10 @@ struct server__conn {
 	struct server__cred *cred;      /* pair given to this connection's handshake */
 	int cert_state;                 /* 0 not checked, 1 verified, -1 refused */
 	char cert_error[160];
+	/* TLS read-ahead: bytes received but not yet handed to GnuTLS. */
+	gnutls_session_t tls;
+	char *rbuf;
+	size_t roff, rlen;
 };
 
 /* One request, from its headers to the completion callback. */
@@ -722,6 +727,79 @@ server__client_verified(struct server *s, struct server__conn *conn, struct MHD_
 	return true;
 }
 
+/* ---- TLS transport with read-ahead ----------------------------------------- */
+
+/*
+ * GnuTLS reads a record as two recv() calls, its 5-byte header and then
+ * the rest, and one more that fails with EAGAIN: three system calls for a
+ * request that arrived in one segment. This transport reads whatever is
+ * there into a per-connection buffer (LIMITS_HTTP_TLS_READ_AHEAD, allocated
+ * on first use) and serves GnuTLS from it. libmicrohttpd keeps reading
+ * until it sees EAGAIN, which only an empty buffer returns, so no buffered
+ * byte waits for an epoll event that will not come.
+ */
+static ssize_t
+server__tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct server__conn *c = ptr;
+	size_t n;
+
+	if (c->roff == c->rlen) {
+		ssize_t got;
+
+		if (c->rbuf == NULL && (c->rbuf = malloc(LIMITS_HTTP_TLS_READ_AHEAD)) == NULL) {
+			gnutls_transport_set_errno(c->tls, ENOMEM);
+			return -1;
+		}
+		got = recv(c->fd, c->rbuf, LIMITS_HTTP_TLS_READ_AHEAD, 0);
+		if (got <= 0) {
+			if (got < 0)
+				gnutls_transport_set_errno(c->tls, errno);
+			return got;
+		}
+		c->roff = 0;
+		c->rlen = (size_t)got;
+	}
+	n = c->rlen - c->roff < len ? c->rlen - c->roff : len;
+	memcpy(data, c->rbuf + c->roff, n);
+	c->roff += n;
+	return (ssize_t)n;
+}
+
+static int
+server__tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct server__conn *c = ptr;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	if (c->roff < c->rlen)
+		return 1;
+	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
+static ssize_t
+server__tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct server__conn *c = ptr;
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+
+	if (n < 0)
+		gnutls_transport_set_errno(c->tls, errno);
+	return n;
+}
+
+/* Puts the read-ahead transport under a new connection's session (before its handshake). */
+static void
+server__tls_transport(struct server__conn *c, gnutls_session_t session)
+{
+	c->tls = session;
+	gnutls_transport_set_ptr(session, c);
+	gnutls_transport_set_pull_function(session, server__tls_pull);
+	gnutls_transport_set_pull_timeout_function(session, server__tls_pull_timeout);
+	gnutls_transport_set_vec_push_function(session, server__tls_push);
+}
+
 /* ---- Connections and the watchdog ---------------------------------------- */
 
 static void
@@ -743,11 +821,15 @@ server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 		conn->fd = ci != NULL ? ci->connect_fd : -1;
 		atomic_init(&conn->since_ms, time_mono_ms());
 		atomic_init(&conn->responding, false);
-		if (s->tls && s->opts.client_ca != NULL) {
-			/* Ask for (not require) a certificate: only some routes need one. */
+		if (s->tls && conn->fd >= 0) {
 			ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-			if (ci != NULL && ci->tls_session != NULL)
-				gnutls_certificate_server_set_request(ci->tls_session, GNUTLS_CERT_REQUEST);
+			if (ci != NULL && ci->tls_session != NULL) {
+				server__tls_transport(conn, ci->tls_session);
+				/* Ask for (not require) a certificate: only some routes need one. */
+				if (s->opts.client_ca != NULL)
+					gnutls_certificate_server_set_request(ci->tls_session,
+					    GNUTLS_CERT_REQUEST);
+			}
 		}
 		pthread_mutex_lock(&s->conns_lock);
 		conn->next = s->conns;
@@ -774,6 +856,7 @@ server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 	atomic_fetch_sub(&s->nconns, 1);
 	metrics_gauge_add(server_m_connections, -1, s->opts.name);
 	server__cred_unref(conn->cred);
+	free(conn->rbuf);
 	free(conn);
 	*socket_context = NULL;
 }
@@ -1494,7 +1577,7 @@ server_start(struct server *s, struct server_error *err)
 	}
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 
-	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
 	if (s->tls)
 		flags |= MHD_USE_TLS;
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, server__access, s, MHD_OPTION_ARRAY, o,

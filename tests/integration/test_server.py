@@ -536,6 +536,28 @@ class TestAdmissionInput(ServerTestCase):
         for path in ("/admission/validate-nodepool", "/admission/validate-awsnodeclass"):
             self.assertEqual(self.get(path).status, 405)
 
+    def test_pipelined_requests_in_one_write_are_all_answered(self):
+        # The server reads ahead of GnuTLS: requests already in its buffer must
+        # be served without waiting for more bytes from the client.
+        raw = fixture_bytes("admission", "pod-create-pool.json")
+        one = (b"POST " + MUTATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/json\r\nContent-Length: " +
+               str(len(raw)).encode() + b"\r\n\r\n" + raw)
+        health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        with tl.raw_tls_socket(self.d.https_port, self.ctx(), host="localhost", timeout=10) as s:
+            # Many requests in one write: several TLS records in one segment,
+            # and a mutate body (2.4 KB) split across reads of the buffer.
+            s.sendall((one + health) * 20)
+            data = b""
+            deadline = time.monotonic() + 10
+            while data.count(b"HTTP/1.1 200") < 40 and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 40, data[-300:])
+        self.assertEqual(data.count(b'"patchType":"JSONPatch"'), 20)
+
     def test_malformed_json_is_400_with_reason(self):
         raw = fixture_bytes("admission", "pod-create-pool.json")
         bodies = {
