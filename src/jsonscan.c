@@ -848,10 +848,15 @@ jsonscan__raw_equal(const char *p, size_t n, const char *s, size_t slen)
 	char stack[256], *tmp;
 	bool eq;
 
+	/*
+	 * Every escape decodes to fewer bytes than it takes, so a raw text as
+	 * long as s can only equal it byte for byte, and a shorter one never.
+	 */
+	if (n <= slen)
+		return n == slen && memcmp(p, s, n) == 0 && memchr(s, '\\', slen) == NULL;
+	if (p[0] != '\\' && p[0] != s[0])
+		return false;
 	if (memchr(p, '\\', n) == NULL)
-		return n == slen && memcmp(p, s, n) == 0;
-	/* Every escape decodes to fewer bytes than it takes: never longer. */
-	if (slen > n)
 		return false;
 	tmp = n <= sizeof(stack) ? stack : malloc(n);
 	if (tmp == NULL)
