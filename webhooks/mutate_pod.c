@@ -444,14 +444,15 @@ mutate_pod__child(json_t *obj, const char *key, json_t *child, bool *oom)
 
 /*
  * The parts of a Pod that mutate_pod_review(), poolpod_detect() and the log
- * line read, as a small tree: the rest of the object (images, env, probes,
+ * line read (containers[0].resources only with --managed-resource), as a
+ * small tree: the rest of the object (images, env, probes,
  * volumes, managedFields...) is never parsed. A field of the wrong type is
  * kept as it is, so the review reports it as it would on the whole pod.
  * Keep in step with what those read: test_mutate_pod checks that the
  * handler's answers equal the review of the whole pod. NULL on ENOMEM.
  */
 static json_t *
-mutate_pod__essentials(struct jsonscan_value pod)
+mutate_pod__essentials(const struct mutate_pod *mp, struct jsonscan_value pod)
 {
 	static const char *const pod_keys[] = { "metadata", "spec" };
 	static const char *const spec_keys[] = { "nodeName", "nodeSelector", "schedulerName",
@@ -496,8 +497,8 @@ mutate_pod__essentials(struct jsonscan_value pod)
 		json_t *na = mutate_pod__child(aff, "nodeAffinity", json_object(), &oom);
 		mutate_pod__put(na, "requiredDuringSchedulingIgnoredDuringExecution", v, &oom);
 	}
-	/* containers[0].resources, nothing else. */
-	if (sp[5].type == JSONSCAN_ARRAY) {
+	/* containers[0].resources, nothing else, and only when the review adds to it. */
+	if (mp->managed_resource && sp[5].type == JSONSCAN_ARRAY) {
 		json_t *list = mutate_pod__child(t, "containers", json_array(), &oom), *c0 = NULL;
 
 		v = jsonscan_index(sp[5], 0);
@@ -549,7 +550,7 @@ mutate_pod_handle(void *ctx, const struct server_request *req, struct server_res
 		admission_request_free(&ar);
 		return;
 	}
-	if ((pod = mutate_pod__essentials(ar.object_text)) == NULL) {
+	if ((pod = mutate_pod__essentials(mp, ar.object_text)) == NULL) {
 		struct admission_verdict plain = { .allowed = true };
 		log_warn("mutate-pod: out of memory, pod admitted unchanged");
 		metrics_counter_add(mp->pods_total, 1, "", "error");
