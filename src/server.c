@@ -734,7 +734,8 @@ server__client_verified(struct server *s, struct server__conn *conn, struct MHD_
  * the rest, and one more that fails with EAGAIN: three system calls for a
  * request that arrived in one segment. This transport reads whatever is
  * there into a per-connection buffer (LIMITS_HTTP_TLS_READ_AHEAD, allocated
- * on first use) and serves GnuTLS from it. libmicrohttpd keeps reading
+ * on first use) and serves GnuTLS from it; reads at least that large go
+ * straight to GnuTLS. libmicrohttpd keeps reading
  * until it sees EAGAIN, which only an empty buffer returns, so no buffered
  * byte waits for an epoll event that will not come.
  */
@@ -744,6 +745,14 @@ server__tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	struct server__conn *c = ptr;
 	size_t n;
 
+	if (c->roff == c->rlen && len >= LIMITS_HTTP_TLS_READ_AHEAD) {
+		/* A large record: straight into GnuTLS's buffer, no copy. */
+		ssize_t got = recv(c->fd, data, len, 0);
+
+		if (got < 0)
+			gnutls_transport_set_errno(c->tls, errno);
+		return got;
+	}
 	if (c->roff == c->rlen) {
 		ssize_t got;
 
