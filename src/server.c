@@ -32,6 +32,8 @@
 #define SERVER__TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
 #define SERVER__WATCHDOG_TICK_MS 250
 #define SERVER__LISTEN_BACKLOG 511
+#define SERVER__HOLD_MAX 1024           /* a header record held back (headers are ~150 bytes) */
+#define SERVER__PUSH_IOV 16
 
 /* ---- Readiness checks ---------------------------------------------------- */
 
@@ -215,6 +217,10 @@ struct server__conn {
 	gnutls_session_t tls;
 	char *rbuf;
 	size_t roff, rlen;
+	/* A response's header record, held to go out with its body's (server__tls_push). */
+	bool hold;
+	size_t wlen;
+	unsigned char wbuf[SERVER__HOLD_MAX];
 };
 
 /* One request, from its headers to the completion callback. */
@@ -787,15 +793,81 @@ server__tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 }
 
 static ssize_t
+server__tls_send(struct server__conn *c, const struct iovec *iov, size_t n)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = n };
+	ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+
+	if (sent < 0)
+		gnutls_transport_set_errno(c->tls, errno);
+	return sent;
+}
+
+/*
+ * libmicrohttpd sends a response as two TLS records, headers then body,
+ * each its own sendmsg(). When a response with a body is queued
+ * (server__reply sets hold), the first record pushed is kept here and goes
+ * out with the next one in a single sendmsg(); libmicrohttpd pushes the
+ * body right after the headers, in the same call. Held bytes always leave
+ * before anything else; a real EAGAIN is reported as such, so the socket's
+ * next writable edge resumes the send.
+ */
+static ssize_t
 server__tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
 	struct server__conn *c = ptr;
-	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
-	ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	struct iovec v[SERVER__PUSH_IOV + 1];
+	size_t total = 0;
+	ssize_t sent;
 
-	if (n < 0)
-		gnutls_transport_set_errno(c->tls, errno);
-	return n;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (c->hold && c->wlen == 0 && total <= sizeof(c->wbuf)) {
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(c->wbuf + c->wlen, iov[i].iov_base, iov[i].iov_len);
+			c->wlen += iov[i].iov_len;
+		}
+		c->hold = false;
+		return (ssize_t)total;
+	}
+	c->hold = false;
+	while (c->wlen > 0) {
+		size_t nv = 1;
+
+		v[0].iov_base = c->wbuf;
+		v[0].iov_len = c->wlen;
+		for (int i = 0; i < iovcnt && nv < sizeof(v) / sizeof(v[0]); i++)
+			v[nv++] = (struct iovec){ iov[i].iov_base, iov[i].iov_len };
+		if ((sent = server__tls_send(c, v, nv)) < 0)
+			return -1;
+		if ((size_t)sent < c->wlen) {
+			memmove(c->wbuf, c->wbuf + sent, c->wlen - (size_t)sent);
+			c->wlen -= (size_t)sent;
+			continue;       /* the socket is full: the next try says EAGAIN */
+		}
+		sent -= (ssize_t)c->wlen;
+		c->wlen = 0;
+		if (sent > 0)
+			return sent;
+	}
+	return server__tls_send(c, (const struct iovec *)iov, (size_t)iovcnt);
+}
+
+/* Sends what is still held when a response ends without a second record (best effort). */
+static void
+server__tls_flush(struct server__conn *c)
+{
+	struct iovec v;
+	ssize_t sent;
+
+	c->hold = false;
+	while (c->wlen > 0) {
+		v = (struct iovec){ c->wbuf, c->wlen };
+		if ((sent = server__tls_send(c, &v, 1)) <= 0)
+			return;         /* left for the connection's next push */
+		memmove(c->wbuf, c->wbuf + sent, c->wlen - (size_t)sent);
+		c->wlen -= (size_t)sent;
+	}
 }
 
 /* Puts the read-ahead transport under a new connection's session (before its handshake). */
@@ -992,6 +1064,10 @@ server__reply(struct server *s, struct MHD_Connection *mc, struct server__req *r
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(mc, (unsigned)status, resp);
 	MHD_destroy_response(resp);
+	/* Headers and body leave in one write (server__tls_push); HEAD, 204 and 304 have no body. */
+	if (ret == MHD_YES && r->conn != NULL && r->conn->tls != NULL && len > 0 &&
+	    strcmp(r->method, "HEAD") != 0 && status != 204 && status != 304)
+		r->conn->hold = true;
 	r->status = status;
 	r->resp_bytes = len;
 	if (r->conn != NULL)
@@ -1223,6 +1299,8 @@ server__completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	*con_cls = NULL;
 	us = time_mono_us() - r->start_us;
 	if (r->conn != NULL) {
+		if (r->conn->tls != NULL && (r->conn->wlen > 0 || r->conn->hold))
+			server__tls_flush(r->conn);
 		atomic_store(&r->conn->since_ms, time_mono_ms());
 		atomic_store(&r->conn->responding, false);
 	}

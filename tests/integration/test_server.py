@@ -558,6 +558,24 @@ class TestAdmissionInput(ServerTestCase):
         self.assertEqual(data.count(b"HTTP/1.1 200"), 40, data[-300:])
         self.assertEqual(data.count(b'"patchType":"JSONPatch"'), 20)
 
+    def test_bodiless_and_full_replies_alternate_on_one_connection(self):
+        # A response's header record waits for its body record (one write for
+        # both); a HEAD reply has no body and must not be held back.
+        import http.client
+        conn = http.client.HTTPSConnection("localhost", self.d.https_port, context=self.ctx(),
+                                           timeout=5)
+        self.addCleanup(conn.close)
+        for _ in range(3):
+            for method, path in (("HEAD", "/healthz"), ("POST", MUTATE), ("HEAD", "/readyz"),
+                                 ("GET", "/healthz"), ("GET", "/nope"), ("HEAD", "/healthz")):
+                body = json.dumps(self.review) if method == "POST" else None
+                conn.request(method, path, body=body,
+                             headers={"Content-Type": "application/json"} if body else {})
+                r = conn.getresponse()
+                data = r.read()
+                self.assertEqual(r.status, 404 if path == "/nope" else 200, (method, path))
+                self.assertEqual(len(data) > 0, method != "HEAD", (method, path))
+
     def test_malformed_json_is_400_with_reason(self):
         raw = fixture_bytes("admission", "pod-create-pool.json")
         bodies = {
