@@ -28,8 +28,9 @@
 
 /*
  * One parsed request. The strings are decoded copies the struct owns; the
- * *_text values are spans of the request body (borrowed: valid while the
- * body is); the trees exist only after admission_request_parse().
+ * *_text values are spans of the request body (borrowed: valid for the
+ * handler call, like the body and the server's json_root); the trees exist
+ * only after admission_request_parse().
  */
 struct admission_request {
 	const char *uid;
