@@ -95,6 +95,7 @@ start_stratosd() {
 	fi
 	"${SERVER_CPU[@]}" "$bin" serve "${args[@]}" 2>"$WORK/$name.log" &
 	PIDS+=($!)
+	printf -v "PID_$name" '%s' "$!"
 	for _ in $(seq 100); do
 		grep -q '"stratosd serving' "$WORK/$name.log" && break
 		sleep 0.05
@@ -188,6 +189,7 @@ open(work + "/nginx/nginx.conf", "w").write(conf)
 PY
 "${SERVER_CPU[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/stderr.log" &
 PIDS+=($!)
+PID_nginx=$!
 for _ in $(seq 100); do
 	curl -s -o /dev/null --cacert "$WORK/ca.crt" --resolve "localhost:$PORT_nginx:127.0.0.1" \
 		-X "$METHOD" "https://localhost:$PORT_nginx$ROUTE" && break
@@ -230,15 +232,32 @@ done = function(summary, latency, requests)
 end
 LUA
 
-# run PORT CONNECTIONS -> "rps p50_us p99_us max_us errors non2xx"
+# CPU time (clock ticks, user + system) of a server: every thread of the
+# process and of its children (nginx's workers).
+cpu_ticks() {
+	local pid=$1 p t total=0
+	for p in "$pid" $(pgrep -P "$pid" || true); do
+		for t in /proc/"$p"/task/*/stat; do
+			[ -r "$t" ] && total=$(( total + $(awk '{ print $14 + $15 }' "$t") ))
+		done
+	done
+	echo "$total"
+}
+
+# run NAME CONNECTIONS -> "rps p50_us p99_us max_us errors non2xx cpu_us_per_request"
 run() {
-	local port=$1 conns=$2 url
-	url="https://127.0.0.1:$port$ROUTE"
+	local name=$1 conns=$2 port pid url t0 out
+	port=PORT_$name
+	pid=PID_$name
+	url="https://127.0.0.1:${!port}$ROUTE"
 	BENCH_METHOD=$METHOD BENCH_BODY=$FIXTURE "${CLIENT_CPU[@]}" \
 		wrk -t1 -c"$conns" -d2s -s "$WORK/bench.lua" "$url" >/dev/null
-	BENCH_METHOD=$METHOD BENCH_BODY=$FIXTURE "${CLIENT_CPU[@]}" \
+	t0=$(cpu_ticks "${!pid}")
+	out=$(BENCH_METHOD=$METHOD BENCH_BODY=$FIXTURE "${CLIENT_CPU[@]}" \
 		wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$WORK/bench.lua" "$url" |
-		awk '/^RESULT/ { print $2, $3, $4, $5, $6, $7 }'
+		awk '/^RESULT/ { print $2, $3, $4, $5, $6, $7 }')
+	echo "$out" | awk -v ticks=$(( $(cpu_ticks "${!pid}") - t0 )) -v hz="$(getconf CLK_TCK)" \
+		-v d="$DURATION" '{ print $0, ticks / hz * 1e6 / ($1 * d) }'
 }
 
 # rate_run PORT RATE -> "p50_us p99_us achieved errors"
@@ -266,27 +285,30 @@ echo "  runs:     ${DURATION}s each after a warm-up, $ROUNDS rounds alternating 
 echo "  load:     $(cut -d' ' -f1-3 /proc/loadavg) (load average before the runs; the machine is shared)"
 echo
 echo "closed loop: wrk -t1, each connection sends its next request when the last is answered"
-printf '%-10s %6s %12s %10s %10s %10s %8s\n' server conns "requests/s" "p50 ms" "p99 ms" "max ms" errors
-declare -A RPS P50 P99 MAX ERRS
+echo "(CPU us/request: the server's user + system CPU time over the run, all threads and workers,"
+echo " divided by the requests answered: the cost per request, whatever else the core was doing)"
+printf '%-10s %6s %12s %10s %10s %10s %8s %14s\n' server conns "requests/s" "p50 ms" "p99 ms" "max ms" errors \
+	"CPU us/request"
+declare -A RPS P50 P99 MAX ERRS CPU
 for conns in 1 "$CONNS"; do
 	for round in $(seq "$ROUNDS"); do
 		for name in "${ALL[@]}"; do
-			port=PORT_$name
-			read -r rps p50 p99 max errs non2xx < <(run "${!port}" "$conns")
+			read -r rps p50 p99 max errs non2xx cpu < <(run "$name" "$conns")
 			k=$name.$conns
 			RPS[$k]="${RPS[$k]:-} $rps"
 			P50[$k]="${P50[$k]:-} $p50"
 			P99[$k]="${P99[$k]:-} $p99"
 			MAX[$k]="${MAX[$k]:-} $max"
+			CPU[$k]="${CPU[$k]:-} $cpu"
 			ERRS[$k]=$(( ${ERRS[$k]:-0} + errs + non2xx ))
 		done
 	done
 	for name in "${ALL[@]}"; do
 		k=$name.$conns
 		# shellcheck disable=SC2086
-		printf '%-10s %6d %12.0f %10.3f %10.3f %10.3f %8s\n' "$name" "$conns" \
+		printf '%-10s %6d %12.0f %10.3f %10.3f %10.3f %8s %14.1f\n' "$name" "$conns" \
 			"$(median ${RPS[$k]})" "$(ms "$(median ${P50[$k]})")" "$(ms "$(median ${P99[$k]})")" \
-			"$(ms "$(median ${MAX[$k]})")" "${ERRS[$k]}"
+			"$(ms "$(median ${MAX[$k]})")" "${ERRS[$k]}" "$(median ${CPU[$k]})"
 	done
 done
 echo
@@ -297,6 +319,11 @@ for conns in 1 "$CONNS"; do
 			"$name" "$conns" "$(echo "$(median ${RPS[$name.$conns]}) / $(median ${RPS[nginx.$conns]})" | bc -l)" \
 			"${RPS[$name.$conns]}" "${RPS[nginx.$conns]}"
 	done
+done
+for name in "${SERVERS[@]}"; do
+	# shellcheck disable=SC2086
+	printf 'CPU-cost ratio nginx/%s at %d connections (throughput each would reach alone on a core): %.2f\n' \
+		"$name" "$CONNS" "$(echo "$(median ${CPU[nginx.$CONNS]}) / $(median ${CPU[$name.$CONNS]})" | bc -l)"
 done
 [ $QUICK -eq 1 ] && exit 0
 
