@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include <gnutls/x509.h>
 #include <microhttpd.h>
 
+#include "stratos/jsonscan.h"
 #include "stratos/limits.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
@@ -30,6 +32,8 @@
 #define SERVER__TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
 #define SERVER__WATCHDOG_TICK_MS 250
 #define SERVER__LISTEN_BACKLOG 511
+#define SERVER__HOLD_MAX 1024           /* a header record held back (headers are ~150 bytes) */
+#define SERVER__PUSH_IOV 16
 
 /* ---- Readiness checks ---------------------------------------------------- */
 
@@ -209,6 +213,14 @@ struct server__conn {
 	struct server__cred *cred;      /* pair given to this connection's handshake */
 	int cert_state;                 /* 0 not checked, 1 verified, -1 refused */
 	char cert_error[160];
+	/* TLS read-ahead: bytes received but not yet handed to GnuTLS. */
+	gnutls_session_t tls;
+	char *rbuf;
+	size_t roff, rlen;
+	/* A response's header record, held to go out with its body's (server__tls_push). */
+	bool hold;
+	size_t wlen;
+	unsigned char wbuf[SERVER__HOLD_MAX];
 };
 
 /* One request, from its headers to the completion callback. */
@@ -721,6 +733,154 @@ server__client_verified(struct server *s, struct server__conn *conn, struct MHD_
 	return true;
 }
 
+/* ---- TLS transport with read-ahead ----------------------------------------- */
+
+/*
+ * GnuTLS reads a record as two recv() calls, its 5-byte header and then
+ * the rest, and one more that fails with EAGAIN: three system calls for a
+ * request that arrived in one segment. This transport reads whatever is
+ * there into a per-connection buffer (LIMITS_HTTP_TLS_READ_AHEAD, allocated
+ * on first use) and serves GnuTLS from it; reads at least that large go
+ * straight to GnuTLS. libmicrohttpd keeps reading
+ * until it sees EAGAIN, which only an empty buffer returns, so no buffered
+ * byte waits for an epoll event that will not come.
+ */
+static ssize_t
+server__tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct server__conn *c = ptr;
+	size_t n;
+
+	if (c->roff == c->rlen && len >= LIMITS_HTTP_TLS_READ_AHEAD) {
+		/* A large record: straight into GnuTLS's buffer, no copy. */
+		ssize_t got = recv(c->fd, data, len, 0);
+
+		if (got < 0)
+			gnutls_transport_set_errno(c->tls, errno);
+		return got;
+	}
+	if (c->roff == c->rlen) {
+		ssize_t got;
+
+		if (c->rbuf == NULL && (c->rbuf = malloc(LIMITS_HTTP_TLS_READ_AHEAD)) == NULL) {
+			gnutls_transport_set_errno(c->tls, ENOMEM);
+			return -1;
+		}
+		got = recv(c->fd, c->rbuf, LIMITS_HTTP_TLS_READ_AHEAD, 0);
+		if (got <= 0) {
+			if (got < 0)
+				gnutls_transport_set_errno(c->tls, errno);
+			return got;
+		}
+		c->roff = 0;
+		c->rlen = (size_t)got;
+	}
+	n = c->rlen - c->roff < len ? c->rlen - c->roff : len;
+	memcpy(data, c->rbuf + c->roff, n);
+	c->roff += n;
+	return (ssize_t)n;
+}
+
+static int
+server__tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct server__conn *c = ptr;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	if (c->roff < c->rlen)
+		return 1;
+	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
+static ssize_t
+server__tls_send(struct server__conn *c, const struct iovec *iov, size_t n)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = n };
+	ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+
+	if (sent < 0)
+		gnutls_transport_set_errno(c->tls, errno);
+	return sent;
+}
+
+/*
+ * libmicrohttpd sends a response as two TLS records, headers then body,
+ * each its own sendmsg(). When a response with a body is queued
+ * (server__reply sets hold), the first record pushed is kept here and goes
+ * out with the next one in a single sendmsg(); libmicrohttpd pushes the
+ * body right after the headers, in the same call. Held bytes always leave
+ * before anything else; a real EAGAIN is reported as such, so the socket's
+ * next writable edge resumes the send.
+ */
+static ssize_t
+server__tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct server__conn *c = ptr;
+	struct iovec v[SERVER__PUSH_IOV + 1];
+	size_t total = 0;
+	ssize_t sent;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (c->hold && c->wlen == 0 && total <= sizeof(c->wbuf)) {
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(c->wbuf + c->wlen, iov[i].iov_base, iov[i].iov_len);
+			c->wlen += iov[i].iov_len;
+		}
+		c->hold = false;
+		return (ssize_t)total;
+	}
+	c->hold = false;
+	while (c->wlen > 0) {
+		size_t nv = 1;
+
+		v[0].iov_base = c->wbuf;
+		v[0].iov_len = c->wlen;
+		for (int i = 0; i < iovcnt && nv < sizeof(v) / sizeof(v[0]); i++)
+			v[nv++] = (struct iovec){ iov[i].iov_base, iov[i].iov_len };
+		if ((sent = server__tls_send(c, v, nv)) < 0)
+			return -1;
+		if ((size_t)sent < c->wlen) {
+			memmove(c->wbuf, c->wbuf + sent, c->wlen - (size_t)sent);
+			c->wlen -= (size_t)sent;
+			continue;       /* the socket is full: the next try says EAGAIN */
+		}
+		sent -= (ssize_t)c->wlen;
+		c->wlen = 0;
+		if (sent > 0)
+			return sent;
+	}
+	return server__tls_send(c, (const struct iovec *)iov, (size_t)iovcnt);
+}
+
+/* Sends what is still held when a response ends without a second record (best effort). */
+static void
+server__tls_flush(struct server__conn *c)
+{
+	struct iovec v;
+	ssize_t sent;
+
+	c->hold = false;
+	while (c->wlen > 0) {
+		v = (struct iovec){ c->wbuf, c->wlen };
+		if ((sent = server__tls_send(c, &v, 1)) <= 0)
+			return;         /* left for the connection's next push */
+		memmove(c->wbuf, c->wbuf + sent, c->wlen - (size_t)sent);
+		c->wlen -= (size_t)sent;
+	}
+}
+
+/* Puts the read-ahead transport under a new connection's session (before its handshake). */
+static void
+server__tls_transport(struct server__conn *c, gnutls_session_t session)
+{
+	c->tls = session;
+	gnutls_transport_set_ptr(session, c);
+	gnutls_transport_set_pull_function(session, server__tls_pull);
+	gnutls_transport_set_pull_timeout_function(session, server__tls_pull_timeout);
+	gnutls_transport_set_vec_push_function(session, server__tls_push);
+}
+
 /* ---- Connections and the watchdog ---------------------------------------- */
 
 static void
@@ -742,11 +902,15 @@ server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 		conn->fd = ci != NULL ? ci->connect_fd : -1;
 		atomic_init(&conn->since_ms, time_mono_ms());
 		atomic_init(&conn->responding, false);
-		if (s->tls && s->opts.client_ca != NULL) {
-			/* Ask for (not require) a certificate: only some routes need one. */
+		if (s->tls && conn->fd >= 0) {
 			ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-			if (ci != NULL && ci->tls_session != NULL)
-				gnutls_certificate_server_set_request(ci->tls_session, GNUTLS_CERT_REQUEST);
+			if (ci != NULL && ci->tls_session != NULL) {
+				server__tls_transport(conn, ci->tls_session);
+				/* Ask for (not require) a certificate: only some routes need one. */
+				if (s->opts.client_ca != NULL)
+					gnutls_certificate_server_set_request(ci->tls_session,
+					    GNUTLS_CERT_REQUEST);
+			}
 		}
 		pthread_mutex_lock(&s->conns_lock);
 		conn->next = s->conns;
@@ -773,6 +937,7 @@ server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 	atomic_fetch_sub(&s->nconns, 1);
 	metrics_gauge_add(server_m_connections, -1, s->opts.name);
 	server__cred_unref(conn->cred);
+	free(conn->rbuf);
 	free(conn);
 	*socket_context = NULL;
 }
@@ -899,6 +1064,10 @@ server__reply(struct server *s, struct MHD_Connection *mc, struct server__req *r
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(mc, (unsigned)status, resp);
 	MHD_destroy_response(resp);
+	/* Headers and body leave in one write (server__tls_push); HEAD, 204 and 304 have no body. */
+	if (ret == MHD_YES && r->conn != NULL && r->conn->tls != NULL && len > 0 &&
+	    strcmp(r->method, "HEAD") != 0 && status != 204 && status != 304)
+		r->conn->hold = true;
 	r->status = status;
 	r->resp_bytes = len;
 	if (r->conn != NULL)
@@ -928,29 +1097,41 @@ server__reply_error(struct server *s, struct MHD_Connection *mc, struct server__
 	return server__reply(s, mc, r, status, "application/json", buf_take(&resp.body), len, allow);
 }
 
-/* Parses the body of a SERVER_ROUTE_JSON request; 400 text in why on failure. */
-static json_t *
-server__parse_json(const struct server__req *r, char *why, size_t whylen)
+/*
+ * Checks the body of a SERVER_ROUTE_JSON request in full (jsonscan, one
+ * pass, no tree; container ends recorded in doc) and, with
+ * SERVER_ROUTE_JSON_TREE, parses it into *tree. Returns 0, or -1 with the
+ * 400 text in why. Free doc in every case.
+ */
+static int
+server__check_json(const struct server__req *r, bool want_tree, struct jsonscan_doc *doc,
+    struct jsonscan_value *root, json_t **tree, char *why, size_t whylen)
 {
+	struct jsonscan_error err;
 	json_error_t jerr;
-	json_t *doc;
+	int rc;
 
+	*tree = NULL;
+	rc = jsonscan_validate(r->body.data, r->body.len, doc, root, &err);
 	if (r->body.len == 0) {
 		snprintf(why, whylen, "request body is empty; a JSON object is expected");
-		return NULL;
+		return -1;
 	}
-	doc = json_loadb(r->body.data, r->body.len, 0, &jerr);
-	if (doc == NULL) {
+	if (rc < 0) {
 		snprintf(why, whylen, "request body is not valid JSON (line %d, column %d): %s",
-		    jerr.line, jerr.column, jerr.text);
-		return NULL;
+		    err.line, err.column, err.text);
+		return -1;
 	}
-	if (!json_is_object(doc)) {
+	if (root->type != JSONSCAN_OBJECT) {
 		snprintf(why, whylen, "request body must be a JSON object");
-		json_decref(doc);
-		return NULL;
+		return -1;
 	}
-	return doc;
+	if (want_tree && (*tree = json_loadb(r->body.data, r->body.len, 0, &jerr)) == NULL) {
+		/* Only memory can fail here: the text was checked. */
+		snprintf(why, whylen, "request body could not be parsed: %s", jerr.text);
+		return -1;
+	}
+	return 0;
 }
 
 static enum MHD_Result
@@ -963,6 +1144,7 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	size_t cap, len;
 	char why[400];
 	json_t *doc = NULL;
+	struct jsonscan_doc jdoc = { 0 };
 
 	memset(&req, 0, sizeof(req));
 	req.method = method;
@@ -972,10 +1154,12 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	/* Checked once per connection, for every route, so any handler can tell. */
 	req.client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
 	req.received_us = time_mono_us();
-	if (route->flags & SERVER_ROUTE_JSON) {
-		doc = server__parse_json(r, why, sizeof(why));
-		if (doc == NULL)
+	if (route->flags & (SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE)) {
+		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &jdoc,
+		    &req.json_root, &doc, why, sizeof(why)) < 0) {
+			jsonscan_doc_free(&jdoc);
 			return server__reply_error(s, mc, r, 400, NULL, "%s", why);
+		}
 		req.json = doc;
 	}
 	cap = s->opts.max_body_bytes * 2 > LIMITS_HTTP_RESPONSE_MIN ? s->opts.max_body_bytes * 2 :
@@ -985,6 +1169,7 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 	buf_init(&resp.body, cap);
 	route->fn(route->ctx, &req, &resp);
 	json_decref(doc);
+	jsonscan_doc_free(&jdoc);
 	/* The body is not needed any more: give the memory back before sending. */
 	buf_free(&r->body);
 	if (resp.status < 200 || resp.status > 599) {
@@ -1114,6 +1299,8 @@ server__completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	*con_cls = NULL;
 	us = time_mono_us() - r->start_us;
 	if (r->conn != NULL) {
+		if (r->conn->tls != NULL && (r->conn->wlen > 0 || r->conn->hold))
+			server__tls_flush(r->conn);
 		atomic_store(&r->conn->since_ms, time_mono_ms());
 		atomic_store(&r->conn->responding, false);
 	}

@@ -9,77 +9,132 @@
 #include "stratos/jsonpatch.h"
 #include "stratos/limits.h"
 
-static const char *
-admission__str(const json_t *obj, const char *key, const char *def)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-
-	return s != NULL ? s : def;
-}
-
 static int
 admission__fail(int *http_status, int status, char *err, size_t errlen, const char *msg)
 {
 	*http_status = status;
 	snprintf(err, errlen, "%s", msg);
-	return -EINVAL;
+	return status == 500 ? -ENOMEM : -EINVAL;
+}
+
+/* The string fields of a request, in the order they are decoded. */
+enum {
+	ADMISSION__UID, ADMISSION__OPERATION, ADMISSION__GROUP, ADMISSION__VERSION, ADMISSION__KIND,
+	ADMISSION__NAME, ADMISSION__NAMESPACE, ADMISSION__SUB_RESOURCE, ADMISSION__NSTRINGS
+};
+
+/* Decodes each string value (ABSENT or not a string: "") into one allocation owned by ar. */
+static int
+admission__strings(struct admission_request *ar, const struct jsonscan_value *v)
+{
+	const char **out[ADMISSION__NSTRINGS] = { &ar->uid, &ar->operation, &ar->group,
+		&ar->version, &ar->kind, &ar->name, &ar->namespace, &ar->sub_resource };
+	size_t total = 0, at = 0, n;
+
+	for (size_t i = 0; i < ADMISSION__NSTRINGS; i++)
+		total += (v[i].type == JSONSCAN_STRING ? v[i].len : 0) + 1;
+	/* Decoded text is never longer than its JSON. */
+	if ((ar->strings = malloc(total)) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < ADMISSION__NSTRINGS; i++) {
+		*out[i] = ar->strings + at;
+		if (jsonscan_string(v[i], ar->strings + at, total - at, &n) < 0) {
+			ar->strings[at] = '\0';
+			n = 0;
+		}
+		at += n + 1;
+	}
+	return 0;
+}
+
+int
+admission_request_scan(const struct server_request *req, struct admission_request *ar,
+    int *http_status, char *err, size_t errlen)
+{
+	static const char *const top_keys[] = { "apiVersion", "kind", "request" };
+	static const char *const request_keys[] = { "uid", "kind", "operation", "name",
+		"namespace", "subResource", "object", "oldObject", "dryRun" };
+	static const char *const kind_keys[] = { "group", "version", "kind" };
+	struct jsonscan_value root, top[3], r[9], k[3], strings[ADMISSION__NSTRINGS];
+	struct jsonscan_error jerr;
+
+	memset(ar, 0, sizeof(*ar));
+	if (req->method != NULL && strcmp(req->method, "POST") != 0)
+		return admission__fail(http_status, 405, err, errlen,
+		    "admission reviews must be POSTed");
+	if (req->body == NULL || req->body_len == 0)
+		return admission__fail(http_status, 400, err, errlen, "empty body");
+	if (req->json_root.type != JSONSCAN_ABSENT) {
+		root = req->json_root;
+	} else if (jsonscan_validate(req->body, req->body_len, &ar->doc, &root, &jerr) < 0) {
+		*http_status = 400;
+		snprintf(err, errlen, "body is not JSON: %s (line %d, column %d)", jerr.text,
+		    jerr.line, jerr.column);
+		return -EINVAL;
+	}
+	if (root.type != JSONSCAN_OBJECT)
+		return admission__fail(http_status, 400, err, errlen, "body must be a JSON object");
+	jsonscan_get_many(root, top_keys, 3, top);
+	if (!jsonscan_string_equal(top[0], ADMISSION_API_VERSION))
+		return admission__fail(http_status, 400, err, errlen,
+		    "apiVersion must be " ADMISSION_API_VERSION);
+	if (!jsonscan_string_equal(top[1], ADMISSION_KIND))
+		return admission__fail(http_status, 400, err, errlen, "kind must be " ADMISSION_KIND);
+	if (top[2].type != JSONSCAN_OBJECT)
+		return admission__fail(http_status, 400, err, errlen, "request must be an object");
+	jsonscan_get_many(top[2], request_keys, 9, r);
+	if (r[0].type != JSONSCAN_STRING || jsonscan_string_length(r[0]) == 0)
+		return admission__fail(http_status, 400, err, errlen, "request.uid is required");
+	jsonscan_get_many(r[1], kind_keys, 3, k);
+	if (r[1].type != JSONSCAN_OBJECT || k[2].type != JSONSCAN_STRING)
+		return admission__fail(http_status, 400, err, errlen, "request.kind.kind is required");
+	if (r[2].type != JSONSCAN_STRING)
+		return admission__fail(http_status, 400, err, errlen, "request.operation is required");
+	strings[ADMISSION__UID] = r[0];
+	strings[ADMISSION__OPERATION] = r[2];
+	strings[ADMISSION__GROUP] = k[0];
+	strings[ADMISSION__VERSION] = k[1];
+	strings[ADMISSION__KIND] = k[2];
+	strings[ADMISSION__NAME] = r[3];
+	strings[ADMISSION__NAMESPACE] = r[4];
+	strings[ADMISSION__SUB_RESOURCE] = r[5];
+	if (admission__strings(ar, strings) < 0)
+		return admission__fail(http_status, 500, err, errlen, "out of memory");
+	if (r[6].type != JSONSCAN_NULL)
+		ar->object_text = r[6];
+	if (r[7].type != JSONSCAN_NULL)
+		ar->old_object_text = r[7];
+	ar->dry_run = r[8].type == JSONSCAN_TRUE;
+	return 0;
 }
 
 int
 admission_request_parse(const struct server_request *req, struct admission_request *ar,
     int *http_status, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	const json_t *request, *kind, *v;
+	const json_t *request = json_object_get(req->json, "request");
+	int rc = admission_request_scan(req, ar, http_status, err, errlen);
 
-	memset(ar, 0, sizeof(*ar));
-	if (req->method != NULL && strcmp(req->method, "POST") != 0)
-		return admission__fail(http_status, 405, err, errlen,
-		    "admission reviews must be POSTed");
-	/* A SERVER_ROUTE_JSON route has parsed the body already. */
+	if (rc < 0)
+		return rc;
 	if (req->json != NULL) {
-		ar->root = json_incref(req->json);
-	} else if (req->body == NULL || req->body_len == 0) {
-		return admission__fail(http_status, 400, err, errlen, "empty body");
+		ar->object = json_incref(json_object_get(request, "object"));
+		ar->old_object = json_incref(json_object_get(request, "oldObject"));
 	} else {
-		ar->root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+		ar->object = jsonscan_json(ar->object_text);
+		ar->old_object = jsonscan_json(ar->old_object_text);
+		if ((ar->object == NULL && ar->object_text.type != JSONSCAN_ABSENT) ||
+		    (ar->old_object == NULL && ar->old_object_text.type != JSONSCAN_ABSENT))
+			return admission__fail(http_status, 500, err, errlen, "out of memory");
 	}
-	if (ar->root == NULL) {
-		*http_status = 400;
-		snprintf(err, errlen, "body is not JSON: %s (line %d, column %d)", jerr.text,
-		    jerr.line, jerr.column);
-		return -EINVAL;
+	if (json_is_null(ar->object)) {
+		json_decref(ar->object);
+		ar->object = NULL;
 	}
-	if (!json_is_object(ar->root))
-		return admission__fail(http_status, 400, err, errlen, "body must be a JSON object");
-	if (strcmp(admission__str(ar->root, "apiVersion", ""), ADMISSION_API_VERSION) != 0)
-		return admission__fail(http_status, 400, err, errlen,
-		    "apiVersion must be " ADMISSION_API_VERSION);
-	if (strcmp(admission__str(ar->root, "kind", ""), ADMISSION_KIND) != 0)
-		return admission__fail(http_status, 400, err, errlen, "kind must be " ADMISSION_KIND);
-	request = json_object_get(ar->root, "request");
-	if (!json_is_object(request))
-		return admission__fail(http_status, 400, err, errlen, "request must be an object");
-	ar->uid = admission__str(request, "uid", NULL);
-	if (ar->uid == NULL || ar->uid[0] == '\0')
-		return admission__fail(http_status, 400, err, errlen, "request.uid is required");
-	kind = json_object_get(request, "kind");
-	if (!json_is_object(kind) || admission__str(kind, "kind", NULL) == NULL)
-		return admission__fail(http_status, 400, err, errlen, "request.kind.kind is required");
-	ar->group = admission__str(kind, "group", "");
-	ar->version = admission__str(kind, "version", "");
-	ar->kind = admission__str(kind, "kind", "");
-	ar->operation = admission__str(request, "operation", NULL);
-	if (ar->operation == NULL)
-		return admission__fail(http_status, 400, err, errlen, "request.operation is required");
-	ar->name = admission__str(request, "name", "");
-	ar->namespace = admission__str(request, "namespace", "");
-	ar->sub_resource = admission__str(request, "subResource", "");
-	v = json_object_get(request, "object");
-	ar->object = json_is_null(v) ? NULL : v;
-	v = json_object_get(request, "oldObject");
-	ar->old_object = json_is_null(v) ? NULL : v;
-	ar->dry_run = json_is_true(json_object_get(request, "dryRun"));
+	if (json_is_null(ar->old_object)) {
+		json_decref(ar->old_object);
+		ar->old_object = NULL;
+	}
 	return 0;
 }
 
@@ -88,7 +143,10 @@ admission_request_free(struct admission_request *ar)
 {
 	if (ar == NULL)
 		return;
-	json_decref(ar->root);
+	json_decref(ar->object);
+	json_decref(ar->old_object);
+	free(ar->strings);
+	jsonscan_doc_free(&ar->doc);
 	memset(ar, 0, sizeof(*ar));
 }
 

@@ -7,6 +7,7 @@
 
 #include "stratos/admission.h"
 #include "stratos/jsonpatch.h"
+#include "stratos/jsonscan.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
 #include "stratos/mutate_pod.h"
@@ -404,15 +405,119 @@ mutate_pod_review(const struct mutate_pod *mp, const struct pools_snapshot *snap
 
 /* "namespace/name", or "namespace/generateName*" for pods that have no name yet. */
 static void
-mutate_pod__pod_name(const struct admission_request *ar, char *out, size_t len)
+mutate_pod__pod_name(const struct admission_request *ar, const json_t *pod, char *out, size_t len)
 {
-	const json_t *md = json_object_get(ar->object, "metadata");
+	const json_t *md = json_object_get(pod, "metadata");
 	const char *gen = json_string_value(json_object_get(md, "generateName"));
 
 	if (ar->name[0] != '\0')
 		snprintf(out, len, "%s/%s", ar->namespace, ar->name);
 	else
 		snprintf(out, len, "%s/%s*", ar->namespace, gen != NULL ? gen : "");
+}
+
+/* obj[key] = the tree of v, unless v is ABSENT; *oom when memory ran out (or obj is NULL). */
+static void
+mutate_pod__put(json_t *obj, const char *key, struct jsonscan_value v, bool *oom)
+{
+	json_t *j;
+
+	if (v.type == JSONSCAN_ABSENT)
+		return;
+	j = obj != NULL ? jsonscan_json(v) : NULL;
+	if (j == NULL || json_object_set_new(obj, key, j) < 0)
+		*oom = true;
+}
+
+/* obj[key] = child (taken); returns child, or NULL with *oom (child is then freed). */
+static json_t *
+mutate_pod__child(json_t *obj, const char *key, json_t *child, bool *oom)
+{
+	if (obj == NULL || child == NULL || json_object_set_new(obj, key, json_incref(child)) < 0) {
+		json_decref(child);
+		*oom = true;
+		return NULL;
+	}
+	json_decref(child);     /* obj holds it now */
+	return child;
+}
+
+/*
+ * The parts of a Pod that mutate_pod_review(), poolpod_detect() and the log
+ * line read (containers[0].resources only with --managed-resource), as a
+ * small tree: the rest of the object (images, env, probes,
+ * volumes, managedFields...) is never parsed. A field of the wrong type is
+ * kept as it is, so the review reports it as it would on the whole pod.
+ * Keep in step with what those read: test_mutate_pod checks that the
+ * handler's answers equal the review of the whole pod. NULL on ENOMEM.
+ */
+static json_t *
+mutate_pod__essentials(const struct mutate_pod *mp, struct jsonscan_value pod)
+{
+	static const char *const pod_keys[] = { "metadata", "spec" };
+	static const char *const spec_keys[] = { "nodeName", "nodeSelector", "schedulerName",
+		"tolerations", "affinity", "containers" };
+	static const char *const md_keys[] = { "annotations", "generateName" };
+	struct jsonscan_value top[2], sp[6], md[2], v;
+	json_t *out, *t;
+	bool oom = false;
+
+	if (pod.type != JSONSCAN_OBJECT)
+		return jsonscan_json(pod);
+	if ((out = json_object()) == NULL)
+		return NULL;
+	jsonscan_get_many(pod, pod_keys, 2, top);
+	if (top[0].type == JSONSCAN_OBJECT) {
+		jsonscan_get_many(top[0], md_keys, 2, md);
+		t = mutate_pod__child(out, "metadata", json_object(), &oom);
+		mutate_pod__put(t, "generateName", md[1], &oom);
+		if (md[0].type == JSONSCAN_OBJECT) {
+			/* Only the pool annotation is read: whether it is there, and its value. */
+			json_t *ann = mutate_pod__child(t, "annotations", json_object(), &oom);
+			mutate_pod__put(ann, POOLPOD_ANNOTATION, jsonscan_get(md[0], POOLPOD_ANNOTATION), &oom);
+		} else {
+			mutate_pod__put(t, "annotations", md[0], &oom);
+		}
+	} else {
+		mutate_pod__put(out, "metadata", top[0], &oom);
+	}
+	if (top[1].type != JSONSCAN_OBJECT) {
+		mutate_pod__put(out, "spec", top[1], &oom);
+		goto out;
+	}
+	jsonscan_get_many(top[1], spec_keys, 6, sp);
+	t = mutate_pod__child(out, "spec", json_object(), &oom);
+	for (size_t i = 0; i < 4; i++)
+		mutate_pod__put(t, spec_keys[i], sp[i], &oom);
+	/* affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution, nothing else. */
+	v = jsonscan_path(sp[4], "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+	    NULL);
+	if (v.type != JSONSCAN_ABSENT) {
+		json_t *aff = mutate_pod__child(t, "affinity", json_object(), &oom);
+		json_t *na = mutate_pod__child(aff, "nodeAffinity", json_object(), &oom);
+		mutate_pod__put(na, "requiredDuringSchedulingIgnoredDuringExecution", v, &oom);
+	}
+	/* containers[0].resources, nothing else, and only when the review adds to it. */
+	if (mp->managed_resource && sp[5].type == JSONSCAN_ARRAY) {
+		json_t *list = mutate_pod__child(t, "containers", json_array(), &oom), *c0 = NULL;
+
+		v = jsonscan_index(sp[5], 0);
+		if (v.type == JSONSCAN_OBJECT) {
+			if ((c0 = json_object()) != NULL)
+				mutate_pod__put(c0, "resources", jsonscan_get(v, "resources"), &oom);
+		} else if (v.type != JSONSCAN_ABSENT) {
+			c0 = jsonscan_json(v);
+		}
+		/* (appending to a NULL list frees c0) */
+		if (v.type != JSONSCAN_ABSENT && (c0 == NULL || json_array_append_new(list, c0) < 0))
+			oom = true;
+	}
+out:
+	if (oom) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
 }
 
 void
@@ -426,9 +531,10 @@ mutate_pod_handle(void *ctx, const struct server_request *req, struct server_res
 	const char *warnings[LIMITS_ADMISSION_WARNINGS];
 	const char *pool_label = "";
 	char err[256], podname[320];
+	json_t *pod;
 	int status;
 
-	if (admission_request_parse(req, &ar, &status, err, sizeof(err)) < 0) {
+	if (admission_request_scan(req, &ar, &status, err, sizeof(err)) < 0) {
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s}", "handler", "mutate-pod"),
 		    "bad admission request: %s", err);
 		admission_respond_error(resp, status, err);
@@ -437,14 +543,23 @@ mutate_pod_handle(void *ctx, const struct server_request *req, struct server_res
 		return;
 	}
 	if (strcmp(ar.group, "") != 0 || strcmp(ar.kind, "Pod") != 0 ||
-	    strcmp(ar.operation, "CREATE") != 0 || ar.sub_resource[0] != '\0' || ar.object == NULL) {
+	    strcmp(ar.operation, "CREATE") != 0 || ar.sub_resource[0] != '\0' ||
+	    ar.object_text.type == JSONSCAN_ABSENT) {
 		/* Not ours to look at (a webhook configuration broader than it should be). */
 		(void)admission_respond(resp, ar.uid, &v);
 		admission_request_free(&ar);
 		return;
 	}
+	if ((pod = mutate_pod__essentials(mp, ar.object_text)) == NULL) {
+		struct admission_verdict plain = { .allowed = true };
+		log_warn("mutate-pod: out of memory, pod admitted unchanged");
+		metrics_counter_add(mp->pods_total, 1, "", "error");
+		(void)admission_respond(resp, ar.uid, &plain);
+		admission_request_free(&ar);
+		return;
+	}
 	snap = pools_acquire(mp->pools);
-	mutate_pod_review(mp, snap, ar.object, &out);
+	mutate_pod_review(mp, snap, pod, &out);
 	if (out.match.npools > 0 && out.match.pools[0] != NULL && out.result == MUTATE_POD_MUTATED)
 		pool_label = out.match.pools[0]->name;
 	metrics_counter_add(mp->pods_total, 1, pool_label, mutate_pod_result_name(out.result));
@@ -459,7 +574,7 @@ mutate_pod_handle(void *ctx, const struct server_request *req, struct server_res
 	v.nwarnings = out.nwarnings;
 	/* No I/O on the hot path: decisions are counted; only our own failures are logged. */
 	if (out.result == MUTATE_POD_ERROR || log_enabled(LOG_LEVEL_DEBUG)) {
-		mutate_pod__pod_name(&ar, podname, sizeof(podname));
+		mutate_pod__pod_name(&ar, pod, podname, sizeof(podname));
 		log_msg(out.result == MUTATE_POD_ERROR ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
 		    json_pack("{s:s, s:s, s:s, s:s, s:b}", "pod", podname, "pool", out.pools,
 		    "rule", poolpod_rule_name(out.match.rule),
@@ -474,5 +589,6 @@ mutate_pod_handle(void *ctx, const struct server_request *req, struct server_res
 		(void)admission_respond(resp, ar.uid, &plain);
 	}
 	mutate_pod_outcome_free(&out);
+	json_decref(pod);
 	admission_request_free(&ar);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "stratos/jsonscan.h"
 #include "stratos/server.h"
 
 /*
@@ -25,9 +26,13 @@
 #define ADMISSION_API_VERSION "admission.k8s.io/v1"
 #define ADMISSION_KIND        "AdmissionReview"
 
-/* One parsed request. Pointers are borrowed from root, which the struct owns. */
+/*
+ * One parsed request. The strings are decoded copies the struct owns; the
+ * *_text values are spans of the request body (borrowed: valid for the
+ * handler call, like the body and the server's json_root); the trees exist
+ * only after admission_request_parse().
+ */
 struct admission_request {
-	json_t *root;
 	const char *uid;
 	const char *operation;          /* CREATE, UPDATE, DELETE, CONNECT */
 	const char *group;              /* request.kind: "" for core */
@@ -36,16 +41,32 @@ struct admission_request {
 	const char *name;               /* "" on CREATE from generateName */
 	const char *namespace;          /* "" for cluster-scoped objects */
 	const char *sub_resource;       /* "" for the main resource */
-	const json_t *object;           /* NULL when absent or null (DELETE) */
-	const json_t *old_object;       /* NULL when absent or null (CREATE) */
+	struct jsonscan_value object_text;      /* request.object; ABSENT when absent or null */
+	struct jsonscan_value old_object_text;  /* request.oldObject; ABSENT when absent or null */
+	json_t *object;                 /* admission_request_parse(): request.object, NULL when absent or null */
+	json_t *old_object;             /* likewise request.oldObject */
 	bool dry_run;
+	char *strings;                  /* owns the text of the strings above */
+	struct jsonscan_doc doc;        /* the body's containers, when the server had not checked it */
 };
 
 /*
- * Parses a request body. Returns 0, or a negative code with *http_status
- * (400 for a body that is not an AdmissionReview v1 with request.uid, 405
- * for a method other than POST) and err filled with a one-line reason.
- * Thread-safe. Free with admission_request_free() in every case.
+ * Reads a request body without building a tree of it: the body is checked
+ * in full with jsonscan (unless the server did: req->json_root) and the
+ * fields above are read from it; object and old_object stay NULL (read
+ * object_text with jsonscan). Returns 0, or a negative code with
+ * *http_status (400 for a body that is not an AdmissionReview v1 with
+ * request.uid, 405 for a method other than POST, 500 for ENOMEM) and err
+ * filled with a one-line reason. Thread-safe. Free with
+ * admission_request_free() in every case.
+ */
+int admission_request_scan(const struct server_request *req, struct admission_request *ar,
+    int *http_status, char *err, size_t errlen);
+
+/*
+ * admission_request_scan(), plus object and old_object as jansson trees
+ * (taken from req->json on a SERVER_ROUTE_JSON_TREE route, else parsed from
+ * their spans alone). Same errors.
  */
 int admission_request_parse(const struct server_request *req, struct admission_request *ar,
     int *http_status, char *err, size_t errlen);

@@ -13,6 +13,8 @@
                                                                  the connection is dropped (no 413) */
 #define LIMITS_HTTP_CONNECTION_MEMORY   (16u * 1024)         /* per connection: headers + read buffer
                                                                  (zeroed by libmicrohttpd per request) */
+#define LIMITS_HTTP_TLS_READ_AHEAD      4096u                /* per TLS connection, once it sent data:
+                                                                 a small request in one recv() */
 #define LIMITS_HTTP_ROUTES              64u                  /* routes per server */
 #define LIMITS_HTTP_READY_CHECKS        32u                  /* /readyz checks */
 #define LIMITS_HTTP_RESPONSE_MIN        (1u * 1024 * 1024)   /* response cap is max(this, 2 x body cap) */
@@ -22,6 +24,9 @@
 /* Outgoing HTTP (Kubernetes API, EC2, STS, IMDS). */
 #define LIMITS_HTTPC_RESPONSE_DEFAULT   (16u * 1024 * 1024)
 #define LIMITS_HTTPC_HEADERS            32u                  /* request headers per call */
+
+/* JSON documents read by jsonscan (request bodies). */
+#define LIMITS_JSON_DEPTH               2048u                /* nesting, as jansson's JSON_PARSER_MAX_DEPTH */
 
 /* Logging. */
 #define LIMITS_LOG_LINE                 (16u * 1024)         /* one JSON log line, truncated beyond */

@@ -19,7 +19,8 @@
  *       .managed_resource = cfg.managed_resource,
  *   };
  *   struct mutate_pod *mp = mutate_pod_new(pools, &mo);
- *   route "/admission/mutate-pod" → mutate_pod_handle, ctx mp, no flags
+ *   route "/admission/mutate-pod" → mutate_pod_handle, ctx mp, SERVER_ROUTE_JSON
+ *   (the body is checked by the server; without the flag the handler checks it)
  *   ... after the server stopped: mutate_pod_free(mp)
  */
 

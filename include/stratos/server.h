@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "stratos/buf.h"
+#include "stratos/jsonscan.h"
 
 /* One HTTP request as a handler sees it. Everything is borrowed for the call. */
 struct server_request {
@@ -18,7 +19,11 @@ struct server_request {
 	size_t body_len;
 	bool client_cert_verified;      /* a client certificate signed by --client-ca was presented */
 	long long received_us;          /* time_mono_us() when the request was complete */
-	json_t *json;                   /* the parsed body when the route has SERVER_ROUTE_JSON
+	struct jsonscan_value json_root; /* SERVER_ROUTE_JSON: the body's top-level object, checked
+	                                   in full by jsonscan_validate() with its containers
+	                                   recorded, for jsonscan lookups (valid for the call);
+	                                   type JSONSCAN_ABSENT on other routes */
+	json_t *json;                   /* the parsed body when the route has SERVER_ROUTE_JSON_TREE
 	                                   (always a JSON object), else NULL; borrowed: json_incref
 	                                   to keep it past the call */
 };
@@ -41,7 +46,10 @@ typedef void (*server_handler_fn)(void *ctx, const struct server_request *req,
 
 /* Route flags. */
 #define SERVER_ROUTE_CLIENT_CERT 0x1u   /* refuse with 403 unless client_cert_verified (when --client-ca is set) */
-#define SERVER_ROUTE_JSON        0x2u   /* body must be a JSON object: 400 with a reason otherwise; req->json set */
+#define SERVER_ROUTE_JSON        0x2u   /* body must be a JSON object, checked in full by jsonscan:
+                                           400 with a reason otherwise; req->json_root set.
+                                           No tree is built: read fields with jsonscan */
+#define SERVER_ROUTE_JSON_TREE   0x4u   /* with SERVER_ROUTE_JSON: also parse the body into req->json */
 
 /* ---- The server itself ------------------------------------------------ */
 

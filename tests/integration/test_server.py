@@ -536,6 +536,46 @@ class TestAdmissionInput(ServerTestCase):
         for path in ("/admission/validate-nodepool", "/admission/validate-awsnodeclass"):
             self.assertEqual(self.get(path).status, 405)
 
+    def test_pipelined_requests_in_one_write_are_all_answered(self):
+        # The server reads ahead of GnuTLS: requests already in its buffer must
+        # be served without waiting for more bytes from the client.
+        raw = fixture_bytes("admission", "pod-create-pool.json")
+        one = (b"POST " + MUTATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/json\r\nContent-Length: " +
+               str(len(raw)).encode() + b"\r\n\r\n" + raw)
+        health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        with tl.raw_tls_socket(self.d.https_port, self.ctx(), host="localhost", timeout=10) as s:
+            # Many requests in one write: several TLS records in one segment,
+            # and a mutate body (2.4 KB) split across reads of the buffer.
+            s.sendall((one + health) * 20)
+            data = b""
+            deadline = time.monotonic() + 10
+            while data.count(b"HTTP/1.1 200") < 40 and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 40, data[-300:])
+        self.assertEqual(data.count(b'"patchType":"JSONPatch"'), 20)
+
+    def test_bodiless_and_full_replies_alternate_on_one_connection(self):
+        # A response's header record waits for its body record (one write for
+        # both); a HEAD reply has no body and must not be held back.
+        import http.client
+        conn = http.client.HTTPSConnection("localhost", self.d.https_port, context=self.ctx(),
+                                           timeout=5)
+        self.addCleanup(conn.close)
+        for _ in range(3):
+            for method, path in (("HEAD", "/healthz"), ("POST", MUTATE), ("HEAD", "/readyz"),
+                                 ("GET", "/healthz"), ("GET", "/nope"), ("HEAD", "/healthz")):
+                body = json.dumps(self.review) if method == "POST" else None
+                conn.request(method, path, body=body,
+                             headers={"Content-Type": "application/json"} if body else {})
+                r = conn.getresponse()
+                data = r.read()
+                self.assertEqual(r.status, 404 if path == "/nope" else 200, (method, path))
+                self.assertEqual(len(data) > 0, method != "HEAD", (method, path))
+
     def test_malformed_json_is_400_with_reason(self):
         raw = fixture_bytes("admission", "pod-create-pool.json")
         bodies = {

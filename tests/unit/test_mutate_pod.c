@@ -81,7 +81,51 @@ teardown(void **state)
 	return 0;
 }
 
-/* Reviews pod, checks the result and, when there is a patch, that it applies; returns the patched pod. */
+static json_t *call(server_handler_fn fn, void *ctx, const char *method, const char *body,
+    int *status);
+static json_t *decode_patch(const char *b64);
+
+/*
+ * The handler reads only a few fields of the pod's text (jsonscan), the
+ * review gets the whole tree: both must answer the same for every pod.
+ */
+static void
+assert_handler_agrees(struct mutate_pod *mp, const json_t *pod, const struct mutate_pod_outcome *out)
+{
+	json_t *doc = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s, s:s}, s:s, s:s, s:O}}",
+	    "apiVersion", "admission.k8s.io/v1", "kind", "AdmissionReview", "request", "uid", "u-1",
+	    "kind", "group", "", "version", "v1", "kind", "Pod", "operation", "CREATE",
+	    "namespace", "ns", "object", pod);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	const json_t *r, *warnings;
+	json_t *resp, *got = NULL, *want = NULL;
+	int status;
+
+	assert_non_null(text);
+	resp = call(mutate_pod_handle, mp, "POST", text, &status);
+	assert_int_equal(status, 200);
+	r = json_object_get(resp, "response");
+	if (json_string_value(json_object_get(r, "patch")) != NULL)
+		got = decode_patch(json_string_value(json_object_get(r, "patch")));
+	if (out->result == MUTATE_POD_MUTATED && out->patch.len > 0)
+		want = json_loadb(out->patch.data, out->patch.len, 0, NULL);
+	if ((got == NULL) != (want == NULL) || (got != NULL && !json_equal(got, want)))
+		fail_msg("handler and review disagree on the patch for %s", text);
+	warnings = json_object_get(r, "warnings");
+	assert_int_equal(json_array_size(warnings), out->nwarnings);
+	for (size_t i = 0; i < out->nwarnings; i++)
+		assert_string_equal(json_string_value(json_array_get(warnings, i)), out->warnings[i]);
+	json_decref(got);
+	json_decref(want);
+	json_decref(resp);
+	json_decref(doc);
+	free(text);
+}
+
+/*
+ * Reviews pod, checks the result and, when there is a patch, that it
+ * applies, and that the handler answers the same; returns the patched pod.
+ */
 static json_t *
 review(const struct mutate_pod_options *opt, const json_t *pod, enum mutate_pod_result want,
     struct mutate_pod_outcome *out)
@@ -94,6 +138,7 @@ review(const struct mutate_pod_options *opt, const json_t *pod, enum mutate_pod_
 
 	mutate_pod_review(mp, snap, pod, out);
 	pools_release(snap);
+	assert_handler_agrees(mp, pod, out);
 	mutate_pod_free(mp);
 	if (out->result != want)
 		fail_msg("result %s, want %s (%s)", mutate_pod_result_name(out->result),
@@ -580,6 +625,65 @@ test_unknown_pool_and_bypass(void **state)
 	json_decref(pod);
 }
 
+/*
+ * Fields of the wrong type, at every level the webhook reads: the review's
+ * verdict, and the handler (which reads only those fields) agrees on each.
+ */
+static void
+test_wrong_types(void **state)
+{
+	static const struct {
+		const char *pod;
+		enum mutate_pod_result want;
+	} cases[] = {
+		{ "{'spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'},'tolerations':'x'}}", MUTATE_POD_ERROR },
+		{ "{'metadata':'x','spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'}}}", MUTATE_POD_ERROR },
+		{ "{'metadata':{'annotations':[1]},'spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'}}}", MUTATE_POD_ERROR },
+		{ "{'metadata':{'annotations':{'stratos.sh/pool':5}},'spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'}}}", MUTATE_POD_MUTATED },
+		{ "{'metadata':null,'spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'}}}", MUTATE_POD_MUTATED },
+		{ "{'spec':'x'}", MUTATE_POD_ERROR },
+		{ "{'spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'},'affinity':'x'}}", MUTATE_POD_MUTATED },
+		{ "{'spec':{'nodeSelector':'x','affinity':{'nodeAffinity':5}}}", MUTATE_POD_SKIPPED },
+		{ "{'spec':{'nodeSelector':{'stratos.sh/pool':7}}}", MUTATE_POD_SKIPPED },
+		{ "{'spec':{'nodeName':5,'schedulerName':5,'nodeSelector':{'stratos.sh/pool':'ci-runners'}}}", MUTATE_POD_MUTATED },
+		{ "{'spec':{'affinity':{'nodeAffinity':{'requiredDuringSchedulingIgnoredDuringExecution':"
+		  "{'nodeSelectorTerms':[{'matchExpressions':[{'key':'stratos.sh/pool','operator':'In','values':['gpu',3]}]}]}}}}}",
+		  MUTATE_POD_MUTATED },
+	};
+	static const struct {
+		const char *spec;
+		enum mutate_pod_result want;
+	} managed[] = {
+		{ "'containers':[1]", MUTATE_POD_ERROR },
+		{ "'containers':'x'", MUTATE_POD_ERROR },
+		{ "'containers':[]", MUTATE_POD_ERROR },
+		{ "'containers':[{'resources':'x'}]", MUTATE_POD_ERROR },
+		{ "'containers':[{'resources':{'requests':5}}]", MUTATE_POD_ERROR },
+		{ "'containers':[{'resources':{'requests':{'stratos.sh/pool-pod':1}}},{'resources':'x'}]", MUTATE_POD_MUTATED },
+		{ "'containers':[{'resources':null}]", MUTATE_POD_MUTATED },
+	};
+	struct mutate_pod_options opt = { .scheduler_name = "stratos-scheduler" };
+	struct mutate_pod_options mopt = { .managed_resource = true };
+	struct mutate_pod_outcome out;
+	char text[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *pod = J(cases[i].pod);
+		json_decref(review(&opt, pod, cases[i].want, &out));
+		json_decref(pod);
+	}
+	for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++) {
+		json_t *pod;
+
+		snprintf(text, sizeof(text), "{'spec':{'nodeSelector':{'stratos.sh/pool':'ci-runners'},%s}}",
+		    managed[i].spec);
+		pod = J(text);
+		json_decref(review(&mopt, pod, managed[i].want, &out));
+		json_decref(pod);
+	}
+}
+
 /* Decodes standard base64 (the patch field). */
 static json_t *
 decode_patch(const char *b64)
@@ -734,6 +838,7 @@ main(void)
 		cmocka_unit_test(test_affinity_detection),
 		cmocka_unit_test(test_label_subset_detection),
 		cmocka_unit_test(test_unknown_pool_and_bypass),
+		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_handler),
 		cmocka_unit_test(test_handler_not_pod_create),
 	};

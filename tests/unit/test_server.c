@@ -155,9 +155,10 @@ echo_handler(void *ctx, const struct server_request *req, struct server_response
 {
 	(void)ctx;
 	atomic_fetch_add(&handler_calls, 1);
-	buf_printf(&resp->body, "{\"method\":\"%s\",\"path\":\"%s\",\"len\":%zu,\"cert\":%s,\"json\":%s}",
-	    req->method, req->path, req->body_len, req->client_cert_verified ? "true" : "false",
-	    req->json != NULL ? "true" : "false");
+	buf_printf(&resp->body, "{\"method\":\"%s\",\"path\":\"%s\",\"len\":%zu,\"cert\":%s,\"json\":%s,"
+	    "\"checked\":%s}", req->method, req->path, req->body_len,
+	    req->client_cert_verified ? "true" : "false", req->json != NULL ? "true" : "false",
+	    req->json_root.type == JSONSCAN_OBJECT ? "true" : "false");
 }
 
 static void
@@ -224,7 +225,9 @@ start(bool tls, bool client_ca, size_t max_body, int64_t idle_ms)
 	assert_non_null(f->srv);
 	assert_int_equal(server_route(f->srv, "POST", "/echo", 0, echo_handler, NULL), 0);
 	assert_int_equal(server_route(f->srv, "GET", "/echo", 0, echo_handler, NULL), 0);
-	assert_int_equal(server_route(f->srv, "POST", "/json", SERVER_ROUTE_JSON, echo_handler, NULL), 0);
+	assert_int_equal(server_route(f->srv, "POST", "/json", SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE,
+	    echo_handler, NULL), 0);
+	assert_int_equal(server_route(f->srv, "POST", "/scan", SERVER_ROUTE_JSON, echo_handler, NULL), 0);
 	assert_int_equal(server_route(f->srv, "POST", "/private",
 	    SERVER_ROUTE_CLIENT_CERT | SERVER_ROUTE_JSON, echo_handler, NULL), 0);
 	assert_int_equal(server_route(f->srv, "GET", "/bad", 0, bad_status_handler, NULL), 0);
@@ -523,17 +526,28 @@ test_json_route(void **state)
 	(void)state;
 	assert_int_equal(call(h, f, "POST", "/json", "{\"kind\":\"AdmissionReview\"}", body,
 	    sizeof(body), NULL), 200);
-	assert_non_null(strstr(body, "\"json\":true"));
-	assert_int_equal(call(h, f, "POST", "/json", "{\"kind\":", body, sizeof(body), NULL), 400);
-	assert_non_null(strstr(body, "not valid JSON"));
-	assert_int_equal(call(h, f, "POST", "/json", "[1,2]", body, sizeof(body), NULL), 400);
-	assert_non_null(strstr(body, "must be a JSON object"));
-	assert_int_equal(call(h, f, "POST", "/json", "{\"a\":\"\xff\xfe\"}", body, sizeof(body), NULL), 400);
-	assert_int_equal(call(h, f, "POST", "/json", "", body, sizeof(body), NULL), 400);
-	assert_non_null(strstr(body, "empty"));
+	assert_non_null(strstr(body, "\"json\":true,\"checked\":true"));
+	/* Without SERVER_ROUTE_JSON_TREE: checked, no tree. */
+	assert_int_equal(call(h, f, "POST", "/scan", "{\"kind\":\"AdmissionReview\"}", body,
+	    sizeof(body), NULL), 200);
+	assert_non_null(strstr(body, "\"json\":false,\"checked\":true"));
+	for (int i = 0; i < 2; i++) {
+		const char *path = i == 0 ? "/json" : "/scan";
+
+		assert_int_equal(call(h, f, "POST", path, "{\"kind\":", body, sizeof(body), NULL), 400);
+		assert_non_null(strstr(body, "not valid JSON (line 1, column 9)"));
+		assert_int_equal(call(h, f, "POST", path, "[1,2]", body, sizeof(body), NULL), 400);
+		assert_non_null(strstr(body, "must be a JSON object"));
+		assert_int_equal(call(h, f, "POST", path, "{\"a\":\"\xff\xfe\"}", body, sizeof(body), NULL),
+		    400);
+		assert_non_null(strstr(body, "invalid UTF-8"));
+		assert_int_equal(call(h, f, "POST", path, "{\"a\":1}x", body, sizeof(body), NULL), 400);
+		assert_int_equal(call(h, f, "POST", path, "", body, sizeof(body), NULL), 400);
+		assert_non_null(strstr(body, "empty"));
+	}
 	/* Routes without the flag see the bytes as they came. */
 	assert_int_equal(call(h, f, "POST", "/echo", "{\"kind\":", body, sizeof(body), NULL), 200);
-	assert_non_null(strstr(body, "\"json\":false"));
+	assert_non_null(strstr(body, "\"json\":false,\"checked\":false"));
 	httpc_free(h);
 	stop(f);
 }
