@@ -983,16 +983,9 @@ server__watchdog_main(void *arg)
 
 	pthread_mutex_lock(&s->wd_lock);
 	while (!s->wd_stop) {
-		struct timespec ts;
 		int64_t now;
 
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += SERVER__WATCHDOG_TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&s->wd_cond, &s->wd_lock, &ts);
+		time_cond_wait_until(&s->wd_cond, &s->wd_lock, time_mono_ms() + SERVER__WATCHDOG_TICK_MS);
 		if (s->wd_stop)
 			break;
 		pthread_mutex_unlock(&s->wd_lock);
@@ -1318,7 +1311,8 @@ server__completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		    "duration_us", (json_int_t)us, "completed",
 		    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), "request");
 	}
-	if (r->status >= 500)
+	/* A 503 from /readyz is a probe doing its job (start-up, drain), not a failure. */
+	if (r->status >= 500 && !(r->status == 503 && strcmp(r->path, "/readyz") == 0))
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:s,s:s,s:i}", "server", s->opts.name,
 		    "method", r->method, "path", r->path, "status", r->status), "request failed");
 	buf_free(&r->body);
@@ -1558,13 +1552,7 @@ server_new(const struct server_options *opts)
 	pthread_mutex_init(&s->reload_lock, NULL);
 	pthread_mutex_init(&s->conns_lock, NULL);
 	pthread_mutex_init(&s->wd_lock, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&s->wd_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	time_cond_init(&s->wd_cond);
 	server__metrics_init();
 	if (oom || server_route(s, "GET", "/healthz", 0, server__handle_healthz, s) < 0 ||
 	    server_route(s, "GET", "/readyz", 0, server__handle_readyz, s) < 0) {
