@@ -451,6 +451,86 @@ fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj, const char *
 	}
 }
 
+int
+fieldcheck_walk(const json_t *obj, struct fieldcheck_report *rep,
+    int (*fn)(struct fieldcheck *fc, const json_t *obj, void *arg), void *arg,
+    size_t *nviolations)
+{
+	struct fieldcheck_report local;
+	struct fieldcheck fc;
+	size_t before;
+	int rc;
+
+	fieldcheck_report_init(&local);
+	fieldcheck_init(&fc, rep != NULL ? rep : &local);
+	before = fc.rep->nviolations + fc.rep->dropped;
+	if (!json_is_object(obj)) {
+		fieldcheck_violation(&fc, FIELDCHECK_MSG_OBJECT);
+		rc = -EINVAL;
+	} else {
+		rc = fn(&fc, obj, arg);
+	}
+	*nviolations = fc.rep->nviolations + fc.rep->dropped - before;
+	fieldcheck_report_free(&local);
+	return rc;
+}
+
+bool
+fieldcheck_set_string(char **dst, const char *s)
+{
+	char *dup = strdup(s);
+
+	if (dup == NULL)
+		return false;
+	free(*dst);
+	*dst = dup;
+	return true;
+}
+
+/* Copies md[key] into *dst when it is a string. false on ENOMEM. */
+static bool
+fieldcheck__copy_string(const json_t *md, const char *key, char **dst)
+{
+	const json_t *v = json_object_get(md, key);
+
+	return !json_is_string(v) || fieldcheck_set_string(dst, json_string_value(v));
+}
+
+int
+fieldcheck_metadata(struct fieldcheck *fc, const json_t *obj, char **name, char **uid,
+    char **resource_version, int64_t *generation, bool *deleting)
+{
+	const json_t *md = NULL, *v;
+	const char *s, *problem = NULL;
+	size_t mark;
+	int valid = 0, rc = fieldcheck_object(fc, obj, "metadata", 0, &md);
+
+	if (rc == 0) {
+		mark = fieldcheck_push(fc, "metadata.name");
+		fieldcheck_violation(fc, FIELDCHECK_MSG_REQUIRED);
+		fieldcheck_pop(fc, mark);
+	}
+	if (rc <= 0)
+		return 0;
+	mark = fieldcheck_push(fc, "metadata");
+	if (fieldcheck_string(fc, md, "name", FIELDCHECK_REQUIRED, &s) > 0) {
+		size_t m2 = fieldcheck_push(fc, "name");
+		if ((problem = fieldcheck_dns1123_subdomain(s)) != NULL)
+			fieldcheck_violation(fc, "%s", problem);
+		fieldcheck_pop(fc, m2);
+		valid = problem == NULL;
+	}
+	if (!fieldcheck__copy_string(md, "name", name) || !fieldcheck__copy_string(md, "uid", uid) ||
+	    !fieldcheck__copy_string(md, "resourceVersion", resource_version))
+		return -ENOMEM;
+	if ((v = json_object_get(md, "generation")) != NULL && json_is_integer(v))
+		*generation = (int64_t)json_integer_value(v);
+	v = json_object_get(md, "deletionTimestamp");
+	*deleting = v != NULL && !json_is_null(v);
+	fieldcheck_pop(fc, mark);
+	return valid;
+}
+
 /* --- Kubernetes name syntax (apimachinery/pkg/util/validation) --- */
 
 static bool

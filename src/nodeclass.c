@@ -82,18 +82,6 @@ nodeclass_free(struct nodeclass *c)
 	free(c);
 }
 
-static bool
-nodeclass__set(char **dst, const char *s)
-{
-	char *dup = strdup(s);
-
-	if (dup == NULL)
-		return false;
-	free(*dst);
-	*dst = dup;
-	return true;
-}
-
 /* --- EC2 and IAM syntax --- */
 
 static bool
@@ -270,7 +258,7 @@ nodeclass__string(struct fieldcheck *fc, const json_t *spec, const char *key, un
 		fieldcheck_pop(fc, mark);
 		return 0;
 	}
-	return nodeclass__set(dst, s) ? 0 : -ENOMEM;
+	return fieldcheck_set_string(dst, s) ? 0 : -ENOMEM;
 }
 
 static bool
@@ -601,44 +589,6 @@ nodeclass__tags(struct fieldcheck *fc, const json_t *spec, struct nodeclass *c)
 }
 
 static int
-nodeclass__metadata(struct fieldcheck *fc, const json_t *obj, struct nodeclass *c)
-{
-	const json_t *md = NULL, *v;
-	const char *s, *problem;
-	size_t mark;
-	int rc = fieldcheck_object(fc, obj, "metadata", 0, &md);
-
-	if (rc == 0) {
-		mark = fieldcheck_push(fc, "metadata.name");
-		fieldcheck_violation(fc, FIELDCHECK_MSG_REQUIRED);
-		fieldcheck_pop(fc, mark);
-	}
-	if (rc <= 0)
-		return 0;
-	mark = fieldcheck_push(fc, "metadata");
-	if (fieldcheck_string(fc, md, "name", FIELDCHECK_REQUIRED, &s) > 0) {
-		size_t m2 = fieldcheck_push(fc, "name");
-		if ((problem = fieldcheck_dns1123_subdomain(s)) != NULL)
-			fieldcheck_violation(fc, "%s", problem);
-		fieldcheck_pop(fc, m2);
-		if (!nodeclass__set(&c->name, s))
-			return -ENOMEM;
-	}
-	if ((v = json_object_get(md, "uid")) != NULL && json_is_string(v) &&
-	    !nodeclass__set(&c->uid, json_string_value(v)))
-		return -ENOMEM;
-	if ((v = json_object_get(md, "resourceVersion")) != NULL && json_is_string(v) &&
-	    !nodeclass__set(&c->resource_version, json_string_value(v)))
-		return -ENOMEM;
-	if ((v = json_object_get(md, "generation")) != NULL && json_is_integer(v))
-		c->generation = (int64_t)json_integer_value(v);
-	v = json_object_get(md, "deletionTimestamp");
-	c->deleting = v != NULL && !json_is_null(v);
-	fieldcheck_pop(fc, mark);
-	return 0;
-}
-
-static int
 nodeclass__spec(struct fieldcheck *fc, const json_t *obj, struct nodeclass *c)
 {
 	const json_t *spec = NULL;
@@ -675,44 +625,44 @@ nodeclass__spec(struct fieldcheck *fc, const json_t *obj, struct nodeclass *c)
 	return 0;
 }
 
+/* The whole object: metadata, then spec. */
+static int
+nodeclass__object(struct fieldcheck *fc, const json_t *obj, void *arg)
+{
+	struct nodeclass *c = arg;
+	int rc = fieldcheck_metadata(fc, obj, &c->name, &c->uid, &c->resource_version,
+	    &c->generation, &c->deleting);
+
+	if (rc < 0)
+		return rc;
+	return nodeclass__spec(fc, obj, c);
+}
+
 int
 nodeclass_parse(const json_t *obj, struct fieldcheck_report *rep, struct nodeclass **out)
 {
-	struct fieldcheck_report local;
-	struct fieldcheck fc;
 	struct nodeclass *c;
-	size_t before;
 	int rc;
 
 	*out = NULL;
-	fieldcheck_report_init(&local);
-	fieldcheck_init(&fc, rep != NULL ? rep : &local);
-	before = fc.rep->nviolations + fc.rep->dropped;
-	if (!json_is_object(obj)) {
-		fieldcheck_violation(&fc, FIELDCHECK_MSG_OBJECT);
-		fieldcheck_report_free(&local);
-		return -EINVAL;
-	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
 	c->refs = 1;
 	c->http_tokens = NODECLASS_HTTP_TOKENS_REQUIRED;
 	c->http_put_response_hop_limit = NODECLASS_DEFAULT_HOP_LIMIT;
-	if (!nodeclass__set(&c->name, "") || !nodeclass__set(&c->uid, "") ||
-	    !nodeclass__set(&c->resource_version, "") || !nodeclass__set(&c->instance_type, "") ||
-	    !nodeclass__set(&c->ami, "") || !nodeclass__set(&c->iam_instance_profile, "")) {
+	if (!fieldcheck_set_string(&c->name, "") || !fieldcheck_set_string(&c->uid, "") ||
+	    !fieldcheck_set_string(&c->resource_version, "") ||
+	    !fieldcheck_set_string(&c->instance_type, "") || !fieldcheck_set_string(&c->ami, "") ||
+	    !fieldcheck_set_string(&c->iam_instance_profile, "")) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if ((rc = nodeclass__metadata(&fc, obj, c)) < 0 || (rc = nodeclass__spec(&fc, obj, c)) < 0)
+	if ((rc = fieldcheck_walk(obj, rep, nodeclass__object, c, &c->nviolations)) < 0)
 		goto fail;
-	c->nviolations = fc.rep->nviolations + fc.rep->dropped - before;
-	fieldcheck_report_free(&local);
 	*out = c;
 	return 0;
 fail:
-	fieldcheck_report_free(&local);
 	nodeclass_free(c);
 	return rc;
 }

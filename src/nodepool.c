@@ -71,59 +71,20 @@ nodepool_label(const struct nodepool *p, const char *key)
 	return NULL;
 }
 
-/* Replaces *dst with a copy of s; false on ENOMEM. */
-static bool
-nodepool__set(char **dst, const char *s)
-{
-	char *dup = strdup(s);
-
-	if (dup == NULL)
-		return false;
-	free(*dst);
-	*dst = dup;
-	return true;
-}
-
-/* metadata: the name (a Kubernetes object name that is also a label value, so ≤ 63 characters). */
+/* metadata: the name is also the value of the stratos.sh/pool label, so ≤ 63 characters. */
 static int
 nodepool__metadata(struct fieldcheck *fc, const json_t *obj, struct nodepool *p)
 {
-	const json_t *md = NULL, *v;
-	const char *s, *problem;
-	size_t mark;
-	int rc = fieldcheck_object(fc, obj, "metadata", 0, &md);
+	int rc = fieldcheck_metadata(fc, obj, &p->name, &p->uid, &p->resource_version,
+	    &p->generation, &p->deleting);
 
-	if (rc == 0) {
-		mark = fieldcheck_push(fc, "metadata.name");
-		fieldcheck_violation(fc, FIELDCHECK_MSG_REQUIRED);
+	if (rc > 0 && strlen(p->name) > LIMITS_NODEPOOL_NAME) {
+		size_t mark = fieldcheck_push(fc, "metadata.name");
+		fieldcheck_violation(fc, "must be no more than %u characters (it is the value "
+		    "of the stratos.sh/pool label)", LIMITS_NODEPOOL_NAME);
 		fieldcheck_pop(fc, mark);
 	}
-	if (rc <= 0)
-		return 0;
-	mark = fieldcheck_push(fc, "metadata");
-	if (fieldcheck_string(fc, md, "name", FIELDCHECK_REQUIRED, &s) > 0) {
-		size_t m2 = fieldcheck_push(fc, "name");
-		if ((problem = fieldcheck_dns1123_subdomain(s)) != NULL)
-			fieldcheck_violation(fc, "%s", problem);
-		else if (strlen(s) > LIMITS_NODEPOOL_NAME)
-			fieldcheck_violation(fc, "must be no more than %u characters (it is the value "
-			    "of the stratos.sh/pool label)", LIMITS_NODEPOOL_NAME);
-		fieldcheck_pop(fc, m2);
-		if (!nodepool__set(&p->name, s))
-			return -ENOMEM;
-	}
-	if ((v = json_object_get(md, "uid")) != NULL && json_is_string(v) &&
-	    !nodepool__set(&p->uid, json_string_value(v)))
-		return -ENOMEM;
-	if ((v = json_object_get(md, "resourceVersion")) != NULL && json_is_string(v) &&
-	    !nodepool__set(&p->resource_version, json_string_value(v)))
-		return -ENOMEM;
-	if ((v = json_object_get(md, "generation")) != NULL && json_is_integer(v))
-		p->generation = (int64_t)json_integer_value(v);
-	v = json_object_get(md, "deletionTimestamp");
-	p->deleting = v != NULL && !json_is_null(v);
-	fieldcheck_pop(fc, mark);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
 static int
@@ -273,13 +234,13 @@ nodepool__template(struct fieldcheck *fc, const json_t *spec, struct nodepool *p
 		size_t m2 = fieldcheck_push(fc, "nodeClassRef");
 		fieldcheck_unknown_fields(fc, ref, nodepool_ref_fields);
 		if (fieldcheck_enum(fc, ref, "kind", 0, NODEPOOL_NODE_CLASS_KINDS, &v) > 0 &&
-		    !nodepool__set(&p->node_class_kind, NODEPOOL_NODE_CLASS_KINDS[v]))
+		    !fieldcheck_set_string(&p->node_class_kind, NODEPOOL_NODE_CLASS_KINDS[v]))
 			return -ENOMEM;
 		if (fieldcheck_string(fc, ref, "name", FIELDCHECK_REQUIRED, &s) > 0) {
 			size_t m3 = fieldcheck_push(fc, "name");
 			if ((problem = fieldcheck_dns1123_subdomain(s)) != NULL)
 				fieldcheck_violation(fc, "%s", problem);
-			else if (!nodepool__set(&p->node_class_name, s))
+			else if (!fieldcheck_set_string(&p->node_class_name, s))
 				return -ENOMEM;
 			fieldcheck_pop(fc, m3);
 		}
@@ -427,24 +388,24 @@ nodepool__spec(struct fieldcheck *fc, const json_t *obj, struct nodepool *p)
 	return 0;
 }
 
+/* The whole object: metadata, then spec. */
+static int
+nodepool__object(struct fieldcheck *fc, const json_t *obj, void *arg)
+{
+	int rc;
+
+	if ((rc = nodepool__metadata(fc, obj, arg)) < 0)
+		return rc;
+	return nodepool__spec(fc, obj, arg);
+}
+
 int
 nodepool_parse(const json_t *obj, struct fieldcheck_report *rep, struct nodepool **out)
 {
-	struct fieldcheck_report local;
-	struct fieldcheck fc;
 	struct nodepool *p;
 	int rc;
 
 	*out = NULL;
-	/* Counting violations needs a report even when the caller wants none. */
-	fieldcheck_report_init(&local);
-	fieldcheck_init(&fc, rep != NULL ? rep : &local);
-	size_t before = fc.rep->nviolations + fc.rep->dropped;
-	if (!json_is_object(obj)) {
-		fieldcheck_violation(&fc, FIELDCHECK_MSG_OBJECT);
-		fieldcheck_report_free(&local);
-		return -EINVAL;
-	}
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;
@@ -455,21 +416,18 @@ nodepool_parse(const json_t *obj, struct fieldcheck_report *rep, struct nodepool
 	p->scale_down_enabled = true;
 	p->empty_node_ttl_ms = NODEPOOL_DEFAULT_EMPTY_NODE_TTL_MS;
 	p->drain_timeout_ms = NODEPOOL_DEFAULT_DRAIN_TIMEOUT_MS;
-	if (!nodepool__set(&p->name, "") || !nodepool__set(&p->uid, "") ||
-	    !nodepool__set(&p->resource_version, "") ||
-	    !nodepool__set(&p->node_class_kind, NODEPOOL_NODE_CLASS_KINDS[0]) ||
-	    !nodepool__set(&p->node_class_name, "")) {
+	if (!fieldcheck_set_string(&p->name, "") || !fieldcheck_set_string(&p->uid, "") ||
+	    !fieldcheck_set_string(&p->resource_version, "") ||
+	    !fieldcheck_set_string(&p->node_class_kind, NODEPOOL_NODE_CLASS_KINDS[0]) ||
+	    !fieldcheck_set_string(&p->node_class_name, "")) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if ((rc = nodepool__metadata(&fc, obj, p)) < 0 || (rc = nodepool__spec(&fc, obj, p)) < 0)
+	if ((rc = fieldcheck_walk(obj, rep, nodepool__object, p, &p->nviolations)) < 0)
 		goto fail;
-	p->nviolations = fc.rep->nviolations + fc.rep->dropped - before;
-	fieldcheck_report_free(&local);
 	*out = p;
 	return 0;
 fail:
-	fieldcheck_report_free(&local);
 	nodepool_free(p);
 	return rc;
 }

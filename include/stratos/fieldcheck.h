@@ -121,6 +121,32 @@ int fieldcheck_list(struct fieldcheck *fc, const json_t *parent, const char *key
 int fieldcheck_map(struct fieldcheck *fc, const json_t *parent, const char *key,
     unsigned flags, size_t max, const json_t **out);
 
+/*
+ * Runs fn, the checks of one kind, over obj from the root of a new walk.
+ * Violations go to rep, or to a scratch report when rep is NULL, so that
+ * *nviolations (how many fn found, dropped ones included) is right either
+ * way. Returns -EINVAL when obj is not an object ("must be an object"
+ * reported, fn not called), else what fn returns. Thread-safe.
+ */
+int fieldcheck_walk(const json_t *obj, struct fieldcheck_report *rep,
+    int (*fn)(struct fieldcheck *fc, const json_t *obj, void *arg), void *arg,
+    size_t *nviolations);
+
+/* Replaces *dst (NULL or allocated) with a copy of s. false on ENOMEM (*dst unchanged). */
+bool fieldcheck_set_string(char **dst, const char *s);
+
+/*
+ * The metadata every stratos.sh kind keeps, from obj at the root of the
+ * walk: metadata.name is required and must be a DNS-1123 subdomain. The
+ * name (even a bad one), uid and resourceVersion replace *name, *uid and
+ * *resource_version when they are strings; *generation is set when
+ * metadata.generation is an integer; *deleting says whether
+ * deletionTimestamp is set. Returns 1 when the name is present and valid,
+ * 0 when not, -ENOMEM.
+ */
+int fieldcheck_metadata(struct fieldcheck *fc, const json_t *obj, char **name, char **uid,
+    char **resource_version, int64_t *generation, bool *deleting);
+
 /* Reports "unknown field" for every key of obj (at the current path) not in known (NULL-terminated). */
 void fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj,
     const char *const *known);
