@@ -436,6 +436,45 @@ fieldcheck_map(struct fieldcheck *fc, const json_t *parent, const char *key,
 	return 1;
 }
 
+int
+fieldcheck_string_set(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, size_t max, bool (*valid)(struct fieldcheck *fc, const char *s, size_t len),
+    char ***out, size_t *nout)
+{
+	const json_t *list = NULL;
+	size_t mark;
+
+	if (fieldcheck_list(fc, parent, key, flags, max, &list) <= 0)
+		return 0;
+	*out = calloc(json_array_size(list) + 1, sizeof(char *));
+	if (*out == NULL)
+		return -ENOMEM;
+	mark = fieldcheck_push(fc, key);
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		const json_t *v = json_array_get(list, i);
+		size_t m2 = fieldcheck_push_index(fc, i);
+		bool dup = false;
+
+		if (!json_is_string(v)) {
+			fieldcheck_violation(fc, FIELDCHECK_MSG_STRING);
+		} else if (valid(fc, json_string_value(v), json_string_length(v))) {
+			for (size_t j = 0; j < *nout && !dup; j++)
+				dup = strcmp((*out)[j], json_string_value(v)) == 0;
+			if (dup) {
+				fieldcheck_violation(fc, FIELDCHECK_MSG_DUPLICATE);
+			} else {
+				(*out)[*nout] = strdup(json_string_value(v));
+				if ((*out)[*nout] == NULL)
+					return -ENOMEM;
+				(*nout)++;
+			}
+		}
+		fieldcheck_pop(fc, m2);
+	}
+	fieldcheck_pop(fc, mark);
+	return 0;
+}
+
 void
 fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj, const char *const *known)
 {

@@ -267,57 +267,29 @@ nodeclass__ami(const char *s)
 	return nodeclass__resource_id(s, "ami-");
 }
 
+/* An item of subnetIds or securityGroupIds: prefix + 8 or 17 lower-case hex digits. */
 static bool
-nodeclass__subnet(const char *s)
+nodeclass__id(struct fieldcheck *fc, const char *s, const char *prefix)
 {
-	return nodeclass__resource_id(s, "subnet-");
+	if (nodeclass__resource_id(s, prefix))
+		return true;
+	fieldcheck_violation(fc, "must be \"%s\" followed by 8 or 17 lower-case hexadecimal digits",
+	    prefix);
+	return false;
 }
 
 static bool
-nodeclass__sg(const char *s)
+nodeclass__subnet(struct fieldcheck *fc, const char *s, size_t len)
 {
-	return nodeclass__resource_id(s, "sg-");
+	(void)len;
+	return nodeclass__id(fc, s, "subnet-");
 }
 
-/* A required, non-empty list of unique ids. */
-static int
-nodeclass__ids(struct fieldcheck *fc, const json_t *spec, const char *key, size_t max,
-    bool (*ok)(const char *), const char *problem, char ***out, size_t *nout)
+static bool
+nodeclass__sg(struct fieldcheck *fc, const char *s, size_t len)
 {
-	const json_t *list = NULL;
-	size_t mark;
-
-	if (fieldcheck_list(fc, spec, key, FIELDCHECK_REQUIRED, max, &list) <= 0)
-		return 0;
-	*out = calloc(json_array_size(list) + 1, sizeof(char *));
-	if (*out == NULL)
-		return -ENOMEM;
-	mark = fieldcheck_push(fc, key);
-	for (size_t i = 0; i < json_array_size(list); i++) {
-		const json_t *v = json_array_get(list, i);
-		size_t m2 = fieldcheck_push_index(fc, i);
-		bool dup = false;
-
-		if (!json_is_string(v)) {
-			fieldcheck_violation(fc, FIELDCHECK_MSG_STRING);
-		} else if (!ok(json_string_value(v))) {
-			fieldcheck_violation(fc, "%s", problem);
-		} else {
-			for (size_t j = 0; j < *nout && !dup; j++)
-				dup = strcmp((*out)[j], json_string_value(v)) == 0;
-			if (dup) {
-				fieldcheck_violation(fc, FIELDCHECK_MSG_DUPLICATE);
-			} else {
-				(*out)[*nout] = strdup(json_string_value(v));
-				if ((*out)[*nout] == NULL)
-					return -ENOMEM;
-				(*nout)++;
-			}
-		}
-		fieldcheck_pop(fc, m2);
-	}
-	fieldcheck_pop(fc, mark);
-	return 0;
+	(void)len;
+	return nodeclass__id(fc, s, "sg-");
 }
 
 static int
@@ -605,12 +577,11 @@ nodeclass__spec(struct fieldcheck *fc, const json_t *obj, struct nodeclass *c)
 	    "must be \"ami-\" followed by 8 or 17 lower-case hexadecimal digits", &c->ami)) < 0 ||
 	    (rc = nodeclass__string(fc, spec, "region", 0, nodeclass__region,
 	    "must be an AWS region like us-east-1", &c->region)) < 0 ||
-	    (rc = nodeclass__ids(fc, spec, "subnetIds", LIMITS_NODECLASS_SUBNETS, nodeclass__subnet,
-	    "must be \"subnet-\" followed by 8 or 17 lower-case hexadecimal digits",
-	    &c->subnet_ids, &c->nsubnet_ids)) < 0 ||
-	    (rc = nodeclass__ids(fc, spec, "securityGroupIds", LIMITS_NODECLASS_SECURITY_GROUPS,
-	    nodeclass__sg, "must be \"sg-\" followed by 8 or 17 lower-case hexadecimal digits",
-	    &c->security_group_ids, &c->nsecurity_group_ids)) < 0 ||
+	    (rc = fieldcheck_string_set(fc, spec, "subnetIds", FIELDCHECK_REQUIRED,
+	    LIMITS_NODECLASS_SUBNETS, nodeclass__subnet, &c->subnet_ids, &c->nsubnet_ids)) < 0 ||
+	    (rc = fieldcheck_string_set(fc, spec, "securityGroupIds", FIELDCHECK_REQUIRED,
+	    LIMITS_NODECLASS_SECURITY_GROUPS, nodeclass__sg, &c->security_group_ids,
+	    &c->nsecurity_group_ids)) < 0 ||
 	    (rc = nodeclass__string(fc, spec, "iamInstanceProfile", FIELDCHECK_REQUIRED,
 	    nodeclass__instance_profile, "must be an instance-profile ARN "
 	    "(arn:aws:iam::<12-digit account>:instance-profile/<name>) or a profile name",

@@ -256,14 +256,32 @@ nodepool__template(struct fieldcheck *fc, const json_t *spec, struct nodepool *p
 	return 0;
 }
 
+/* An item of preWarm.imagesToPull. */
+static bool
+nodepool__image(struct fieldcheck *fc, const char *s, size_t len)
+{
+	const char *problem;
+
+	if (len > LIMITS_NODEPOOL_IMAGE_REF) {
+		fieldcheck_violation(fc, "must be no more than %u characters",
+		    LIMITS_NODEPOOL_IMAGE_REF);
+		return false;
+	}
+	if ((problem = fieldcheck_image_ref(s)) != NULL) {
+		fieldcheck_violation(fc, "must be an image reference "
+		    "([registry[:port]/]path[:tag][@digest]): %s", problem);
+		return false;
+	}
+	return true;
+}
+
 static int
 nodepool__prewarm(struct fieldcheck *fc, const json_t *spec, struct nodepool *p)
 {
-	const json_t *pw = NULL, *images = NULL;
-	const char *problem;
+	const json_t *pw = NULL;
 	int64_t ms;
 	size_t mark;
-	int v;
+	int v, rc;
 
 	if (fieldcheck_object(fc, spec, "preWarm", 0, &pw) <= 0)
 		return 0;
@@ -280,44 +298,11 @@ nodepool__prewarm(struct fieldcheck *fc, const json_t *spec, struct nodepool *p)
 	}
 	if (fieldcheck_enum(fc, pw, "timeoutAction", 0, NODEPOOL_TIMEOUT_ACTION_NAMES, &v) > 0)
 		p->prewarm_timeout_action = (enum nodepool_timeout_action)v;
-	if (fieldcheck_list(fc, pw, "imagesToPull", 0, LIMITS_NODEPOOL_IMAGES, &images) > 0) {
-		size_t m2 = fieldcheck_push(fc, "imagesToPull");
-		p->images_to_pull = calloc(json_array_size(images) + 1, sizeof(char *));
-		if (p->images_to_pull == NULL)
-			return -ENOMEM;
-		for (size_t i = 0; i < json_array_size(images); i++) {
-			const json_t *img = json_array_get(images, i);
-			size_t m3 = fieldcheck_push_index(fc, i);
-			bool dup = false;
-
-			if (!json_is_string(img)) {
-				fieldcheck_violation(fc, FIELDCHECK_MSG_STRING);
-			} else if (json_string_length(img) > LIMITS_NODEPOOL_IMAGE_REF) {
-				fieldcheck_violation(fc, "must be no more than %u characters",
-				    LIMITS_NODEPOOL_IMAGE_REF);
-			} else if ((problem = fieldcheck_image_ref(json_string_value(img))) != NULL) {
-				fieldcheck_violation(fc, "must be an image reference "
-				    "([registry[:port]/]path[:tag][@digest]): %s", problem);
-			} else {
-				for (size_t j = 0; j < p->nimages_to_pull && !dup; j++)
-					dup = strcmp(p->images_to_pull[j], json_string_value(img)) == 0;
-				/* A set in the CRD (x-kubernetes-list-type: set): the API refuses repeats. */
-				if (dup) {
-					fieldcheck_violation(fc, FIELDCHECK_MSG_DUPLICATE);
-				} else {
-					p->images_to_pull[p->nimages_to_pull] =
-					    strdup(json_string_value(img));
-					if (p->images_to_pull[p->nimages_to_pull] == NULL)
-						return -ENOMEM;
-					p->nimages_to_pull++;
-				}
-			}
-			fieldcheck_pop(fc, m3);
-		}
-		fieldcheck_pop(fc, m2);
-	}
+	/* A set in the CRD (x-kubernetes-list-type: set): the API refuses repeats. */
+	rc = fieldcheck_string_set(fc, pw, "imagesToPull", 0, LIMITS_NODEPOOL_IMAGES,
+	    nodepool__image, &p->images_to_pull, &p->nimages_to_pull);
 	fieldcheck_pop(fc, mark);
-	return 0;
+	return rc;
 }
 
 static void

@@ -147,6 +147,20 @@ bool fieldcheck_set_string(char **dst, const char *s);
 int fieldcheck_metadata(struct fieldcheck *fc, const json_t *obj, char **name, char **uid,
     char **resource_version, int64_t *generation, bool *deleting);
 
+/*
+ * A list of unique strings (a CRD list of type set) of at most max items at
+ * parent[key], as fieldcheck_list. Each item must be a string that valid()
+ * accepts: it gets the string and its length in bytes (NULs included),
+ * reports its own violation at the item's path and returns false. A repeat
+ * is "duplicate value". The good items are copied, in order, into a new
+ * NULL-terminated *out (the caller frees it and its strings), *nout
+ * counting them; *out stays untouched when the list is absent or wrong.
+ * Returns 0, or -ENOMEM.
+ */
+int fieldcheck_string_set(struct fieldcheck *fc, const json_t *parent, const char *key,
+    unsigned flags, size_t max, bool (*valid)(struct fieldcheck *fc, const char *s, size_t len),
+    char ***out, size_t *nout);
+
 /* Reports "unknown field" for every key of obj (at the current path) not in known (NULL-terminated). */
 void fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj,
     const char *const *known);
