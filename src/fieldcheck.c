@@ -476,6 +476,53 @@ fieldcheck_string_set(struct fieldcheck *fc, const json_t *parent, const char *k
 }
 
 void
+fieldcheck_pairs_free(struct fieldcheck_pair *pairs, size_t n)
+{
+	for (size_t i = 0; pairs != NULL && i < n; i++) {
+		free(pairs[i].key);
+		free(pairs[i].value);
+	}
+	free(pairs);
+}
+
+int
+fieldcheck_string_map(struct fieldcheck *fc, const json_t *parent, const char *key,
+    size_t max, bool (*valid)(struct fieldcheck *fc, const char *k, const json_t *v,
+    const void *arg), const void *arg, struct fieldcheck_pair **out, size_t *nout)
+{
+	const json_t *map = NULL;
+	const char *k;
+	json_t *v;
+	size_t mark;
+
+	if (fieldcheck_map(fc, parent, key, 0, max, &map) <= 0)
+		return 0;
+	*out = calloc(json_object_size(map) + 1, sizeof(**out));
+	if (*out == NULL)
+		return -ENOMEM;
+	mark = fieldcheck_push(fc, key);
+	json_object_foreach((json_t *)map, k, v) {
+		struct fieldcheck_pair *pair = &(*out)[*nout];
+		size_t m2 = fieldcheck_push_key(fc, k);
+		bool ok = valid(fc, k, v, arg) && json_is_string(v);
+
+		fieldcheck_pop(fc, m2);
+		if (!ok)
+			continue;
+		pair->key = strdup(k);
+		pair->value = strdup(json_string_value(v));
+		if (pair->key == NULL || pair->value == NULL) {
+			free(pair->key);
+			free(pair->value);
+			return -ENOMEM;
+		}
+		(*nout)++;
+	}
+	fieldcheck_pop(fc, mark);
+	return 0;
+}
+
+void
 fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj, const char *const *known)
 {
 	const char *key;

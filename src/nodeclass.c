@@ -74,11 +74,7 @@ nodeclass_free(struct nodeclass *c)
 	}
 	free(c->block_devices);
 	free(c->user_data);
-	for (size_t i = 0; i < c->ntags; i++) {
-		free(c->tags[i].key);
-		free(c->tags[i].value);
-	}
-	free(c->tags);
+	fieldcheck_pairs_free(c->tags, c->ntags);
 	free(c);
 }
 
@@ -508,56 +504,32 @@ nodeclass__metadata_options(struct fieldcheck *fc, const json_t *spec, struct no
 	fieldcheck_pop(fc, mark);
 }
 
-static int
-nodeclass__tags(struct fieldcheck *fc, const json_t *spec, struct nodeclass *c)
+/* One entry of spec.tags. */
+static bool
+nodeclass__tag(struct fieldcheck *fc, const char *key, const json_t *v, const void *arg)
 {
-	const json_t *tags = NULL;
-	const char *key;
-	json_t *v;
-	size_t mark;
+	bool ok = true;
 
-	if (fieldcheck_map(fc, spec, "tags", 0, LIMITS_NODECLASS_TAGS, &tags) <= 0)
-		return 0;
-	c->tags = calloc(json_object_size(tags) + 1, sizeof(*c->tags));
-	if (c->tags == NULL)
-		return -ENOMEM;
-	mark = fieldcheck_push(fc, "tags");
-	json_object_foreach((json_t *)tags, key, v) {
-		size_t m2 = fieldcheck_push_key(fc, key);
-		bool ok = json_is_string(v);
-
-		if (strlen(key) == 0 || strlen(key) > 128) {
-			fieldcheck_violation(fc, "key must be 1 to 128 characters");
-			ok = false;
-		} else if (strncasecmp(key, "aws:", 4) == 0) {
-			fieldcheck_violation(fc, "keys starting with \"aws:\" are reserved by AWS");
-			ok = false;
-		} else if (strncmp(key, "stratos.sh/", 11) == 0) {
-			fieldcheck_violation(fc, "keys starting with \"stratos.sh/\" are reserved "
-			    "for Stratos");
-			ok = false;
-		} else if (strcmp(key, "Name") == 0 || strcmp(key, "managed-by") == 0) {
-			fieldcheck_violation(fc, "is set by Stratos on every instance");
-			ok = false;
-		}
-		if (json_is_string(v) && json_string_length(v) > 256) {
-			fieldcheck_violation(fc, "value must be at most 256 characters");
-			ok = false;
-		}
-		fieldcheck_pop(fc, m2);
-		if (!ok)
-			continue;
-		c->tags[c->ntags].key = strdup(key);
-		c->tags[c->ntags].value = strdup(json_string_value(v));
-		if (c->tags[c->ntags].key == NULL || c->tags[c->ntags].value == NULL) {
-			free(c->tags[c->ntags].key);
-			free(c->tags[c->ntags].value);
-			return -ENOMEM;
-		}
-		c->ntags++;
+	(void)arg;
+	if (strlen(key) == 0 || strlen(key) > 128) {
+		fieldcheck_violation(fc, "key must be 1 to 128 characters");
+		ok = false;
+	} else if (strncasecmp(key, "aws:", 4) == 0) {
+		fieldcheck_violation(fc, "keys starting with \"aws:\" are reserved by AWS");
+		ok = false;
+	} else if (strncmp(key, "stratos.sh/", 11) == 0) {
+		fieldcheck_violation(fc, "keys starting with \"stratos.sh/\" are reserved "
+		    "for Stratos");
+		ok = false;
+	} else if (strcmp(key, "Name") == 0 || strcmp(key, "managed-by") == 0) {
+		fieldcheck_violation(fc, "is set by Stratos on every instance");
+		ok = false;
 	}
-	fieldcheck_pop(fc, mark);
-	return 0;
+	if (json_is_string(v) && json_string_length(v) > 256) {
+		fieldcheck_violation(fc, "value must be at most 256 characters");
+		ok = false;
+	}
+	return ok;
 }
 
 static int
@@ -590,7 +562,8 @@ nodeclass__spec(struct fieldcheck *fc, const json_t *obj, struct nodeclass *c)
 	    (rc = nodeclass__user_data(fc, spec, c)) < 0)
 		return rc;
 	nodeclass__metadata_options(fc, spec, c);
-	if ((rc = nodeclass__tags(fc, spec, c)) < 0)
+	if ((rc = fieldcheck_string_map(fc, spec, "tags", LIMITS_NODECLASS_TAGS, nodeclass__tag,
+	    NULL, &c->tags, &c->ntags)) < 0)
 		return rc;
 	fieldcheck_pop(fc, 0);
 	return 0;

@@ -46,11 +46,7 @@ nodepool_free(struct nodepool *p)
 	free(p->resource_version);
 	free(p->node_class_kind);
 	free(p->node_class_name);
-	for (size_t i = 0; i < p->nlabels; i++) {
-		free(p->labels[i].key);
-		free(p->labels[i].value);
-	}
-	free(p->labels);
+	fieldcheck_pairs_free(p->labels, p->nlabels);
 	for (size_t i = 0; i < p->nstartup_taints; i++) {
 		free(p->startup_taints[i].key);
 		free(p->startup_taints[i].value);
@@ -87,56 +83,32 @@ nodepool__metadata(struct fieldcheck *fc, const json_t *obj, struct nodepool *p)
 	return rc < 0 ? rc : 0;
 }
 
-static int
-nodepool__labels(struct fieldcheck *fc, const json_t *tmpl, struct nodepool *p)
+/* One entry of spec.template.labels; arg is the NodePool name. */
+static bool
+nodepool__label(struct fieldcheck *fc, const char *key, const json_t *v, const void *arg)
 {
-	const json_t *labels = NULL;
-	const char *key, *problem;
-	json_t *v;
-	size_t mark;
+	const char *name = arg, *problem;
+	bool ok = true;
 
-	if (fieldcheck_map(fc, tmpl, "labels", 0, LIMITS_NODEPOOL_LABELS, &labels) <= 0)
-		return 0;
-	p->labels = calloc(json_object_size(labels) + 1, sizeof(*p->labels));
-	if (p->labels == NULL)
-		return -ENOMEM;
-	mark = fieldcheck_push(fc, "labels");
-	json_object_foreach((json_t *)labels, key, v) {
-		size_t m2 = fieldcheck_push_key(fc, key);
-		bool ok = json_is_string(v);    /* fieldcheck_map reported the others */
-
-		if ((problem = fieldcheck_qualified_name(key)) != NULL) {
-			fieldcheck_violation(fc, "invalid key: %s", problem);
-			ok = false;
-		} else if (strncmp(key, NODEPOOL_RESERVED_PREFIX, strlen(NODEPOOL_RESERVED_PREFIX)) == 0 &&
-		    strcmp(key, NODEPOOL_LABEL_POOL) != 0) {
-			fieldcheck_violation(fc, "the stratos.sh/ prefix is reserved "
-			    "(only stratos.sh/pool may be set)");
-			ok = false;
-		}
-		if (json_is_string(v) && (problem = fieldcheck_label_value(json_string_value(v))) != NULL) {
-			fieldcheck_violation(fc, "invalid value: %s", problem);
-			ok = false;
-		}
-		if (json_is_string(v) && strcmp(key, NODEPOOL_LABEL_POOL) == 0 && p->name[0] != '\0' &&
-		    strcmp(json_string_value(v), p->name) != 0) {
-			fieldcheck_violation(fc, "must equal the NodePool name \"%s\"", p->name);
-			ok = false;
-		}
-		fieldcheck_pop(fc, m2);
-		if (!ok)
-			continue;
-		p->labels[p->nlabels].key = strdup(key);
-		p->labels[p->nlabels].value = strdup(json_string_value(v));
-		if (p->labels[p->nlabels].key == NULL || p->labels[p->nlabels].value == NULL) {
-			free(p->labels[p->nlabels].key);
-			free(p->labels[p->nlabels].value);
-			return -ENOMEM;
-		}
-		p->nlabels++;
+	if ((problem = fieldcheck_qualified_name(key)) != NULL) {
+		fieldcheck_violation(fc, "invalid key: %s", problem);
+		ok = false;
+	} else if (strncmp(key, NODEPOOL_RESERVED_PREFIX, strlen(NODEPOOL_RESERVED_PREFIX)) == 0 &&
+	    strcmp(key, NODEPOOL_LABEL_POOL) != 0) {
+		fieldcheck_violation(fc, "the stratos.sh/ prefix is reserved "
+		    "(only stratos.sh/pool may be set)");
+		ok = false;
 	}
-	fieldcheck_pop(fc, mark);
-	return 0;
+	if (json_is_string(v) && (problem = fieldcheck_label_value(json_string_value(v))) != NULL) {
+		fieldcheck_violation(fc, "invalid value: %s", problem);
+		ok = false;
+	}
+	if (json_is_string(v) && strcmp(key, NODEPOOL_LABEL_POOL) == 0 && name[0] != '\0' &&
+	    strcmp(json_string_value(v), name) != 0) {
+		fieldcheck_violation(fc, "must equal the NodePool name \"%s\"", name);
+		ok = false;
+	}
+	return ok;
 }
 
 static int
@@ -246,7 +218,8 @@ nodepool__template(struct fieldcheck *fc, const json_t *spec, struct nodepool *p
 		}
 		fieldcheck_pop(fc, m2);
 	}
-	if ((rc = nodepool__labels(fc, tmpl, p)) < 0)
+	if ((rc = fieldcheck_string_map(fc, tmpl, "labels", LIMITS_NODEPOOL_LABELS, nodepool__label,
+	    p->name, &p->labels, &p->nlabels)) < 0)
 		return rc;
 	if ((rc = nodepool__taints(fc, tmpl, p)) < 0)
 		return rc;

@@ -161,6 +161,28 @@ int fieldcheck_string_set(struct fieldcheck *fc, const json_t *parent, const cha
     unsigned flags, size_t max, bool (*valid)(struct fieldcheck *fc, const char *s, size_t len),
     char ***out, size_t *nout);
 
+/* One entry of a map of strings (labels, tags); both strings owned. */
+struct fieldcheck_pair {
+	char *key;
+	char *value;
+};
+
+/* Frees n pairs and the array. NULL-safe. */
+void fieldcheck_pairs_free(struct fieldcheck_pair *pairs, size_t n);
+
+/*
+ * A map of strings of at most max entries at parent[key], as
+ * fieldcheck_map. valid() is called for every entry, at the entry's path
+ * ("...key[k]"), with the value as it is (a non-string was already
+ * reported); it reports what is wrong and returns false. Entries that are
+ * strings and valid are copied, in object order, into a new *out (the
+ * caller frees it with fieldcheck_pairs_free), *nout counting them; *out
+ * stays untouched when the map is absent or wrong. Returns 0, or -ENOMEM.
+ */
+int fieldcheck_string_map(struct fieldcheck *fc, const json_t *parent, const char *key,
+    size_t max, bool (*valid)(struct fieldcheck *fc, const char *k, const json_t *v,
+    const void *arg), const void *arg, struct fieldcheck_pair **out, size_t *nout);
+
 /* Reports "unknown field" for every key of obj (at the current path) not in known (NULL-terminated). */
 void fieldcheck_unknown_fields(struct fieldcheck *fc, const json_t *obj,
     const char *const *known);

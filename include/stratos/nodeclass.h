@@ -45,11 +45,6 @@ struct nodeclass_block_device {
 	bool delete_on_termination;             /* default true */
 };
 
-struct nodeclass_tag {
-	char *key;
-	char *value;
-};
-
 /*
  * One AWSNodeClass with the defaults of DESIGN §3.1 applied. Immutable once
  * parsed and shared between snapshots (reference counted).
@@ -77,7 +72,7 @@ struct nodeclass {
 	size_t user_data_len;
 	enum nodeclass_http_tokens http_tokens;
 	int http_put_response_hop_limit;
-	struct nodeclass_tag *tags;             /* spec.tags in object order */
+	struct fieldcheck_pair *tags;           /* spec.tags in object order */
 	size_t ntags;
 	size_t nviolations;                     /* rules broken when parsed (0: valid) */
 };

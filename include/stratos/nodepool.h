@@ -47,11 +47,6 @@ extern const char *const NODEPOOL_REMOVAL_NAMES[];
 extern const char *const NODEPOOL_TIMEOUT_ACTION_NAMES[];
 extern const char *const NODEPOOL_NODE_CLASS_KINDS[];   /* "AWSNodeClass" */
 
-struct nodepool_label {
-	char *key;
-	char *value;
-};
-
 struct nodepool_taint {
 	char *key;
 	char *value;                            /* "" when absent */
@@ -76,7 +71,7 @@ struct nodepool {
 	int min_standby;
 	char *node_class_kind;                  /* "AWSNodeClass" */
 	char *node_class_name;
-	struct nodepool_label *labels;          /* spec.template.labels, in object order */
+	struct fieldcheck_pair *labels;         /* spec.template.labels, in object order */
 	size_t nlabels;
 	struct nodepool_taint *startup_taints;
 	size_t nstartup_taints;
