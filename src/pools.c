@@ -117,15 +117,124 @@ pools__index_build(struct pools_snapshot *s)
 	return 0;
 }
 
+/*
+ * The array work of the writers is the same for both kinds, so it is
+ * written once: POOLS__ARRAY_FUNCS(T) defines, for struct T (with a name
+ * member and T_ref, T_free and T_parse), these functions on arrays of
+ * references sorted by name:
+ *
+ *   pools__free_T(v, n)      drops the n references and frees the array
+ *   pools__edit_T(...)       a new array: cur with add inserted or replacing
+ *                            its namesake, minus drop (-ENOENT when drop is
+ *                            absent); add and drop NULL: a copy of cur
+ *   pools__parse_T(...)      a JSON list of objects → a new sorted,
+ *                            name-unique array (a later item wins over an
+ *                            earlier one of the same name, as in a watch);
+ *                            items that are not objects or have no name are
+ *                            skipped and counted in *skipped
+ */
+#define POOLS__ARRAY_FUNCS(T)                                                   \
+static void                                                                     \
+pools__free_##T(struct T **v, size_t n)                                         \
+{                                                                               \
+	for (size_t i = 0; v != NULL && i < n; i++)                             \
+		T##_free(v[i]);                                                 \
+	free(v);                                                                \
+}                                                                               \
+                                                                                \
+static int                                                                      \
+pools__cmp_##T(const void *a, const void *b)                                    \
+{                                                                               \
+	const struct T *x = *(struct T *const *)a, *y = *(struct T *const *)b;  \
+                                                                                \
+	return strcmp(x->name, y->name);                                        \
+}                                                                               \
+                                                                                \
+static int                                                                      \
+pools__edit_##T(struct T *const *cur, size_t ncur, struct T *add,               \
+    const char *drop, struct T ***out, size_t *nout)                            \
+{                                                                               \
+	struct T **v = malloc((ncur + 1) * sizeof(*v));                         \
+	size_t n = 0;                                                           \
+	bool placed = add == NULL, found = false;                               \
+                                                                                \
+	if (v == NULL)                                                          \
+		return -ENOMEM;                                                 \
+	for (size_t i = 0; i < ncur; i++) {                                     \
+		int c = add != NULL ? strcmp(cur[i]->name, add->name) : -1;     \
+                                                                                \
+		if (drop != NULL && strcmp(cur[i]->name, drop) == 0) {          \
+			found = true;                                           \
+			continue;                                               \
+		}                                                               \
+		if (!placed && c >= 0) {                                        \
+			v[n++] = T##_ref(add);                                  \
+			placed = true;                                          \
+			if (c == 0)                                             \
+				continue;                                       \
+		}                                                               \
+		v[n++] = T##_ref(cur[i]);                                       \
+	}                                                                       \
+	if (!placed)                                                            \
+		v[n++] = T##_ref(add);                                          \
+	if (drop != NULL && !found) {                                           \
+		pools__free_##T(v, n);                                          \
+		return -ENOENT;                                                 \
+	}                                                                       \
+	*out = v;                                                               \
+	*nout = n;                                                              \
+	return 0;                                                               \
+}                                                                               \
+                                                                                \
+static int                                                                      \
+pools__parse_##T(const json_t *items, struct T ***out, size_t *nout,            \
+    size_t *skipped)                                                            \
+{                                                                               \
+	size_t n = 0, count = json_array_size(items);                           \
+	struct T **v;                                                           \
+	int rc;                                                                 \
+                                                                                \
+	if (count > LIMITS_POOLS_MAX)                                           \
+		return -ENOSPC;                                                 \
+	v = malloc((count + 1) * sizeof(*v));                                   \
+	if (v == NULL)                                                          \
+		return -ENOMEM;                                                 \
+	for (size_t i = 0; i < count; i++) {                                    \
+		struct T *obj;                                                  \
+		rc = T##_parse(json_array_get(items, i), NULL, &obj);           \
+		if (rc == -ENOMEM) {                                            \
+			pools__free_##T(v, n);                                  \
+			return rc;                                              \
+		}                                                               \
+		if (rc < 0 || obj->name[0] == '\0') {                           \
+			T##_free(obj);                                          \
+			(*skipped)++;                                           \
+			continue;                                               \
+		}                                                               \
+		/* Keep the later of two namesakes. */                          \
+		for (size_t j = 0; j < n; j++) {                                \
+			if (strcmp(v[j]->name, obj->name) == 0) {               \
+				T##_free(v[j]);                                 \
+				v[j] = v[--n];                                  \
+				break;                                          \
+			}                                                       \
+		}                                                               \
+		v[n++] = obj;                                                   \
+	}                                                                       \
+	qsort(v, n, sizeof(*v), pools__cmp_##T);                                \
+	*out = v;                                                               \
+	*nout = n;                                                              \
+	return 0;                                                               \
+}
+
+POOLS__ARRAY_FUNCS(nodepool)
+POOLS__ARRAY_FUNCS(nodeclass)
+
 static void
 pools__snapshot_destroy(struct pools_snapshot *s)
 {
-	for (size_t i = 0; i < s->nnodepools; i++)
-		nodepool_free(s->nodepools[i]);
-	for (size_t i = 0; i < s->nnodeclasses; i++)
-		nodeclass_free(s->nodeclasses[i]);
-	free(s->nodepools);
-	free(s->nodeclasses);
+	pools__free_nodepool(s->nodepools, s->nnodepools);
+	pools__free_nodeclass(s->nodeclasses, s->nnodeclasses);
 	pools__index_free(s->labels);
 	free(s);
 }
@@ -151,12 +260,8 @@ pools__publish(struct pools *p, struct nodepool **nps, size_t nnps, struct nodec
 	int rc;
 
 	if (s == NULL) {
-		for (size_t i = 0; i < nnps; i++)
-			nodepool_free(nps[i]);
-		for (size_t i = 0; i < nncs; i++)
-			nodeclass_free(ncs[i]);
-		free(nps);
-		free(ncs);
+		pools__free_nodepool(nps, nnps);
+		pools__free_nodeclass(ncs, nncs);
 		return -ENOMEM;
 	}
 	s->refs = 1;
@@ -297,120 +402,6 @@ pools_match_labels(const struct pools_snapshot *snap, const char *const *keys,
 
 /* --- writers --- */
 
-static int
-pools__cmp_nodepool(const void *a, const void *b)
-{
-	return strcmp((*(struct nodepool *const *)a)->name, (*(struct nodepool *const *)b)->name);
-}
-
-static int
-pools__cmp_nodeclass(const void *a, const void *b)
-{
-	return strcmp((*(struct nodeclass *const *)a)->name, (*(struct nodeclass *const *)b)->name);
-}
-
-/* New nodepool array: cur with `add` inserted or replacing its namesake, minus `drop`. */
-static int
-pools__edit_nodepools(const struct pools_snapshot *cur, struct nodepool *add, const char *drop,
-    struct nodepool ***out, size_t *nout)
-{
-	struct nodepool **v = malloc((cur->nnodepools + 1) * sizeof(*v));
-	size_t n = 0;
-	bool placed = add == NULL, found = false;
-
-	if (v == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < cur->nnodepools; i++) {
-		struct nodepool *np = cur->nodepools[i];
-		int c = add != NULL ? strcmp(np->name, add->name) : -1;
-
-		if (drop != NULL && strcmp(np->name, drop) == 0) {
-			found = true;
-			continue;
-		}
-		if (!placed && c >= 0) {
-			v[n++] = nodepool_ref(add);
-			placed = true;
-			if (c == 0)
-				continue;
-		}
-		v[n++] = nodepool_ref(np);
-	}
-	if (!placed)
-		v[n++] = nodepool_ref(add);
-	if (drop != NULL && !found) {
-		for (size_t i = 0; i < n; i++)
-			nodepool_free(v[i]);
-		free(v);
-		return -ENOENT;
-	}
-	*out = v;
-	*nout = n;
-	return 0;
-}
-
-static int
-pools__edit_nodeclasses(const struct pools_snapshot *cur, struct nodeclass *add,
-    const char *drop, struct nodeclass ***out, size_t *nout)
-{
-	struct nodeclass **v = malloc((cur->nnodeclasses + 1) * sizeof(*v));
-	size_t n = 0;
-	bool placed = add == NULL, found = false;
-
-	if (v == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < cur->nnodeclasses; i++) {
-		struct nodeclass *nc = cur->nodeclasses[i];
-		int c = add != NULL ? strcmp(nc->name, add->name) : -1;
-
-		if (drop != NULL && strcmp(nc->name, drop) == 0) {
-			found = true;
-			continue;
-		}
-		if (!placed && c >= 0) {
-			v[n++] = nodeclass_ref(add);
-			placed = true;
-			if (c == 0)
-				continue;
-		}
-		v[n++] = nodeclass_ref(nc);
-	}
-	if (!placed)
-		v[n++] = nodeclass_ref(add);
-	if (drop != NULL && !found) {
-		for (size_t i = 0; i < n; i++)
-			nodeclass_free(v[i]);
-		free(v);
-		return -ENOENT;
-	}
-	*out = v;
-	*nout = n;
-	return 0;
-}
-
-/* References to every nodepool / nodeclass of a snapshot (for the kind a write leaves alone). */
-static int
-pools__copy_nodepools(const struct pools_snapshot *cur, struct nodepool ***out)
-{
-	*out = malloc((cur->nnodepools + 1) * sizeof(**out));
-	if (*out == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < cur->nnodepools; i++)
-		(*out)[i] = nodepool_ref(cur->nodepools[i]);
-	return 0;
-}
-
-static int
-pools__copy_nodeclasses(const struct pools_snapshot *cur, struct nodeclass ***out)
-{
-	*out = malloc((cur->nnodeclasses + 1) * sizeof(**out));
-	if (*out == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < cur->nnodeclasses; i++)
-		(*out)[i] = nodeclass_ref(cur->nodeclasses[i]);
-	return 0;
-}
-
 /*
  * One write: the new nodepools and/or nodeclasses (the set_ flags say which;
  * the other kind is carried over from the current snapshot), then publish.
@@ -422,23 +413,15 @@ pools__commit(struct pools *p, struct nodepool **nps, size_t nnps, bool set_nps,
 {
 	const struct pools_snapshot *cur = p->current;
 
-	if (!set_nps) {
-		nnps = cur->nnodepools;
-		if (pools__copy_nodepools(cur, &nps) < 0)
-			nps = NULL;
-	}
-	if (!set_ncs) {
-		nncs = cur->nnodeclasses;
-		if (pools__copy_nodeclasses(cur, &ncs) < 0)
-			ncs = NULL;
-	}
+	if (!set_nps && pools__edit_nodepool(cur->nodepools, cur->nnodepools, NULL, NULL,
+	    &nps, &nnps) < 0)
+		nps = NULL;
+	if (!set_ncs && pools__edit_nodeclass(cur->nodeclasses, cur->nnodeclasses, NULL, NULL,
+	    &ncs, &nncs) < 0)
+		ncs = NULL;
 	if (nps == NULL || ncs == NULL) {
-		for (size_t i = 0; nps != NULL && i < nnps; i++)
-			nodepool_free(nps[i]);
-		for (size_t i = 0; ncs != NULL && i < nncs; i++)
-			nodeclass_free(ncs[i]);
-		free(nps);
-		free(ncs);
+		pools__free_nodepool(nps, nnps);
+		pools__free_nodeclass(ncs, nncs);
 		return -ENOMEM;
 	}
 	return pools__publish(p, nps, nnps, ncs, nncs);
@@ -460,7 +443,8 @@ pools_upsert_nodepool(struct pools *p, const json_t *obj, struct fieldcheck_repo
 	pthread_mutex_lock(&p->write_lock);
 	if (p->current->nnodepools >= LIMITS_POOLS_MAX && pools_find_nodepool(p->current, np->name) == NULL)
 		rc = -ENOSPC;
-	else if ((rc = pools__edit_nodepools(p->current, np, NULL, &v, &n)) == 0)
+	else if ((rc = pools__edit_nodepool(p->current->nodepools, p->current->nnodepools, np, NULL,
+	    &v, &n)) == 0)
 		rc = pools__commit(p, v, n, true, NULL, 0, false);
 	pthread_mutex_unlock(&p->write_lock);
 	nodepool_free(np);
@@ -475,7 +459,8 @@ pools_delete_nodepool(struct pools *p, const char *name)
 	int rc;
 
 	pthread_mutex_lock(&p->write_lock);
-	if ((rc = pools__edit_nodepools(p->current, NULL, name, &v, &n)) == 0)
+	if ((rc = pools__edit_nodepool(p->current->nodepools, p->current->nnodepools, NULL,
+	    name, &v, &n)) == 0)
 		rc = pools__commit(p, v, n, true, NULL, 0, false);
 	pthread_mutex_unlock(&p->write_lock);
 	return rc;
@@ -498,7 +483,8 @@ pools_upsert_nodeclass(struct pools *p, const json_t *obj, struct fieldcheck_rep
 	if (p->current->nnodeclasses >= LIMITS_POOLS_MAX &&
 	    pools_find_nodeclass(p->current, nc->name) == NULL)
 		rc = -ENOSPC;
-	else if ((rc = pools__edit_nodeclasses(p->current, nc, NULL, &v, &n)) == 0)
+	else if ((rc = pools__edit_nodeclass(p->current->nodeclasses, p->current->nnodeclasses, nc,
+	    NULL, &v, &n)) == 0)
 		rc = pools__commit(p, NULL, 0, false, v, n, true);
 	pthread_mutex_unlock(&p->write_lock);
 	nodeclass_free(nc);
@@ -513,101 +499,11 @@ pools_delete_nodeclass(struct pools *p, const char *name)
 	int rc;
 
 	pthread_mutex_lock(&p->write_lock);
-	if ((rc = pools__edit_nodeclasses(p->current, NULL, name, &v, &n)) == 0)
+	if ((rc = pools__edit_nodeclass(p->current->nodeclasses, p->current->nnodeclasses,
+	    NULL, name, &v, &n)) == 0)
 		rc = pools__commit(p, NULL, 0, false, v, n, true);
 	pthread_mutex_unlock(&p->write_lock);
 	return rc;
-}
-
-/*
- * Parses a list of objects into a sorted, name-unique array (a later item
- * wins over an earlier one of the same name, as in a watch). Items that are
- * not objects or have no name are skipped and counted.
- */
-static int
-pools__parse_nodepools(const json_t *items, struct nodepool ***out, size_t *nout, size_t *skipped)
-{
-	size_t n = 0, count = json_array_size(items);
-	struct nodepool **v;
-	int rc;
-
-	if (count > LIMITS_POOLS_MAX)
-		return -ENOSPC;
-	v = malloc((count + 1) * sizeof(*v));
-	if (v == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < count; i++) {
-		struct nodepool *np;
-		rc = nodepool_parse(json_array_get(items, i), NULL, &np);
-		if (rc == -ENOMEM)
-			goto fail;
-		if (rc < 0 || np->name[0] == '\0') {
-			nodepool_free(np);
-			(*skipped)++;
-			continue;
-		}
-		/* Keep the later of two namesakes. */
-		for (size_t j = 0; j < n; j++) {
-			if (strcmp(v[j]->name, np->name) == 0) {
-				nodepool_free(v[j]);
-				v[j] = v[--n];
-				break;
-			}
-		}
-		v[n++] = np;
-	}
-	qsort(v, n, sizeof(*v), pools__cmp_nodepool);
-	*out = v;
-	*nout = n;
-	return 0;
-fail:
-	for (size_t i = 0; i < n; i++)
-		nodepool_free(v[i]);
-	free(v);
-	return -ENOMEM;
-}
-
-static int
-pools__parse_nodeclasses(const json_t *items, struct nodeclass ***out, size_t *nout,
-    size_t *skipped)
-{
-	size_t n = 0, count = json_array_size(items);
-	struct nodeclass **v;
-	int rc;
-
-	if (count > LIMITS_POOLS_MAX)
-		return -ENOSPC;
-	v = malloc((count + 1) * sizeof(*v));
-	if (v == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < count; i++) {
-		struct nodeclass *nc;
-		rc = nodeclass_parse(json_array_get(items, i), NULL, &nc);
-		if (rc == -ENOMEM)
-			goto fail;
-		if (rc < 0 || nc->name[0] == '\0') {
-			nodeclass_free(nc);
-			(*skipped)++;
-			continue;
-		}
-		for (size_t j = 0; j < n; j++) {
-			if (strcmp(v[j]->name, nc->name) == 0) {
-				nodeclass_free(v[j]);
-				v[j] = v[--n];
-				break;
-			}
-		}
-		v[n++] = nc;
-	}
-	qsort(v, n, sizeof(*v), pools__cmp_nodeclass);
-	*out = v;
-	*nout = n;
-	return 0;
-fail:
-	for (size_t i = 0; i < n; i++)
-		nodeclass_free(v[i]);
-	free(v);
-	return -ENOMEM;
 }
 
 int
@@ -619,7 +515,7 @@ pools_replace_nodepools(struct pools *p, const json_t *items, size_t *skipped)
 
 	if (!json_is_array(items))
 		return -EINVAL;
-	if ((rc = pools__parse_nodepools(items, &v, &n, &skip)) < 0)
+	if ((rc = pools__parse_nodepool(items, &v, &n, &skip)) < 0)
 		return rc;
 	if (skipped != NULL)
 		*skipped = skip;
@@ -639,7 +535,7 @@ pools_replace_nodeclasses(struct pools *p, const json_t *items, size_t *skipped)
 
 	if (!json_is_array(items))
 		return -EINVAL;
-	if ((rc = pools__parse_nodeclasses(items, &v, &n, &skip)) < 0)
+	if ((rc = pools__parse_nodeclass(items, &v, &n, &skip)) < 0)
 		return rc;
 	if (skipped != NULL)
 		*skipped = skip;
@@ -679,12 +575,10 @@ pools_replace_all(struct pools *p, const json_t *docs)
 		if (rc < 0)
 			goto out;
 	}
-	if ((rc = pools__parse_nodepools(pools_items, &nps, &nnps, &skipped)) < 0)
+	if ((rc = pools__parse_nodepool(pools_items, &nps, &nnps, &skipped)) < 0)
 		goto out;
-	if ((rc = pools__parse_nodeclasses(class_items, &ncs, &nncs, &skipped)) < 0) {
-		for (i = 0; i < nnps; i++)
-			nodepool_free(nps[i]);
-		free(nps);
+	if ((rc = pools__parse_nodeclass(class_items, &ncs, &nncs, &skipped)) < 0) {
+		pools__free_nodepool(nps, nnps);
 		goto out;
 	}
 	pthread_mutex_lock(&p->write_lock);
