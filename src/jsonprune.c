@@ -209,6 +209,59 @@ jsonprune__skip(struct jsonprune__in *in)
 	return -EBADMSG;
 }
 
+/*
+ * The next member of an object whose '{' has been read: 1 with *key and
+ * *klen (the name without its quotes, escapes as written) and in->p at the
+ * value; 0 after the closing '}'; -EBADMSG. *first starts true.
+ */
+static int
+jsonprune__member(struct jsonprune__in *in, bool *first, const char **key, size_t *klen)
+{
+	jsonprune__ws(in);
+	if (in->p < in->end && *in->p == '}') {
+		in->p++;
+		return 0;
+	}
+	if (!*first) {
+		if (in->p >= in->end || *in->p != ',')
+			return -EBADMSG;
+		in->p++;
+		jsonprune__ws(in);
+	}
+	*first = false;
+	if (in->p >= in->end || *in->p != '"')
+		return -EBADMSG;
+	*key = in->p + 1;
+	if (jsonprune__string(in) < 0)
+		return -EBADMSG;
+	*klen = (size_t)(in->p - *key) - 1;
+	jsonprune__ws(in);
+	if (in->p >= in->end || *in->p != ':')
+		return -EBADMSG;
+	in->p++;
+	jsonprune__ws(in);
+	return 1;
+}
+
+/* The next element of an array whose '[' has been read: 1 (in->p at it), 0 after the ']', -EBADMSG. */
+static int
+jsonprune__element(struct jsonprune__in *in, bool *first)
+{
+	jsonprune__ws(in);
+	if (in->p < in->end && *in->p == ']') {
+		in->p++;
+		return 0;
+	}
+	if (!*first) {
+		if (in->p >= in->end || *in->p != ',')
+			return -EBADMSG;
+		in->p++;
+		jsonprune__ws(in);
+	}
+	*first = false;
+	return 1;
+}
+
 static int
 jsonprune__copy(const struct jsonprune *pr, int node, struct jsonprune__in *in,
     struct buf *out, unsigned level);
@@ -218,44 +271,22 @@ jsonprune__object(const struct jsonprune *pr, int node, struct jsonprune__in *in
     struct buf *out, unsigned level)
 {
 	bool first = true;
+	const char *key;
+	size_t klen;
 	int rc;
 
 	in->p++;
 	if ((rc = buf_append(out, "{", 1)) < 0)
 		return rc;
-	for (;;) {
-		const char *key, *key_end;
+	while ((rc = jsonprune__member(in, &first, &key, &klen)) > 0) {
 		int child = -1;
 
-		jsonprune__ws(in);
-		if (in->p < in->end && *in->p == '}') {
-			in->p++;
-			return buf_append(out, "}", 1);
-		}
-		if (!first) {
-			if (in->p >= in->end || *in->p != ',')
-				return -EBADMSG;
-			in->p++;
-			jsonprune__ws(in);
-		}
-		if (in->p >= in->end || *in->p != '"')
-			return -EBADMSG;
-		key = in->p;
-		if (jsonprune__string(in) < 0)
-			return -EBADMSG;
-		key_end = in->p;
 		for (int c = pr->nodes[node].first_child; c >= 0; c = pr->nodes[c].next_sibling) {
-			size_t n = (size_t)(key_end - key) - 2;
-			if (strlen(pr->nodes[c].name) == n && memcmp(pr->nodes[c].name, key + 1, n) == 0) {
+			if (strlen(pr->nodes[c].name) == klen && memcmp(pr->nodes[c].name, key, klen) == 0) {
 				child = c;
 				break;
 			}
 		}
-		jsonprune__ws(in);
-		if (in->p >= in->end || *in->p != ':')
-			return -EBADMSG;
-		in->p++;
-		first = false;
 		if ((child >= 0 && pr->nodes[child].drop) ||
 		    (child < 0 && pr->nodes[node].keep_only)) {
 			if (jsonprune__skip(in) < 0)
@@ -266,12 +297,14 @@ jsonprune__object(const struct jsonprune *pr, int node, struct jsonprune__in *in
 		if (out->len > 0 && out->data[out->len - 1] != '{' &&
 		    (rc = buf_append(out, ",", 1)) < 0)
 			return rc;
-		if ((rc = buf_append(out, key, (size_t)(key_end - key))) < 0 ||
+		/* The key with its quotes, as it was written. */
+		if ((rc = buf_append(out, key - 1, klen + 2)) < 0 ||
 		    (rc = buf_append(out, ":", 1)) < 0)
 			return rc;
 		if ((rc = jsonprune__copy(pr, child, in, out, level + 1)) < 0)
 			return rc;
 	}
+	return rc < 0 ? rc : buf_append(out, "}", 1);
 }
 
 static int
@@ -284,18 +317,7 @@ jsonprune__array(const struct jsonprune *pr, int node, struct jsonprune__in *in,
 	in->p++;
 	if ((rc = buf_append(out, "[", 1)) < 0)
 		return rc;
-	for (;;) {
-		jsonprune__ws(in);
-		if (in->p < in->end && *in->p == ']') {
-			in->p++;
-			return buf_append(out, "]", 1);
-		}
-		if (!first) {
-			if (in->p >= in->end || *in->p != ',')
-				return -EBADMSG;
-			in->p++;
-		}
-		first = false;
+	while ((rc = jsonprune__element(in, &first)) > 0) {
 		if (elem >= 0 && pr->nodes[elem].drop) {
 			if (jsonprune__skip(in) < 0)
 				return -EBADMSG;
@@ -307,6 +329,7 @@ jsonprune__array(const struct jsonprune *pr, int node, struct jsonprune__in *in,
 		if ((rc = jsonprune__copy(pr, elem, in, out, level + 1)) < 0)
 			return rc;
 	}
+	return rc < 0 ? rc : buf_append(out, "]", 1);
 }
 
 /* Copies one value, descending only where the trie has something to drop. */
@@ -349,61 +372,28 @@ jsonprune__list_items(const char *in, size_t len, jsonprune_item_fn fn, void *ct
 {
 	struct jsonprune__in s = { in, in + len };
 	bool first = true;
+	const char *key, *val;
+	size_t klen;
 	int rc;
 
 	jsonprune__ws(&s);
 	if (s.p >= s.end || *s.p != '{')
 		return -EBADMSG;
 	s.p++;
-	for (;;) {
-		const char *key, *val;
-		size_t klen;
-
-		jsonprune__ws(&s);
-		if (s.p < s.end && *s.p == '}')
-			return 0;
-		if (!first) {
-			if (s.p >= s.end || *s.p != ',')
-				return -EBADMSG;
-			s.p++;
-			jsonprune__ws(&s);
-		}
-		first = false;
-		if (s.p >= s.end || *s.p != '"')
-			return -EBADMSG;
-		key = s.p + 1;
-		if (jsonprune__string(&s) < 0)
-			return -EBADMSG;
-		klen = (size_t)(s.p - key) - 1;
-		jsonprune__ws(&s);
-		if (s.p >= s.end || *s.p != ':')
-			return -EBADMSG;
-		s.p++;
-		jsonprune__ws(&s);
+	while ((rc = jsonprune__member(&s, &first, &key, &klen)) > 0) {
 		val = s.p;
 		if (klen == 5 && memcmp(key, "items", 5) == 0 && s.p < s.end && *s.p == '[') {
 			bool efirst = true;
 			s.p++;
-			for (;;) {
-				const char *item;
-				jsonprune__ws(&s);
-				if (s.p < s.end && *s.p == ']') {
-					s.p++;
-					break;
-				}
-				if (!efirst) {
-					if (s.p >= s.end || *s.p != ',')
-						return -EBADMSG;
-					s.p++;
-					jsonprune__ws(&s);
-				}
-				efirst = false;
-				item = s.p;
+			while ((rc = jsonprune__element(&s, &efirst)) > 0) {
+				const char *item = s.p;
 				if (jsonprune__skip(&s) < 0)
 					return -EBADMSG;
 				if ((rc = fn(ctx, item, (size_t)(s.p - item))) != 0)
 					return rc;
 			}
+			if (rc < 0)
+				return rc;
 			continue;
 		}
 		if (jsonprune__skip(&s) < 0)
@@ -415,6 +405,7 @@ jsonprune__list_items(const char *in, size_t len, jsonprune_item_fn fn, void *ct
 				return -EBADMSG;
 		}
 	}
+	return rc;
 }
 
 int
@@ -438,37 +429,16 @@ jsonprune_list_metadata(const char *in, size_t len, json_t **metadata)
 {
 	struct jsonprune__in s = { in, in + len };
 	bool first = true;
+	const char *key, *val;
+	size_t klen;
+	int rc;
 
 	*metadata = NULL;
 	jsonprune__ws(&s);
 	if (s.p >= s.end || *s.p != '{')
 		return -EBADMSG;
 	s.p++;
-	for (;;) {
-		const char *key, *val;
-		size_t klen;
-
-		jsonprune__ws(&s);
-		if (s.p < s.end && *s.p == '}')
-			return 0;
-		if (!first) {
-			if (s.p >= s.end || *s.p != ',')
-				return -EBADMSG;
-			s.p++;
-			jsonprune__ws(&s);
-		}
-		first = false;
-		if (s.p >= s.end || *s.p != '"')
-			return -EBADMSG;
-		key = s.p + 1;
-		if (jsonprune__string(&s) < 0)
-			return -EBADMSG;
-		klen = (size_t)(s.p - key) - 1;
-		jsonprune__ws(&s);
-		if (s.p >= s.end || *s.p != ':')
-			return -EBADMSG;
-		s.p++;
-		jsonprune__ws(&s);
+	while ((rc = jsonprune__member(&s, &first, &key, &klen)) > 0) {
 		val = s.p;
 		if (jsonprune__skip(&s) < 0)
 			return -EBADMSG;
@@ -477,4 +447,5 @@ jsonprune_list_metadata(const char *in, size_t len, json_t **metadata)
 			return *metadata != NULL ? 0 : -EBADMSG;
 		}
 	}
+	return rc;
 }
