@@ -91,18 +91,6 @@ node__time(const char *s)
 	return ms;
 }
 
-static enum kube_cond
-node__cond(const char *s)
-{
-	if (s == NULL)
-		return KUBE_COND_ABSENT;
-	if (strcmp(s, "True") == 0)
-		return KUBE_COND_TRUE;
-	if (strcmp(s, "False") == 0)
-		return KUBE_COND_FALSE;
-	return KUBE_COND_UNKNOWN;
-}
-
 static int
 node__label_cmp(const void *a, const void *b)
 {
@@ -195,15 +183,9 @@ node__taints(struct node_info *n, json_t *taints)
 		const char *value = json_string_value(json_object_get(t, "value"));
 		const char *effect = json_string_value(json_object_get(t, "effect"));
 
-		if (key == NULL || effect == NULL)
-			return -EINVAL;
-		if (strcmp(effect, "NoSchedule") == 0)
-			kt->effect = KUBE_EFFECT_NO_SCHEDULE;
-		else if (strcmp(effect, "PreferNoSchedule") == 0)
-			kt->effect = KUBE_EFFECT_PREFER_NO_SCHEDULE;
-		else if (strcmp(effect, "NoExecute") == 0)
-			kt->effect = KUBE_EFFECT_NO_EXECUTE;
-		else
+		/* A taint, unlike a toleration, names its effect. */
+		if (key == NULL || pod_effect_parse(effect, &kt->effect) < 0 ||
+		    kt->effect == KUBE_EFFECT_ANY)
 			return -EINVAL;
 		kt->added_ms = node__time(json_string_value(json_object_get(t, "timeAdded")));
 		n->ntaints++;
@@ -288,7 +270,7 @@ node_info_parse(json_t *node, int *rc)
 	n->deleted_ms = node__time(json_string_value(json_object_get(meta, "deletionTimestamp")));
 	json_array_foreach(json_object_get(status, "conditions"), i, c) {
 		const char *type = json_string_value(json_object_get(c, "type"));
-		enum kube_cond st = node__cond(json_string_value(json_object_get(c, "status")));
+		enum kube_cond st = pod_cond_parse(json_string_value(json_object_get(c, "status")));
 		if (type == NULL)
 			continue;
 		if (strcmp(type, "Ready") == 0) {

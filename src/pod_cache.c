@@ -237,8 +237,8 @@ pod__tolerations_release(const void *data, size_t len)
 	}
 }
 
-static int
-pod__effect(const char *s, uint8_t *out)
+int
+pod_effect_parse(const char *s, uint8_t *out)
 {
 	if (s == NULL || s[0] == '\0')
 		*out = KUBE_EFFECT_ANY;
@@ -275,7 +275,7 @@ pod__tolerations(json_t *list, const struct kube_tolerations **out)
 		const char *op = json_string_value(json_object_get(item, "operator"));
 		json_t *secs = json_object_get(item, "tolerationSeconds");
 
-		if (pod__effect(json_string_value(json_object_get(item, "effect")), &to->effect) < 0 ||
+		if (pod_effect_parse(json_string_value(json_object_get(item, "effect")), &to->effect) < 0 ||
 		    (op != NULL && op[0] != '\0' && strcmp(op, "Exists") != 0 &&
 		    strcmp(op, "Equal") != 0)) {
 			rc = -EINVAL;
@@ -362,8 +362,8 @@ pod_owner_key(json_t *pod, char *out, size_t len)
 
 /* ---- the object ---- */
 
-static enum kube_cond
-pod__cond_status(const char *s)
+enum kube_cond
+pod_cond_parse(const char *s)
 {
 	if (s == NULL)
 		return KUBE_COND_ABSENT;
@@ -527,7 +527,7 @@ pod_info_parse(json_t *pod, int *rc)
 	p->ready = KUBE_COND_ABSENT;
 	json_array_foreach(json_object_get(status, "conditions"), i, item) {
 		const char *type = json_string_value(json_object_get(item, "type"));
-		enum kube_cond st = pod__cond_status(json_string_value(json_object_get(item,
+		enum kube_cond st = pod_cond_parse(json_string_value(json_object_get(item,
 		    "status")));
 		if (type == NULL)
 			continue;

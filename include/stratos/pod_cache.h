@@ -41,6 +41,16 @@ enum kube_taint_effect {
 	KUBE_EFFECT_NO_EXECUTE,
 };
 
+/* A condition's status text: "True", "False", NULL (absent) or anything else (unknown). */
+enum kube_cond pod_cond_parse(const char *status);
+
+/*
+ * A taint or toleration effect by name ("NoSchedule", "PreferNoSchedule",
+ * "NoExecute"); NULL or "" is KUBE_EFFECT_ANY, which only a toleration may
+ * have. Returns 0, or -EINVAL for any other name.
+ */
+int pod_effect_parse(const char *name, uint8_t *out);
+
 struct kube_toleration {
 	const char *key;             /* interned; NULL = every key (with Exists) */
 	const char *value;           /* interned; NULL = "" */
