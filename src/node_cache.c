@@ -413,40 +413,49 @@ node_patch__whole(struct node_patch *p, json_t **map, const char *key, const cha
 		json_object_del(*map, key);
 }
 
+/*
+ * Sets (value) or removes (value NULL) key in metadata.<map>. A node that
+ * lacks the map gets it whole from node_patch_take (a JSON Patch cannot add
+ * into a member that is not there); removing a key the node does not have
+ * would fail the patch, so it is left out.
+ */
+static void
+node_patch__meta(struct node_patch *p, const char *map, bool has_map, json_t **whole,
+    const char *key, const char *value, bool has_key)
+{
+	if (!has_map)
+		node_patch__whole(p, whole, key, value);
+	else if (value != NULL)
+		node_patch__op(p, "add", json_string(value), "metadata", map, key);
+	else if (has_key)
+		node_patch__op(p, "remove", NULL, "metadata", map, key);
+}
+
 void
 node_patch_set_label(struct node_patch *p, const char *key, const char *value)
 {
-	if (!p->node->has_labels)
-		node_patch__whole(p, &p->labels, key, value);
-	else
-		node_patch__op(p, "add", json_string(value), "metadata", "labels", key);
+	node_patch__meta(p, "labels", p->node->has_labels, &p->labels, key, value, true);
 }
 
 void
 node_patch_remove_label(struct node_patch *p, const char *key)
 {
-	if (!p->node->has_labels)
-		node_patch__whole(p, &p->labels, key, NULL);
-	else if (node_info_label(p->node, key) != NULL)
-		node_patch__op(p, "remove", NULL, "metadata", "labels", key);
+	node_patch__meta(p, "labels", p->node->has_labels, &p->labels, key, NULL,
+	    node_info_label(p->node, key) != NULL);
 }
 
 void
 node_patch_set_annotation(struct node_patch *p, const char *key, const char *value)
 {
-	if (!p->node->has_annotations)
-		node_patch__whole(p, &p->annotations, key, value);
-	else
-		node_patch__op(p, "add", json_string(value), "metadata", "annotations", key);
+	node_patch__meta(p, "annotations", p->node->has_annotations, &p->annotations, key, value,
+	    true);
 }
 
 void
 node_patch_remove_annotation(struct node_patch *p, const char *key)
 {
-	if (!p->node->has_annotations)
-		node_patch__whole(p, &p->annotations, key, NULL);
-	else if (node_info_annotation(p->node, key) != NULL)
-		node_patch__op(p, "remove", NULL, "metadata", "annotations", key);
+	node_patch__meta(p, "annotations", p->node->has_annotations, &p->annotations, key, NULL,
+	    node_info_annotation(p->node, key) != NULL);
 }
 
 void
