@@ -478,6 +478,18 @@ aws_creds__http_failure(const struct httpc_response *resp, const char *what,
 	return resp->status >= 400 && resp->status < 500 ? -EACCES : -EIO;
 }
 
+/* A credentials request whose only good answer is 200; anything else is described from the body. */
+static int
+aws_creds__request(struct aws_credentials_provider *p, const struct httpc_request *req,
+    struct httpc_response *resp, const char *what, struct aws_credentials_error *err)
+{
+	int rc = aws_creds__perform(p, req, resp, what, err);
+
+	if (rc == 0 && resp->status != 200)
+		rc = aws_creds__http_failure(resp, what, err);
+	return rc;
+}
+
 /* ---- sources ------------------------------------------------------------ */
 
 static int
@@ -523,13 +535,9 @@ aws_creds__fetch_web_identity(struct aws_credentials_provider *p, struct aws_cre
 	req.url = url;
 	req.body = body.data;
 	req.body_len = body.len;
-	rc = aws_creds__perform(p, &req, &resp, "STS AssumeRoleWithWebIdentity", err);
+	rc = aws_creds__request(p, &req, &resp, "STS AssumeRoleWithWebIdentity", err);
 	if (rc < 0)
 		goto out;
-	if (resp.status != 200) {
-		rc = aws_creds__http_failure(&resp, "STS AssumeRoleWithWebIdentity", err);
-		goto out;
-	}
 	out->source = AWS_CREDENTIALS_WEB_IDENTITY;
 	rc = aws_credentials_parse_sts_xml(resp.body.data, resp.body.len, out, err);
 out:
@@ -610,13 +618,9 @@ aws_creds__fetch_container(struct aws_credentials_provider *p, struct aws_creden
 		headers[1] = auth.data;
 	}
 	req.url = url;
-	rc = aws_creds__perform(p, &req, &resp, "container credentials endpoint", err);
+	rc = aws_creds__request(p, &req, &resp, "container credentials endpoint", err);
 	if (rc < 0)
 		goto out;
-	if (resp.status != 200) {
-		rc = aws_creds__http_failure(&resp, "container credentials endpoint", err);
-		goto out;
-	}
 	out->source = AWS_CREDENTIALS_CONTAINER;
 	rc = aws_credentials_parse_json(resp.body.data, resp.body.len, out, err);
 	if (rc == 0 && out->expiration_ms == 0 && out->session_token[0] != '\0')
