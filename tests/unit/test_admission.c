@@ -81,27 +81,13 @@ assert_review_response(const json_t *resp, const char *uid)
 	assert_string_equal(json_string_value(json_object_get(json_object_get(resp, "response"), "uid")), uid);
 }
 
-static char *
-read_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *data = calloc(1, 1 << 20);
-	size_t n;
-
-	assert_non_null(f);
-	n = fread(data, 1, (1 << 20) - 1, f);
-	data[n] = '\0';
-	fclose(f);
-	return data;
-}
-
 /* The fixture: denied with every violation, 422 Invalid, one cause per violation. */
 static void
 test_invalid_fixture_denied(void **state)
 {
 	struct validate_resources *vr = validate_resources_new(pools, NULL);
 	struct metrics_family *denials;
-	char *body = read_file(FIXTURE("admission/nodepool-create-invalid.json"));
+	char *body = test_read_file(FIXTURE("admission/nodepool-create-invalid.json"), NULL);
 	json_t *resp, *r, *st, *causes;
 	double before;
 	int status;

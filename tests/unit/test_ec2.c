@@ -17,24 +17,6 @@
 #include "stratos/log.h"
 #include "stratos/timeutil.h"
 
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *data;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	data = malloc((size_t)n + 1);
-	assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
-	data[n] = '\0';
-	fclose(f);
-	return data;
-}
-
 /* ---- query encoding --------------------------------------------------------- */
 
 static void
@@ -251,7 +233,7 @@ test_query_other_actions(void **state)
 static void
 test_parse_describe_reservations_tags_token(void **state)
 {
-	char *xml = slurp(FIXTURE("ec2/describe-instances-page1.xml"));
+	char *xml = test_read_file(FIXTURE("ec2/describe-instances-page1.xml"), NULL);
 	struct ec2_instances list = { 0 };
 	char *next = NULL;
 	int64_t t;
@@ -295,7 +277,7 @@ test_parse_describe_reservations_tags_token(void **state)
 	free(xml);
 
 	/* The last page appends nothing and has no token. */
-	xml = slurp(FIXTURE("ec2/describe-instances-last.xml"));
+	xml = test_read_file(FIXTURE("ec2/describe-instances-last.xml"), NULL);
 	assert_int_equal(ec2_parse_instances(xml, strlen(xml), &list, &next), 0);
 	assert_int_equal(list.len, 3);
 	assert_null(next);
@@ -341,8 +323,8 @@ test_parse_tag_values_exactly(void **state)
 static void
 test_parse_run_and_state_changes(void **state)
 {
-	char *run = slurp(FIXTURE("ec2/run-instances.xml"));
-	char *start = slurp(FIXTURE("ec2/start-instances.xml"));
+	char *run = test_read_file(FIXTURE("ec2/run-instances.xml"), NULL);
+	char *start = test_read_file(FIXTURE("ec2/start-instances.xml"), NULL);
 	struct ec2_instances list = { 0 };
 	struct ec2_state_changes sc = { 0 };
 
@@ -372,7 +354,7 @@ test_parse_run_and_state_changes(void **state)
 static void
 test_parse_error_and_classes(void **state)
 {
-	char *cap = slurp(FIXTURE("ec2/error-capacity.xml"));
+	char *cap = test_read_file(FIXTURE("ec2/error-capacity.xml"), NULL);
 	struct ec2_error err;
 	static const struct { const char *code; long status; enum ec2_error_class cls; } table[] = {
 		{ "InvalidInstanceID.NotFound", 400, EC2_ERR_NOT_FOUND },
@@ -565,12 +547,12 @@ setup(void **state)
 
 	(void)state;
 	log_set_level(LOG_LEVEL_ERROR);
-	fx_start = slurp(FIXTURE("ec2/start-instances.xml"));
-	fx_page1 = slurp(FIXTURE("ec2/describe-instances-page1.xml"));
-	fx_last = slurp(FIXTURE("ec2/describe-instances-last.xml"));
-	fx_throttled = slurp(FIXTURE("ec2/error-throttled.xml"));
-	fx_capacity = slurp(FIXTURE("ec2/error-capacity.xml"));
-	fx_run = slurp(FIXTURE("ec2/run-instances.xml"));
+	fx_start = test_read_file(FIXTURE("ec2/start-instances.xml"), NULL);
+	fx_page1 = test_read_file(FIXTURE("ec2/describe-instances-page1.xml"), NULL);
+	fx_last = test_read_file(FIXTURE("ec2/describe-instances-last.xml"), NULL);
+	fx_throttled = test_read_file(FIXTURE("ec2/error-throttled.xml"), NULL);
+	fx_capacity = test_read_file(FIXTURE("ec2/error-capacity.xml"), NULL);
+	fx_run = test_read_file(FIXTURE("ec2/run-instances.xml"), NULL);
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	srv.fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (bind(srv.fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(srv.fd, 64) < 0)

@@ -8,26 +8,6 @@
 #include "stratos/buf.h"
 #include "stratos/jsonscan.h"
 
-static char *
-read_fixture(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *data;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	data = malloc((size_t)n + 1);
-	assert_non_null(data);
-	assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
-	data[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return data;
-}
-
 static void
 assert_agree(const char *text, size_t len)
 {
@@ -156,7 +136,7 @@ test_mutations(void **state)
 	assert_non_null(mut);
 	for (size_t f = 0; f < sizeof(fixtures) / sizeof(fixtures[0]); f++) {
 		size_t len;
-		char *doc = read_fixture(fixtures[f], &len);
+		char *doc = test_read_file(fixtures[f], &len);
 
 		assert_true(len + 64 < (1 << 16));
 		assert_agree(doc, len);
@@ -295,7 +275,7 @@ static void
 test_large_array_walk(void **state)
 {
 	size_t len;
-	char *node = read_fixture(FIXTURE("extender/nodes-standby.json"), &len);
+	char *node = test_read_file(FIXTURE("extender/nodes-standby.json"), &len);
 	struct buf doc;
 	struct jsonscan_value root, item, nodes_list;
 	struct jsonscan_iter it;

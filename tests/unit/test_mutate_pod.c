@@ -13,24 +13,6 @@
 static struct pools *pools;
 static json_t *last_patch;      /* the patch of the last review(), parsed; NULL when none */
 
-/* JSON written with single quotes, for readability. */
-static json_t *
-J(const char *text)
-{
-	char *s = strdup(text);
-	json_error_t err;
-	json_t *v;
-
-	for (char *p = s; *p != '\0'; p++)
-		if (*p == '\'')
-			*p = '"';
-	v = json_loads(s, 0, &err);
-	if (v == NULL)
-		fail_msg("bad test JSON: %s: %s", err.text, s);
-	free(s);
-	return v;
-}
-
 static void
 assert_json_equal(const json_t *got, const json_t *want)
 {
@@ -722,26 +704,12 @@ call(server_handler_fn fn, void *ctx, const char *method, const char *body, int 
 	return v;
 }
 
-static char *
-read_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *data = calloc(1, 1 << 20);
-	size_t n;
-
-	assert_non_null(f);
-	n = fread(data, 1, (1 << 20) - 1, f);
-	data[n] = '\0';
-	fclose(f);
-	return data;
-}
-
 static void
 test_handler(void **state)
 {
 	struct mutate_pod_options opt = { .scheduler_name = "stratos-scheduler" };
 	struct mutate_pod *mp = mutate_pod_new(pools, &opt);
-	char *body = read_file(FIXTURE("admission/pod-create-pool.json"));
+	char *body = test_read_file(FIXTURE("admission/pod-create-pool.json"), NULL);
 	json_t *resp, *r, *patch, *pod;
 	int status;
 
@@ -767,7 +735,7 @@ test_handler(void **state)
 	free(body);
 
 	/* Other pods: allowed, neither patch nor patchType. */
-	body = read_file(FIXTURE("admission/pod-create-other.json"));
+	body = test_read_file(FIXTURE("admission/pod-create-other.json"), NULL);
 	resp = call(mutate_pod_handle, mp, "POST", body, &status);
 	r = json_object_get(resp, "response");
 	assert_true(json_is_true(json_object_get(r, "allowed")));

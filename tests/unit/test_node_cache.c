@@ -9,21 +9,10 @@
 #include "stratos/jsonprune.h"
 #include "stratos/node_cache.h"
 
-static json_t *
-load(const char *path)
-{
-	json_error_t err;
-	json_t *j = json_load_file(path, 0, &err);
-
-	if (j == NULL)
-		fail_msg("%s: %s", path, err.text);
-	return j;
-}
-
 static void
 test_standby_fixture(void **state)
 {
-	json_t *nodes = load(FIXTURE("extender/nodes-standby.json"));
+	json_t *nodes = test_load_json(FIXTURE("extender/nodes-standby.json"));
 	struct node_info *n;
 	int rc;
 
@@ -63,7 +52,7 @@ test_standby_fixture(void **state)
 static void
 test_extender_nodes_and_selection(void **state)
 {
-	json_t *args = load(FIXTURE("extender/filter-args-nodes.json"));
+	json_t *args = test_load_json(FIXTURE("extender/filter-args-nodes.json"));
 	json_t *items = json_object_get(json_object_get(args, "Nodes"), "items");
 	struct pod_info *p;
 	int rc;
@@ -284,7 +273,7 @@ test_cache_wait_wakes(void **state)
 static void
 test_transition_patch(void **state)
 {
-	json_t *nodes = load(FIXTURE("extender/nodes-standby.json"));
+	json_t *nodes = test_load_json(FIXTURE("extender/nodes-standby.json"));
 	json_t *bare = json_loads("{\"metadata\":{\"name\":\"b\",\"resourceVersion\":\"1\"},"
 	    "\"spec\":{}}", 0, NULL);
 	struct node_patch p;
@@ -392,8 +381,8 @@ describe(const struct node_info *n, char *out, size_t len)
 static void
 test_pruned_parse_is_identical(void **state)
 {
-	json_t *standby = load(FIXTURE("extender/nodes-standby.json"));
-	json_t *full = load(FIXTURE("kube/node-full.json"));
+	json_t *standby = test_load_json(FIXTURE("extender/nodes-standby.json"));
+	json_t *full = test_load_json(FIXTURE("kube/node-full.json"));
 	json_t *nodes[] = { json_array_get(standby, 0), json_array_get(standby, 1), full };
 	struct jsonprune *pr = jsonprune_new(NODE_CACHE_FIELDS, NULL);
 

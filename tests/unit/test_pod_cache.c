@@ -8,22 +8,11 @@
 #include "stratos/jsonprune.h"
 #include "stratos/pod_cache.h"
 
-static json_t *
-load(const char *path)
-{
-	json_error_t err;
-	json_t *j = json_load_file(path, 0, &err);
-
-	if (j == NULL)
-		fail_msg("%s: %s", path, err.text);
-	return j;
-}
-
 /* An admission pod as the API server stores it: named, with a resourceVersion. */
 static json_t *
 admission_pod(const char *fixture, const char *name)
 {
-	json_t *review = load(fixture);
+	json_t *review = test_load_json(fixture);
 	json_t *pod = json_incref(json_object_get(json_object_get(review, "request"), "object"));
 	json_t *meta = json_object_get(pod, "metadata");
 
@@ -40,7 +29,7 @@ admission_pod(const char *fixture, const char *name)
 static void
 test_extender_pod(void **state)
 {
-	json_t *args = load(FIXTURE("extender/filter-args-nodenames.json"));
+	json_t *args = test_load_json(FIXTURE("extender/filter-args-nodenames.json"));
 	struct pod_info *p;
 	int rc;
 
@@ -321,7 +310,7 @@ test_owner_key_function(void **state)
 static void
 test_interned_memory_returns(void **state)
 {
-	json_t *args = load(FIXTURE("extender/filter-args-nodenames.json"));
+	json_t *args = test_load_json(FIXTURE("extender/filter-args-nodenames.json"));
 	size_t e0, e1;
 	int rc;
 
@@ -387,7 +376,7 @@ test_pruned_parse_is_identical(void **state)
 	(void)state;
 	assert_non_null(pr);
 	for (size_t i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
-		json_t *doc = load(fixtures[i]);
+		json_t *doc = test_load_json(fixtures[i]);
 		json_t *pod = json_object_get(doc, "Pod") != NULL ? json_object_get(doc, "Pod") : doc;
 		char *text = json_dumps(pod, JSON_COMPACT), whole[4096], cut[4096];
 		struct buf out;

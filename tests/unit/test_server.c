@@ -301,21 +301,9 @@ raw_connect(int port)
 }
 
 static void
-raw_send(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return;
-		data += n;
-		len -= (size_t)n;
-	}
-}
-
-static void
 raw_send_str(int fd, const char *s)
 {
-	raw_send(fd, s, strlen(s));
+	test_send_all(fd, s, strlen(s));
 }
 
 /*
@@ -493,7 +481,7 @@ test_body_cap_chunked(void **state)
 	memset(chunk, 'y', sizeof(chunk));
 	for (int i = 0; i < 3; i++) {
 		raw_send_str(fd, "44c\r\n");
-		raw_send(fd, chunk, sizeof(chunk));
+		test_send_all(fd, chunk, sizeof(chunk));
 		raw_send_str(fd, "\r\n");
 	}
 	raw_send_str(fd, "0\r\n\r\n");

@@ -15,23 +15,6 @@
 #include "stratos/validate.h"
 #include "stratos/yamljson.h"
 
-static json_t *
-J(const char *text)
-{
-	char *s = strdup(text);
-	json_error_t err;
-	json_t *v;
-
-	for (char *p = s; *p != '\0'; p++)
-		if (*p == '\'')
-			*p = '"';
-	v = json_loads(s, JSON_DECODE_ANY, &err);
-	if (v == NULL)
-		fail_msg("bad test JSON: %s: %s", err.text, s);
-	free(s);
-	return v;
-}
-
 #define BASE_POOL "{'apiVersion':'stratos.sh/v1alpha1','kind':'NodePool','metadata':{'name':'p1'}," \
 	"'spec':{'poolSize':3,'minStandby':1,'template':{'nodeClassRef':{'kind':'AWSNodeClass','name':'c1'}," \
 	"'labels':{'stratos.sh/pool':'p1','team':'a'}," \
