@@ -12,16 +12,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "test_util.h"
+
 struct req {
 	char method[16];
 	char path[2048];
 	char auth[256];
 	char ctype[128];
+	char head[8192];                /* request line and headers as sent, with the blank line */
 	char body[65536];
 	size_t body_len;
 };
 
-/* The test's handler writes a whole response on fd (it may stream, or close). */
+/*
+ * The test's handler writes a whole response on fd (it may stream), or
+ * ends the connection without one (fake_http_drop).
+ */
 typedef void (*handler_fn)(int fd, const struct req *r);
 
 static int server_fd, server_port;
@@ -29,28 +35,33 @@ static handler_fn handler;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct req last;                 /* last request seen */
 static char paths_log[16384];           /* "METHOD path\n" of every request */
+static int fake_http_connections;       /* accepted so far (atomic; a test may reset it) */
 
+/* A response with a Content-Length body; ctype NULL sends no Content-Type; extra: "Name: v\r\n" lines or NULL. */
 static inline void
-send_all(int fd, const char *data, size_t len)
+fake_http_reply(int fd, int status, const char *ctype, const char *extra, const char *body)
 {
-	while (len > 0) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return;
-		data += n;
-		len -= (size_t)n;
-	}
+	char head[1024];
+
+	snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
+	    status, ctype != NULL ? "Content-Type: " : "", ctype != NULL ? ctype : "",
+	    ctype != NULL ? "\r\n" : "", strlen(body), extra != NULL ? extra : "");
+	test_send_all(fd, head, strlen(head));
+	test_send_all(fd, body, strlen(body));
 }
 
+/* A JSON response (the API server's kind). */
 static inline void
 reply(int fd, int status, const char *extra, const char *body)
 {
-	char head[512];
+	fake_http_reply(fd, status, "application/json", extra, body);
+}
 
-	snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-	    "Content-Length: %zu\r\n%s\r\n", status, strlen(body), extra != NULL ? extra : "");
-	send_all(fd, head, strlen(head));
-	send_all(fd, body, strlen(body));
+/* Ends the connection without a reply: the client sees it closed after its request. */
+static inline void
+fake_http_drop(int fd)
+{
+	shutdown(fd, SHUT_RDWR);
 }
 
 static inline void
@@ -59,9 +70,9 @@ chunk(int fd, const char *data)
 	char head[32];
 
 	snprintf(head, sizeof(head), "%zx\r\n", strlen(data));
-	send_all(fd, head, strlen(head));
-	send_all(fd, data, strlen(data));
-	send_all(fd, "\r\n", 2);
+	test_send_all(fd, head, strlen(head));
+	test_send_all(fd, data, strlen(data));
+	test_send_all(fd, "\r\n", 2);
 }
 
 static inline void
@@ -69,17 +80,17 @@ stream_start(int fd)
 {
 	const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 	    "Transfer-Encoding: chunked\r\n\r\n";
-	send_all(fd, h, strlen(h));
+	test_send_all(fd, h, strlen(h));
 }
 
 static inline void
 stream_end(int fd)
 {
-	send_all(fd, "0\r\n\r\n", 5);
+	test_send_all(fd, "0\r\n\r\n", 5);
 }
 
 static inline void
-header_value(const char *head, const char *name, char *out, size_t len)
+fake_http__header(const char *head, const char *name, char *out, size_t len)
 {
 	const char *p = strcasestr(head, name);
 
@@ -94,9 +105,9 @@ header_value(const char *head, const char *name, char *out, size_t len)
 }
 
 static inline void
-serve(int fd)
+fake_http__serve(int fd)
 {
-	static char buf[262144];
+	static _Thread_local char buf[262144];      /* one per connection thread */
 	size_t have = 0;
 
 	for (;;) {
@@ -113,13 +124,14 @@ serve(int fd)
 		buf[have] = '\0';
 		size_t head_len = (size_t)(end - buf) + 4;
 		char cl[32];
-		*end = '\0';
-		header_value(buf, "Content-Length:", cl, sizeof(cl));
-		size_t clen = strtoul(cl, NULL, 10);
 		memset(&r, 0, sizeof(r));
+		snprintf(r.head, sizeof(r.head), "%.*s", (int)head_len, buf);
+		*end = '\0';
+		fake_http__header(buf, "Content-Length:", cl, sizeof(cl));
+		size_t clen = strtoul(cl, NULL, 10);
 		sscanf(buf, "%15s %2047s", r.method, r.path);
-		header_value(buf, "Authorization:", r.auth, sizeof(r.auth));
-		header_value(buf, "Content-Type:", r.ctype, sizeof(r.ctype));
+		fake_http__header(buf, "Authorization:", r.auth, sizeof(r.auth));
+		fake_http__header(buf, "Content-Type:", r.ctype, sizeof(r.ctype));
 		while (have < head_len + clen) {
 			n = recv(fd, buf + have, sizeof(buf) - have - 1, 0);
 			if (n <= 0)
@@ -142,17 +154,17 @@ serve(int fd)
 }
 
 static inline void *
-conn_main(void *arg)
+fake_http__conn(void *arg)
 {
 	int fd = (int)(long)arg;
 
-	serve(fd);
+	fake_http__serve(fd);
 	close(fd);
 	return NULL;
 }
 
 static inline void *
-server_main(void *arg)
+fake_http__accept(void *arg)
 {
 	(void)arg;
 	for (;;) {
@@ -160,7 +172,8 @@ server_main(void *arg)
 		pthread_t t;
 		if (fd < 0)
 			return NULL;
-		pthread_create(&t, NULL, conn_main, (void *)(long)fd);
+		__atomic_add_fetch(&fake_http_connections, 1, __ATOMIC_SEQ_CST);
+		pthread_create(&t, NULL, fake_http__conn, (void *)(long)fd);
 		pthread_detach(t);
 	}
 }
@@ -180,7 +193,7 @@ fake_http_start(void)
 		return -1;
 	getsockname(server_fd, (struct sockaddr *)&addr, &len);
 	server_port = ntohs(addr.sin_port);
-	pthread_create(&t, NULL, server_main, NULL);
+	pthread_create(&t, NULL, fake_http__accept, NULL);
 	pthread_detach(t);
 	return 0;
 }

@@ -1,86 +1,41 @@
 /* Unit tests for the AWS credential chain: parsing, chain order, refresh timing, token re-reads. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "test_util.h"
+#include "fake_http.h"
 #include "stratos/aws_credentials.h"
 #include "stratos/timeutil.h"
 
-/* ---- a tiny HTTP server standing in for STS / the container endpoint ---- */
+/* ---- the scripted HTTP server standing in for STS / the container endpoint ---- */
 
-static int server_fd;
-static int server_port;
-static char last_request[16384];
-static int requests;
+static char last_request[16384];        /* head and body of the last request */
 static pthread_mutex_t server_lock = PTHREAD_MUTEX_INITIALIZER;
 static char next_body[4096];
 static int next_status = 200;
 
-static void *
-server_main(void *arg)
+/* One request per connection, answered with what serve() set. */
+static void
+h_creds(int fd, const struct req *r)
 {
-	(void)arg;
-	for (;;) {
-		char req[16384], head[256];
-		size_t have = 0;
-		ssize_t n;
-		int fd = accept(server_fd, NULL, NULL);
-
-		if (fd < 0)
-			return NULL;
-		/* One request per connection; read headers and a Content-Length body. */
-		for (;;) {
-			n = recv(fd, req + have, sizeof(req) - 1 - have, 0);
-			if (n <= 0)
-				break;
-			have += (size_t)n;
-			req[have] = '\0';
-			char *end = strstr(req, "\r\n\r\n");
-			if (end == NULL)
-				continue;
-			char *cl = strcasestr(req, "Content-Length:");
-			size_t want = (size_t)(end - req) + 4 + (cl != NULL ? strtoul(cl + 15, NULL, 10) : 0);
-			if (have >= want)
-				break;
-		}
-		req[have] = '\0';
-		pthread_mutex_lock(&server_lock);
-		snprintf(last_request, sizeof(last_request), "%s", req);
-		requests++;
-		snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n"
-		    "Connection: close\r\n\r\n", next_status, strlen(next_body));
-		send(fd, head, strlen(head), MSG_NOSIGNAL);
-		send(fd, next_body, strlen(next_body), MSG_NOSIGNAL);
-		pthread_mutex_unlock(&server_lock);
-		close(fd);
-	}
+	pthread_mutex_lock(&server_lock);
+	snprintf(last_request, sizeof(last_request), "%s%.*s", r->head, (int)r->body_len, r->body);
+	fake_http_reply(fd, next_status, NULL, "Connection: close\r\n", next_body);
+	pthread_mutex_unlock(&server_lock);
+	fake_http_drop(fd);
 }
 
 static int
 setup(void **state)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	socklen_t len = sizeof(addr);
-	pthread_t t;
-
 	(void)state;
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	server_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (bind(server_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(server_fd, 16) < 0)
-		return -1;
-	getsockname(server_fd, (struct sockaddr *)&addr, &len);
-	server_port = ntohs(addr.sin_port);
-	pthread_create(&t, NULL, server_main, NULL);
-	pthread_detach(t);
-	return 0;
+	handler = h_creds;
+	return fake_http_start();
 }
 
 static void

@@ -1,16 +1,14 @@
 /* Unit tests for the EC2 client: query encoding, XML replies, error classes, and the call loop
  * (retries, quota, deadlines, rate limits, connection reuse) against a scripted local server. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "test_util.h"
+#include "fake_http.h"
 #include "stratos/aws_credentials.h"
 #include "stratos/ec2.h"
 #include "stratos/limits.h"
@@ -413,11 +411,8 @@ struct step {
 
 static struct {
 	pthread_mutex_t lock;
-	int fd;
-	int port;
 	struct step steps[MAX_STEPS];
 	size_t nsteps, next;
-	int connections;
 	int requests;
 	char last_head[8192];
 	char last_body[8192];
@@ -432,7 +427,7 @@ script_reset(void)
 	pthread_mutex_lock(&srv.lock);
 	srv.nsteps = srv.next = 0;
 	srv.requests = 0;
-	srv.connections = 0;
+	__atomic_store_n(&fake_http_connections, 0, __ATOMIC_SEQ_CST);
 	memset(srv.bodies, 0, sizeof(srv.bodies));
 	pthread_mutex_unlock(&srv.lock);
 }
@@ -446,89 +441,34 @@ script(enum step_kind kind, int status, const char *body, int delay_ms)
 	pthread_mutex_unlock(&srv.lock);
 }
 
+/* Pings (GET) are refused as EC2 does; every other request takes the next scripted step. */
 static void
-send_reply(int fd, int status, const char *body)
+h_ec2(int fd, const struct req *r)
 {
-	char head[256];
+	struct step st = { STEP_REPLY, 200, fx_start, 0 };
 
-	snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Type: text/xml;charset=UTF-8\r\n"
-	    "Content-Length: %zu\r\n\r\n", status, strlen(body));
-	send(fd, head, strlen(head), MSG_NOSIGNAL);
-	send(fd, body, strlen(body), MSG_NOSIGNAL);
-}
-
-static void *
-conn_main(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	static _Thread_local char req[65536];
-	size_t have = 0;
-
-	for (;;) {
-		char *end;
-		ssize_t n;
-		while ((end = memmem(req, have, "\r\n\r\n", 4)) == NULL) {
-			n = recv(fd, req + have, sizeof(req) - have - 1, 0);
-			if (n <= 0)
-				goto done;
-			have += (size_t)n;
-		}
-		req[have] = '\0';
-		size_t head_len = (size_t)(end - req) + 4, clen = 0;
-		char *cl = strcasestr(req, "Content-Length:");
-		if (cl != NULL && cl < end)
-			clen = strtoul(cl + 15, NULL, 10);
-		while (have < head_len + clen) {
-			n = recv(fd, req + have, sizeof(req) - have - 1, 0);
-			if (n <= 0)
-				goto done;
-			have += (size_t)n;
-		}
-		struct step st = { STEP_REPLY, 200, fx_start, 0 };
-		pthread_mutex_lock(&srv.lock);
-		bool ping = strncmp(req, "GET ", 4) == 0;
-		if (!ping) {
-			snprintf(srv.last_head, sizeof(srv.last_head), "%.*s", (int)head_len, req);
-			snprintf(srv.last_body, sizeof(srv.last_body), "%.*s", (int)clen, req + head_len);
-			if (srv.requests < 8)
-				snprintf(srv.bodies[srv.requests], sizeof(srv.bodies[0]), "%.*s", (int)clen,
-				    req + head_len);
-			srv.requests++;
-			if (srv.next < srv.nsteps)
-				st = srv.steps[srv.next++];
-		} else {
-			st.status = 400;
-			st.body = "<Response><Errors><Error><Code>MissingAction</Code></Error></Errors></Response>";
-		}
-		pthread_mutex_unlock(&srv.lock);
-		memmove(req, req + head_len + clen, have - head_len - clen);
-		have -= head_len + clen;
-		if (st.kind == STEP_DROP)
-			goto done;
-		if (st.delay_ms > 0)
-			usleep((useconds_t)st.delay_ms * 1000);
-		send_reply(fd, st.status, st.body);
+	pthread_mutex_lock(&srv.lock);
+	if (strcmp(r->method, "GET") != 0) {
+		snprintf(srv.last_head, sizeof(srv.last_head), "%s", r->head);
+		snprintf(srv.last_body, sizeof(srv.last_body), "%.*s", (int)r->body_len, r->body);
+		if (srv.requests < 8)
+			snprintf(srv.bodies[srv.requests], sizeof(srv.bodies[0]), "%.*s",
+			    (int)r->body_len, r->body);
+		srv.requests++;
+		if (srv.next < srv.nsteps)
+			st = srv.steps[srv.next++];
+	} else {
+		st.status = 400;
+		st.body = "<Response><Errors><Error><Code>MissingAction</Code></Error></Errors></Response>";
 	}
-done:
-	close(fd);
-	return NULL;
-}
-
-static void *
-accept_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		pthread_t t;
-		int fd = accept(srv.fd, NULL, NULL);
-		if (fd < 0)
-			return NULL;
-		pthread_mutex_lock(&srv.lock);
-		srv.connections++;
-		pthread_mutex_unlock(&srv.lock);
-		pthread_create(&t, NULL, conn_main, (void *)(intptr_t)fd);
-		pthread_detach(t);
+	pthread_mutex_unlock(&srv.lock);
+	if (st.kind == STEP_DROP) {
+		fake_http_drop(fd);
+		return;
 	}
+	if (st.delay_ms > 0)
+		usleep((useconds_t)st.delay_ms * 1000);
+	fake_http_reply(fd, st.status, "text/xml;charset=UTF-8", NULL, st.body);
 }
 
 static struct aws_credentials_provider *creds;
@@ -536,14 +476,11 @@ static struct aws_credentials_provider *creds;
 static int
 setup(void **state)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	socklen_t len = sizeof(addr);
 	char *env[] = { "AWS_ACCESS_KEY_ID=AKIASTRATOSSIM000001",
 	    "AWS_SECRET_ACCESS_KEY=stratosSimSecretKey00000000000000000000",
 	    "AWS_SESSION_TOKEN=session/token+=", NULL };
 	struct aws_credentials_options opts = { .env = env };
 	struct aws_credentials_error err;
-	pthread_t t;
 
 	(void)state;
 	log_set_level(LOG_LEVEL_ERROR);
@@ -553,14 +490,9 @@ setup(void **state)
 	fx_throttled = test_read_file(FIXTURE("ec2/error-throttled.xml"), NULL);
 	fx_capacity = test_read_file(FIXTURE("ec2/error-capacity.xml"), NULL);
 	fx_run = test_read_file(FIXTURE("ec2/run-instances.xml"), NULL);
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	srv.fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (bind(srv.fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(srv.fd, 64) < 0)
+	handler = h_ec2;
+	if (fake_http_start() < 0)
 		return -1;
-	getsockname(srv.fd, (struct sockaddr *)&addr, &len);
-	srv.port = ntohs(addr.sin_port);
-	pthread_create(&t, NULL, accept_main, NULL);
-	pthread_detach(t);
 	return aws_credentials_provider_new(&opts, &creds, &err);
 }
 
@@ -586,7 +518,7 @@ client(const char *rates, unsigned connections)
 	    .rate_limits = rates, .connections = connections, .keepalive_ms = -1 };
 	struct ec2_client *c;
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", srv.port);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", server_port);
 	script_reset();
 	assert_int_equal(ec2_client_new(&o, &c, NULL), 0);
 	return c;
@@ -611,11 +543,11 @@ test_call_is_signed_and_reuses_the_connection(void **state)
 		ec2_state_changes_free(&sc);
 	}
 	pthread_mutex_lock(&srv.lock);
-	assert_int_equal(srv.connections, 1);
+	assert_int_equal(__atomic_load_n(&fake_http_connections, __ATOMIC_SEQ_CST), 1);
 	assert_string_equal(srv.last_body,
 	    "Action=StartInstances&Version=2016-11-15&InstanceId.1=i-1234567890abcdef0");
 	assert_non_null(strstr(srv.last_head, "POST / HTTP/1.1\r\n"));
-	snprintf(want, sizeof(want), "\r\nHost: 127.0.0.1:%d\r\n", srv.port);
+	snprintf(want, sizeof(want), "\r\nHost: 127.0.0.1:%d\r\n", server_port);
 	assert_non_null(strstr(srv.last_head, want));
 	assert_non_null(strstr(srv.last_head,
 	    "\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"));
@@ -978,7 +910,7 @@ test_threads_share_the_pool(void **state)
 		pthread_join(t[i], NULL);
 	assert_int_equal(h.ok, 60);
 	pthread_mutex_lock(&srv.lock);
-	assert_true(srv.connections <= 2);
+	assert_true(__atomic_load_n(&fake_http_connections, __ATOMIC_SEQ_CST) <= 2);
 	assert_int_equal(srv.requests, 60);
 	pthread_mutex_unlock(&srv.lock);
 	ec2_client_stats(h.c, &st);

@@ -1,139 +1,55 @@
-/* Unit tests for the libcurl wrapper against a tiny in-process HTTP server. */
-#include <arpa/inet.h>
+/* Unit tests for the libcurl wrapper against the scripted in-process HTTP server. */
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
+#include "fake_http.h"
 #include "stratos/httpc.h"
 
-static int server_fd;
-static int server_port;
-static int server_connections;   /* accepted so far */
-
 static void
-send_all(int fd, const char *data, size_t len)
+h_paths(int fd, const struct req *r)
 {
-	while (len > 0) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return;
-		data += n;
-		len -= (size_t)n;
-	}
-}
-
-static void
-reply(int fd, const char *status, const char *extra_headers, const char *body)
-{
-	char head[512];
-
-	snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Length: %zu\r\n%s\r\n", status,
-	    strlen(body), extra_headers);
-	send_all(fd, head, strlen(head));
-	send_all(fd, body, strlen(body));
-}
-
-/* Serves one connection; returns when the client closes or a handler drops it. */
-static void
-serve_connection(int fd)
-{
-	char req[65536];
-	size_t have = 0;
-
-	for (;;) {
-		char *end;
-		ssize_t n;
-
-		while ((end = memmem(req, have, "\r\n\r\n", 4)) == NULL) {
-			n = recv(fd, req + have, sizeof(req) - have - 1, 0);
-			if (n <= 0)
-				return;
-			have += (size_t)n;
-		}
-		req[have] = '\0';
-		size_t head_len = (size_t)(end - req) + 4;
-		size_t clen = 0;
-		char *cl = strcasestr(req, "Content-Length:");
-		if (cl != NULL && cl < end)
-			clen = strtoul(cl + 15, NULL, 10);
-		while (have < head_len + clen) {
-			n = recv(fd, req + have, sizeof(req) - have - 1, 0);
-			if (n <= 0)
-				return;
-			have += (size_t)n;
-		}
-		bool expect = strcasestr(req, "Expect: 100") != NULL && strcasestr(req, "Expect: 100") < end;
-		char path[128] = "";
-		sscanf(req, "%*s %127s", path);
-
-		if (strcmp(path, "/ok") == 0) {
-			reply(fd, "200 OK", "Content-Type: text/plain\r\n", "hello");
-		} else if (strcmp(path, "/big") == 0) {
-			static char big[10001];
-			memset(big, 'b', 10000);
-			reply(fd, "200 OK", "", big);
-		} else if (strcmp(path, "/retry") == 0) {
-			reply(fd, "503 Service Unavailable", "Retry-After: 7\r\n", "slow down");
-		} else if (strcmp(path, "/drop") == 0) {
-			return;
-		} else if (strcmp(path, "/slow") == 0) {
-			sleep(2);
-			reply(fd, "200 OK", "", "late");
-		} else if (strcmp(path, "/echo") == 0) {
-			char body[64];
-			snprintf(body, sizeof(body), "%zu %s", clen, expect ? "expect" : "no-expect");
-			reply(fd, "200 OK", "", body);
-		} else if (strcmp(path, "/stream") == 0) {
-			const char *chunks = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-			    "4\r\none\n\r\n4\r\ntwo\n\r\n6\r\nthree\n\r\n0\r\n\r\n";
-			send_all(fd, chunks, strlen(chunks));
-		} else {
-			reply(fd, "404 Not Found", "", "nope");
-		}
-		memmove(req, req + head_len + clen, have - head_len - clen);
-		have -= head_len + clen;
-	}
-}
-
-static void *
-server_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		int fd = accept(server_fd, NULL, NULL);
-		if (fd < 0)
-			return NULL;
-		__atomic_add_fetch(&server_connections, 1, __ATOMIC_SEQ_CST);
-		serve_connection(fd);
-		close(fd);
+	if (strcmp(r->path, "/ok") == 0) {
+		fake_http_reply(fd, 200, "text/plain", NULL, "hello");
+	} else if (strcmp(r->path, "/big") == 0) {
+		static char big[10001];
+		memset(big, 'b', 10000);
+		fake_http_reply(fd, 200, NULL, NULL, big);
+	} else if (strcmp(r->path, "/retry") == 0) {
+		fake_http_reply(fd, 503, NULL, "Retry-After: 7\r\n", "slow down");
+	} else if (strcmp(r->path, "/drop") == 0) {
+		fake_http_drop(fd);
+	} else if (strcmp(r->path, "/slow") == 0) {
+		sleep(2);
+		fake_http_reply(fd, 200, NULL, NULL, "late");
+	} else if (strcmp(r->path, "/echo") == 0) {
+		char body[64];
+		snprintf(body, sizeof(body), "%zu %s", r->body_len,
+		    strcasestr(r->head, "Expect: 100") != NULL ? "expect" : "no-expect");
+		fake_http_reply(fd, 200, NULL, NULL, body);
+	} else if (strcmp(r->path, "/stream") == 0) {
+		stream_start(fd);
+		chunk(fd, "one\n");
+		chunk(fd, "two\n");
+		chunk(fd, "three\n");
+		stream_end(fd);
+	} else {
+		fake_http_reply(fd, 404, NULL, NULL, "nope");
 	}
 }
 
 static int
 setup(void **state)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	socklen_t len = sizeof(addr);
-	pthread_t t;
-
 	(void)state;
 	httpc_global_init();
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	server_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (bind(server_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(server_fd, 16) < 0)
-		return -1;
-	getsockname(server_fd, (struct sockaddr *)&addr, &len);
-	server_port = ntohs(addr.sin_port);
-	pthread_create(&t, NULL, server_main, NULL);
-	pthread_detach(t);
-	return 0;
+	handler = h_paths;
+	return fake_http_start();
 }
 
 static void
@@ -154,7 +70,7 @@ test_keep_alive_reuses_connection(void **state)
 	url(u, sizeof(u), "/ok");
 	req.url = u;
 	httpc_response_init(&resp);
-	int before = __atomic_load_n(&server_connections, __ATOMIC_SEQ_CST);
+	int before = __atomic_load_n(&fake_http_connections, __ATOMIC_SEQ_CST);
 	assert_int_equal(httpc_perform(h, &req, &resp), 0);
 	assert_int_equal(resp.status, 200);
 	assert_string_equal(resp.body.data, "hello");
@@ -162,7 +78,7 @@ test_keep_alive_reuses_connection(void **state)
 	assert_false(resp.reused_connection);
 	assert_int_equal(httpc_perform(h, &req, &resp), 0);
 	assert_true(resp.reused_connection);
-	assert_int_equal(__atomic_load_n(&server_connections, __ATOMIC_SEQ_CST), before + 1);
+	assert_int_equal(__atomic_load_n(&fake_http_connections, __ATOMIC_SEQ_CST), before + 1);
 	httpc_response_free(&resp);
 	httpc_free(h);
 }
@@ -345,8 +261,7 @@ test_fresh_connection_and_request_sent(void **state)
 	url(u, sizeof(u), "/ok");
 	req.url = u;
 	httpc_response_init(&resp);
-	/* (The test server serves one connection at a time: fresh ones first.) */
-	int before = __atomic_load_n(&server_connections, __ATOMIC_SEQ_CST);
+	int before = __atomic_load_n(&fake_http_connections, __ATOMIC_SEQ_CST);
 	req.fresh_connection = true;
 	assert_int_equal(httpc_perform(h, &req, &resp), 0);
 	assert_false(resp.reused_connection);
@@ -354,7 +269,7 @@ test_fresh_connection_and_request_sent(void **state)
 	assert_int_equal(httpc_perform(h, &req, &resp), 0);
 	assert_false(resp.reused_connection);
 	assert_true(resp.connect_s > 0);
-	assert_int_equal(__atomic_load_n(&server_connections, __ATOMIC_SEQ_CST), before + 2);
+	assert_int_equal(__atomic_load_n(&fake_http_connections, __ATOMIC_SEQ_CST), before + 2);
 	/* Dropped after the request was read: it was sent, the outcome is unknown. */
 	req.fresh_connection = false;
 	url(u, sizeof(u), "/drop");
