@@ -11,6 +11,8 @@
   STRATOSD is the binary; STRATOSD_WRAPPER (e.g. "valgrind --error-exitcode=99
   --leak-check=full") is put in front of it when set.
 - tls_context(...), https_request(...), http_request(...): clients.
+- driver_path(name): a test-only program of the build (kube_driver...).
+- run_doctor(test, args, env): `stratosd doctor` and its rows.
 """
 
 import datetime
@@ -26,20 +28,48 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVICE_SANS = ["stratos-webhook", "stratos-webhook.stratos-system",
                 "stratos-webhook.stratos-system.svc"]
 
 
+def build_path(name):
+    """A program of the build directory: STRATOS_BUILD_DIR, else build/."""
+    return os.path.join(os.environ.get("STRATOS_BUILD_DIR", os.path.join(REPO, "build")), name)
+
+
 def stratosd_path():
-    path = os.environ.get("STRATOSD")
-    if not path:
-        build = os.environ.get("STRATOS_BUILD_DIR", os.path.join(REPO, "build"))
-        path = os.path.join(build, "stratosd")
+    path = os.environ.get("STRATOSD") or build_path("stratosd")
     if not os.access(path, os.X_OK):
         raise RuntimeError("stratosd binary not found: set STRATOSD (got %r)" % path)
     return path
+
+
+def driver_path(name):
+    """A test-only driver program (kube_driver, ec2_driver); skips the test when it is not built."""
+    path = build_path(name)
+    if not os.access(path, os.X_OK):
+        raise unittest.SkipTest("%s not built (%s)" % (name, path))
+    return path
+
+
+def run_doctor(test, args, env, timeout=120):
+    """Runs `stratosd doctor ARGS` with env; fails test on a sanitizer report.
+
+    Returns (exit status, {check: (status, detail)}, the CompletedProcess).
+    """
+    out = subprocess.run([stratosd_path(), "doctor"] + list(args), env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    test.assertNotIn("Sanitizer", out.stderr)
+    test.assertNotIn("runtime error:", out.stderr)
+    rows = {}
+    for line in out.stdout.splitlines()[1:]:
+        # "%-28s %-8s %s": fixed columns.
+        if line and not line.startswith("doctor:"):
+            rows[line[:28].strip()] = (line[29:37].strip(), line[38:])
+    return out.returncode, rows, out
 
 
 def wrapper_slowdown():

@@ -12,20 +12,11 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "sim"))
+sys.path.insert(0, HERE)
 
 import simclient  # noqa: E402
-
-STRATOSD = os.environ.get("STRATOSD", os.path.join(REPO, "build", "stratosd"))
-
-
-def read_env(path):
-    env = {}
-    with open(path) as f:
-        for line in f:
-            key, sep, value = line.rstrip("\n").partition("=")
-            if sep:
-                env[key] = value
-    return env
+import simproc  # noqa: E402
+import stratos_testlib as tl  # noqa: E402
 
 
 class DoctorWithClusterTest(unittest.TestCase):
@@ -35,7 +26,7 @@ class DoctorWithClusterTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="stratos-doctor-")
         subprocess.run([os.path.join(REPO, "scripts", "sim"), "up", "--dir", cls.dir],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        cls.simenv = read_env(os.path.join(cls.dir, "env"))
+        cls.simenv = simproc.read_env(os.path.join(cls.dir, "env"))
         cls.api = simclient.Client(cls.dir)
 
     @classmethod
@@ -54,17 +45,10 @@ class DoctorWithClusterTest(unittest.TestCase):
         for key in ("AWS_ENDPOINT_URL_EC2", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                     "AWS_REGION", "AWS_CA_BUNDLE"):
             env[key] = self.simenv[key]
-        cmd = [STRATOSD, "doctor"] + list(args)
+        args = list(args)
         if kubeconfig:
-            cmd += ["--kubeconfig", os.path.join(self.dir, "kubeconfig")]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        self.assertNotIn("Sanitizer", out.stderr)
-        self.assertNotIn("runtime error:", out.stderr)
-        rows = {}
-        for line in out.stdout.splitlines()[1:]:
-            if line and not line.startswith("doctor:"):
-                rows[line[:28].strip()] = (line[29:37].strip(), line[38:])
-        return out.returncode, rows, out
+            args += ["--kubeconfig", os.path.join(self.dir, "kubeconfig")]
+        return tl.run_doctor(self, args, env)
 
     def test_everything_granted(self):
         code, rows, out = self.doctor()

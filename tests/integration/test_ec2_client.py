@@ -23,11 +23,11 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "sim"))
+sys.path.insert(0, HERE)
 import simproc  # noqa: E402
+import stratos_testlib as tl  # noqa: E402
 
-BUILD = os.environ.get("STRATOS_BUILD_DIR", os.path.join(ROOT, "build"))
-DRIVER = os.path.join(BUILD, "ec2_driver")
-STRATOSD = os.environ.get("STRATOSD", os.path.join(BUILD, "stratosd"))
+DRIVER = tl.build_path("ec2_driver")
 AMI = "ami-0123456789abcdef0"
 SUBNET = "subnet-12345678"
 SG = "sg-12345678"
@@ -97,8 +97,7 @@ class SimCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not os.access(DRIVER, os.X_OK):
-            raise unittest.SkipTest("build/ec2_driver not built")
+        tl.driver_path("ec2_driver")
         cls.dir = tempfile.mkdtemp(prefix="stratos-ec2-")
         cls.ec2sim, _ = simproc.start("ec2sim", cls.dir, [
             "--pending-seconds", str(PENDING), "--stopping-seconds", str(STOPPING),
@@ -520,17 +519,9 @@ class Ec2CallsTest(SimCase):
 class DoctorTest(SimCase):
 
     def doctor(self, *args, env=None):
-        out = subprocess.run([STRATOSD, "doctor"] + list(args), env=env or self.sim_env(),
-                             capture_output=True, text=True, timeout=120)
-        self.assertIn(out.returncode, (0, 1), out.stderr)
-        self.assertNotIn("Sanitizer", out.stderr)
-        self.assertNotIn("runtime error:", out.stderr)
-        rows = {}
-        for line in out.stdout.splitlines()[1:]:
-            # "%-28s %-8s %s": fixed columns.
-            if line and not line.startswith("doctor:"):
-                rows[line[:28].strip()] = (line[29:37].strip(), line[38:])
-        return out.returncode, rows, out
+        code, rows, out = tl.run_doctor(self, args, env or self.sim_env())
+        self.assertIn(code, (0, 1), out.stderr)
+        return code, rows, out
 
     def test_everything_permitted(self):
         code, rows, out = self.doctor()

@@ -13,19 +13,11 @@ import kubesim as ks  # noqa: E402
 import stratos_testlib as tl  # noqa: E402
 
 
-def driver_path():
-    build = os.environ.get("STRATOS_BUILD_DIR", os.path.join(ks.REPO, "build"))
-    path = os.path.join(build, "kube_driver")
-    if not os.access(path, os.X_OK):
-        raise unittest.SkipTest("kube_driver not built (%s)" % path)
-    return path
-
-
 class ClaimRace(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.driver = driver_path()
+        cls.driver = tl.driver_path("kube_driver")
         cls.sim = ks.Sim()
 
     @classmethod

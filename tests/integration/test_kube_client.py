@@ -15,19 +15,11 @@ import stratos_testlib as tl  # noqa: E402
 import yaml  # noqa: E402
 
 
-def driver_path():
-    build = os.environ.get("STRATOS_BUILD_DIR", os.path.join(ks.REPO, "build"))
-    path = os.path.join(build, "kube_driver")
-    if not os.access(path, os.X_OK):
-        raise unittest.SkipTest("kube_driver not built (%s)" % path)
-    return path
-
-
 class RestCalls(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.driver = driver_path()
+        cls.driver = tl.driver_path("kube_driver")
         cls.sim = ks.Sim()
         st, body = cls.sim.api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                            "metadata": {"name": "ci"}})
