@@ -44,18 +44,21 @@ resources__parse_value(const char *name, const char *text, int64_t *v)
 	return strcmp(name, "cpu") == 0 ? quantity_parse_milli(text, v) : quantity_parse(text, v);
 }
 
-/* Reads one ResourceList into a fresh accumulator. */
+/*
+ * Sets a's value of every resource of a ResourceList that except (may be
+ * NULL) does not name; "pods" and the pool-pod resource never count.
+ */
 static int
-resources__acc_list(struct resources__acc *a, json_t *list, bool skip_pods)
+resources__acc_set(struct resources__acc *a, json_t *list, json_t *except)
 {
 	const char *name;
 	json_t *val;
 	int rc = 0;
 
-	memset(a, 0, sizeof(*a));
 	json_object_foreach(list, name, val) {
 		int64_t v, *slot;
-		if ((skip_pods && strcmp(name, "pods") == 0) || strcmp(name, RESOURCES_POOL_POD) == 0)
+		if (strcmp(name, "pods") == 0 || strcmp(name, RESOURCES_POOL_POD) == 0 ||
+		    (except != NULL && json_object_get(except, name) != NULL))
 			continue;
 		if (resources__parse_value(name, json_string_value(val), &v) < 0)
 			return -EINVAL;
@@ -67,32 +70,23 @@ resources__acc_list(struct resources__acc *a, json_t *list, bool skip_pods)
 	return 0;
 }
 
+/* Reads one ResourceList into a fresh accumulator. */
+static int
+resources__acc_list(struct resources__acc *a, json_t *list)
+{
+	memset(a, 0, sizeof(*a));
+	return resources__acc_set(a, list, NULL);
+}
+
 /* A container's requests, each missing one defaulting to its limit. */
 static int
 resources__container(struct resources__acc *a, json_t *container)
 {
 	json_t *res = json_object_get(container, "resources");
 	json_t *req = json_object_get(res, "requests"), *lim = json_object_get(res, "limits");
-	const char *name;
-	json_t *val;
-	int rc;
+	int rc = resources__acc_list(a, req);
 
-	rc = resources__acc_list(a, req, true);
-	if (rc < 0)
-		return rc;
-	json_object_foreach(lim, name, val) {
-		int64_t v, *slot;
-		if (strcmp(name, "pods") == 0 || strcmp(name, RESOURCES_POOL_POD) == 0 ||
-		    json_object_get(req, name) != NULL)
-			continue;
-		if (resources__parse_value(name, json_string_value(val), &v) < 0)
-			return -EINVAL;
-		slot = resources__acc_slot(a, name, &rc);
-		if (slot == NULL)
-			return rc;
-		*slot = v;
-	}
-	return 0;
+	return rc < 0 ? rc : resources__acc_set(a, lim, req);
 }
 
 static int
@@ -174,7 +168,7 @@ resources_parse_list(json_t *list, struct resources *out)
 
 	if (list != NULL && !json_is_object(list))
 		return -EINVAL;
-	rc = resources__acc_list(&a, list, true);
+	rc = resources__acc_list(&a, list);
 	if (rc < 0)
 		return rc;
 	if (pods != NULL && quantity_parse(json_string_value(pods), &npods) < 0)
@@ -221,7 +215,7 @@ resources_pod_requests(json_t *spec, struct resources *out)
 	if ((rc = resources__acc_combine(&sum, &init_need, true)) < 0)
 		return rc;
 	if (json_object_get(spec, "overhead") != NULL) {
-		if ((rc = resources__acc_list(&c, json_object_get(spec, "overhead"), true)) < 0 ||
+		if ((rc = resources__acc_list(&c, json_object_get(spec, "overhead"))) < 0 ||
 		    (rc = resources__acc_combine(&sum, &c, false)) < 0)
 			return rc;
 	}
