@@ -249,7 +249,12 @@ main__serve_init_modules(struct main_serve *m)
 	if ((rc = main__serve_init_kube(m)) != 0)
 		return rc;
 	m->mutate_pod = mutate_pod_new(m->pools, &mo);
-	m->validate_resources = validate_resources_new(m->pools, NULL);
+	/* Without a cluster the node counts are unknown and the webhook says so. */
+	struct validate_resources_options vo = {
+		.pool_nodes = m->nodes != NULL ? node_cache_pool_size : NULL,
+		.pool_nodes_ctx = m->nodes,
+	};
+	m->validate_resources = validate_resources_new(m->pools, &vo);
 	if (m->mutate_pod == NULL || m->validate_resources == NULL)
 		return 1;
 	return 0;

@@ -577,6 +577,24 @@ node_cache_foreach(struct cache *c, const char *pool,
 	return cache_foreach(c, pool, node__visit, &v);
 }
 
+static int
+node__count_one(void *ctx, struct cache_obj *o)
+{
+	(void)ctx;
+	(void)o;
+	return 0;
+}
+
+long
+node_cache_pool_size(void *cache, const char *pool)
+{
+	struct cache *c = cache;
+
+	if (c == NULL || pool == NULL || !cache_synced(c))
+		return -1;
+	return (long)cache_foreach(c, pool, node__count_one, NULL);
+}
+
 /* Applies a write's reply to the cache and hands back the cached version. */
 static int
 node__write_through(struct cache *c, json_t *obj, const char *name, struct node_info **out)

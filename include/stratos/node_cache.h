@@ -166,6 +166,13 @@ size_t node_cache_foreach(struct cache *c, const char *pool,
     int (*fn)(void *ctx, const struct node_info *n), void *ctx);
 
 /*
+ * Nodes labelled with pool, or -1 while the cache has not synced (an unknown
+ * count must not pass for zero). The signature is that of
+ * validate_resources_options.pool_nodes, with the cache as ctx. Thread-safe.
+ */
+long node_cache_pool_size(void *cache, const char *pool);
+
+/*
  * The optimistic-concurrency write of every claim and state transition: a
  * JSON Patch (borrowed) guarded by a test on resource_version, PATCHed to
  * the node, and the reply written through to the cache at once so this

@@ -9,8 +9,8 @@
  * Registration in `stratosd serve`:
  *
  *   struct validate_resources_options vo = {
- *       .pool_nodes = NULL,            // the node cache's counter once it exists
- *       .pool_nodes_ctx = NULL,
+ *       .pool_nodes = node_cache_pool_size,   // nodes labelled with the pool, -1 before sync
+ *       .pool_nodes_ctx = node_cache,
  *   };
  *   struct validate_resources *vr = validate_resources_new(pools, &vo);
  *   route "/admission/validate-nodepool"     → validate_resources_nodepool_handle,  ctx vr

@@ -210,6 +210,34 @@ class KubeCaches(unittest.TestCase):
         tl.wait_for(lambda: self.mutate_patches(review), 10, what="ci-runners back")
         self.converge("nodepools")
 
+    def pool_delete_warnings(self, pool):
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "0d5e1e7e-0000-4000-8000-000000000001",
+            "kind": {"group": "stratos.sh", "version": "v1alpha1", "kind": "NodePool"},
+            "resource": {"group": "stratos.sh", "version": "v1alpha1", "resource": "nodepools"},
+            "name": pool, "operation": "DELETE", "userInfo": {"username": "admin"},
+            "object": None,
+            "oldObject": {"apiVersion": "stratos.sh/v1alpha1", "kind": "NodePool",
+                          "metadata": {"name": pool}}}}
+        r = tl.http_request(self.daemon.https_port, "POST", "/admission/validate-nodepool",
+                            body=json.dumps(review))
+        self.assertEqual(r.status, 200, r.body)
+        resp = r.json()["response"]
+        self.assertIs(resp["allowed"], True)
+        return resp.get("warnings", [])
+
+    def test_g_validating_webhook_counts_the_pools_nodes_from_the_cache(self):
+        self.assertEqual(self.pool_delete_warnings("counted"), [])
+        for i in range(3):
+            self.create("/api/v1/nodes", ks.node("counted-%d" % i, pool="counted", state="standby"))
+        warning = "deleting NodePool counted drains its %d node(s) and terminates their instances"
+        tl.wait_for(lambda: self.pool_delete_warnings("counted") == [warning % 3], 10,
+                    what="three nodes counted")
+        st, body = self.sim.api.delete("/api/v1/nodes/counted-0")
+        self.assertEqual(st, 200, body)
+        tl.wait_for(lambda: self.pool_delete_warnings("counted") == [warning % 2], 10,
+                    what="two nodes counted")
+
 
 class ReadyzWaitsForCaches(unittest.TestCase):
 
