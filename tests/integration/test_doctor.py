@@ -42,8 +42,8 @@ class DoctorWithClusterTest(unittest.TestCase):
 
     def doctor(self, *args, kubeconfig=True):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.dir}
-        for key in ("AWS_ENDPOINT_URL_EC2", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                    "AWS_REGION", "AWS_CA_BUNDLE"):
+        for key in ("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS", "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_CA_BUNDLE"):
             env[key] = self.simenv[key]
         args = list(args)
         if kubeconfig:
@@ -58,6 +58,8 @@ class DoctorWithClusterTest(unittest.TestCase):
         self.assertEqual(rows["kubernetes rbac"][0], "ok", rows)
         self.assertIn("stratos-system", rows["kubernetes rbac"][1])
         self.assertEqual(rows["ec2:StartInstances"][0], "ok")
+        self.assertEqual(rows["identity"], ("ok", "arn:aws:iam::123456789012:user/stratos-sim "
+                                                  "(account 123456789012)"))
 
     def test_a_missing_permission_names_it_and_exits_1(self):
         st, body = self.api.post("/_sim/ssar", {"deny": [

@@ -340,8 +340,10 @@ class SigV4Verifier:
         with self._lock:
             return self._static.get(akid) or self._temporary.get(akid)
 
-    def verify(self, method, raw_path, raw_query, headers, body):
-        """Verify one request; returns the access key id or raises SigV4Error."""
+    def verify(self, method, raw_path, raw_query, headers, body, service=None):
+        """Verify one request (scoped to service, default this verifier's);
+        returns the access key id or raises SigV4Error."""
+        want_service = service or self.service
         hdr = {}
         for name, value in headers:
             hdr.setdefault(name.lower(), value)
@@ -384,9 +386,9 @@ class SigV4Verifier:
         if region != self.region:
             raise SigV4Error("SignatureDoesNotMatch", 403,
                              "Credential should be scoped to a valid region, not '%s'. " % region, "bad-scope")
-        if service != self.service:
+        if service != want_service:
             raise SigV4Error("SignatureDoesNotMatch", 403,
-                             "Credential should be scoped to correct service: '%s'. " % self.service, "bad-scope")
+                             "Credential should be scoped to correct service: '%s'. " % want_service, "bad-scope")
         if terminator != "aws4_request":
             raise SigV4Error("SignatureDoesNotMatch", 403,
                              "Credential should be scoped with a valid terminator: 'aws4_request', not '%s'. " % terminator,
@@ -639,6 +641,11 @@ ET.register_namespace("", EC2_NS)
 
 def xml_bytes(root):
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
+# moto's default account; the STS answer names the same one.
+SIM_ACCOUNT = "123456789012"
+STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
 def error_xml(code, message, request_id):
@@ -1055,7 +1062,7 @@ class Emulator:
     def __init__(self, args, moto_port):
         self.args = args
         self.region = args.region
-        self.account = "123456789012"   # moto's default account
+        self.account = SIM_ACCOUNT
         self.moto_port = moto_port
         self.default_timings = {
             "pending_seconds": args.pending_seconds,
@@ -1246,6 +1253,35 @@ class Emulator:
             self.stop_event.wait(wait)
 
     # -- the EC2 request pipeline -----------------------------------------
+
+    def handle_sts(self, req):
+        """Answer STS GetCallerIdentity (POST /sts, the sim's AWS_ENDPOINT_URL_STS)
+        for the keys this emulator accepts, after the same signature check as
+        EC2 but scoped to "sts", so `stratosd doctor` can name its identity."""
+        rid = str(uuid.uuid4())
+        body = req["body"]
+        params = dict(urllib.parse.parse_qsl(req["query"], keep_blank_values=True))
+        params.update(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+        def error(status, code, message):
+            return status, ('<ErrorResponse xmlns="%s"><Error><Type>Sender</Type><Code>%s</Code>'
+                            '<Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>'
+                            % (STS_NS, xml_escape(code), xml_escape(message), rid)).encode()
+        try:
+            akid = self.verifier.verify(req["method"], req["path"], req["query"], req["headers"], body,
+                                        service="sts")
+        except SigV4Error as e:
+            return error(e.status, e.code, e.message)
+        if params.get("Action") != "GetCallerIdentity":
+            return error(400, "InvalidAction", "Could not find operation %s for version %s"
+                         % (params.get("Action"), params.get("Version")))
+        temporary = any(c["access_key_id"] == akid and c["temporary"] for c in self.verifier.list())
+        arn = ("arn:aws:sts::%s:assumed-role/stratos-sim/stratosd" if temporary
+               else "arn:aws:iam::%s:user/stratos-sim") % SIM_ACCOUNT
+        return 200, ('<GetCallerIdentityResponse xmlns="%s"><GetCallerIdentityResult>'
+                     '<Arn>%s</Arn><UserId>%s</UserId><Account>%s</Account></GetCallerIdentityResult>'
+                     '<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>'
+                     '</GetCallerIdentityResponse>' % (STS_NS, arn, akid, SIM_ACCOUNT, rid)).encode()
 
     def handle_ec2(self, req):
         """Answer one EC2 Query API request.
@@ -2162,7 +2198,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                "body": body, "conn": self.conn_no, "conn_request": self.conn_requests,
                "tls": self.server.ssl_ctx is not None}
         try:
-            status, out = emu.handle_ec2(req)
+            status, out = emu.handle_sts(req) if path in ("/sts", "/sts/") else emu.handle_ec2(req)
         except Dropped as d:
             self.close_connection = True
             self.wfile.flush()
@@ -2290,7 +2326,7 @@ def main(argv=None):
                          name="http", daemon=True).start()
         scheme = "http" if args.plain_http else "https"
         url = "%s://%s:%d" % (scheme, args.host, port)
-        env = ["AWS_ENDPOINT_URL_EC2=%s" % url,
+        env = ["AWS_ENDPOINT_URL_EC2=%s" % url, "AWS_ENDPOINT_URL_STS=%s/sts" % url,
                "AWS_ACCESS_KEY_ID=%s" % args.access_key_id,
                "AWS_SECRET_ACCESS_KEY=%s" % args.secret_access_key,
                "AWS_REGION=%s" % args.region,

@@ -249,11 +249,12 @@ class EC2SimTest(unittest.TestCase):
             self.assertEqual(err["ResponseMetadata"]["HTTPStatusCode"], status)
         return err
 
-    def raw(self, params, creds=None, tamper=None, headers=None, conn=None, date=None, keep=False):
+    def raw(self, params, creds=None, tamper=None, headers=None, conn=None, date=None, keep=False,
+            path="/"):
         """POST a Query request signed by botocore (an independent signer); returns (status, body, conn)."""
         body = urllib.parse.urlencode(params)
         req = botocore.awsrequest.AWSRequest(
-            method="POST", url=self.url + "/", data=body,
+            method="POST", url=self.url + path, data=body,
             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
         c = creds or botocore.credentials.Credentials(self.env["AWS_ACCESS_KEY_ID"],
                                                       self.env["AWS_SECRET_ACCESS_KEY"])
@@ -272,7 +273,7 @@ class EC2SimTest(unittest.TestCase):
             conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
                                                context=ssl.create_default_context(cafile=self.ca))
         try:
-            conn.request("POST", "/", body=data, headers=hdrs)
+            conn.request("POST", path, body=data, headers=hdrs)
             resp = conn.getresponse()
             return resp.status, resp.read(), conn
         finally:
@@ -348,6 +349,29 @@ class EC2SimTest(unittest.TestCase):
         keys = {c["access_key_id"]: c for c in self.sim("GET", "credentials")["credentials"]}
         self.assertTrue(keys["ASIATEMP000000000001"]["temporary"])
         self.assertFalse(keys[self.env["AWS_ACCESS_KEY_ID"]]["temporary"])
+
+    def test_sts_get_caller_identity(self):
+        cfg = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+        def sts(session):
+            return session.client("sts", endpoint_url=self.env["AWS_ENDPOINT_URL_STS"],
+                                  verify=self.ca, config=cfg)
+        me = sts(self.session).get_caller_identity()
+        self.assertEqual(me["Arn"], "arn:aws:iam::123456789012:user/stratos-sim")
+        self.assertEqual(me["Account"], "123456789012")
+        self.assertEqual(me["UserId"], self.env["AWS_ACCESS_KEY_ID"])
+        self.sim("POST", "credentials", {"access_key_id": "ASIATEMP000000000003", "secret_access_key": "u" * 40,
+                                         "session_token": "tok3", "expiration": time.time() + 3600})
+        temp = boto3.session.Session("ASIATEMP000000000003", "u" * 40, "tok3", region_name="us-east-1")
+        self.assertIn(":assumed-role/", sts(temp).get_caller_identity()["Arn"])
+        wrong = boto3.session.Session(self.env["AWS_ACCESS_KEY_ID"], "x" * 40, region_name="us-east-1")
+        with self.assertRaises(botocore.exceptions.ClientError) as cm:
+            sts(wrong).get_caller_identity()
+        self.assertEqual(cm.exception.response["Error"]["Code"], "SignatureDoesNotMatch")
+        # A key signed for EC2 is not good for STS: the scope names the service.
+        status, body, _ = self.raw({"Action": "GetCallerIdentity", "Version": "2011-06-15"}, path="/sts")
+        self.assertEqual(status, 403, body)
+        self.assertIn(b"scoped to correct service: 'sts'", body)
 
     # -- parameters and XML ------------------------------------------------------
 
