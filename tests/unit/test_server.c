@@ -169,6 +169,9 @@ bad_status_handler(void *ctx, const struct server_request *req, struct server_re
 	resp->status = 42;
 }
 
+/* Requests the slow handler has begun: a test stops the server mid-request only once one has. */
+static atomic_int slow_started;
+
 static void
 slow_handler(void *ctx, const struct server_request *req, struct server_response *resp)
 {
@@ -176,6 +179,7 @@ slow_handler(void *ctx, const struct server_request *req, struct server_response
 
 	(void)ctx;
 	(void)req;
+	atomic_fetch_add(&slow_started, 1);
 	nanosleep(&ts, NULL);
 	buf_append_str(&resp->body, "{\"slow\":true}");
 }
@@ -730,8 +734,10 @@ test_graceful_stop(void **state)
 
 	(void)state;
 	f->ready_flag = true;
+	atomic_store(&slow_started, 0);
 	pthread_create(&t, NULL, slow_call_main, &c);
-	usleep(150000);
+	while (atomic_load(&slow_started) == 0)
+		usleep(1000);
 	server_stop(f->srv, 5000);
 	pthread_join(t, NULL);
 	assert_int_equal(c.status, 200);
