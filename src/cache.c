@@ -52,6 +52,14 @@ struct cache {
 
 	/* Watch thread only: the table a relist is building. */
 	struct cache__table staging;
+	/*
+	 * Under write_lock: the newest resourceVersion the list+watch stream has
+	 * brought (list versions, event objects, deletions included). The cache
+	 * is the server's state as of this version, so a write-through of an
+	 * absent object at or below it is a write the object's deletion has
+	 * already overtaken, and must not bring it back.
+	 */
+	uint64_t stream_rv;
 
 	cache_hook_fn hook;
 	void *hook_ctx;
@@ -692,6 +700,31 @@ cache__remove_locked(struct cache *c, const char *key, uint64_t rv)
 	return 1;
 }
 
+/* The object's metadata.resourceVersion as a number, 0 when absent or not numeric. */
+static uint64_t
+cache__rv_of(json_t *obj)
+{
+	uint64_t rv = 0;
+
+	(void)cache_parse_rv(json_string_value(json_object_get(json_object_get(obj, "metadata"),
+	    "resourceVersion")), &rv);
+	return rv;
+}
+
+/* Whether key is absent at a version the stream has passed: deleted since. Under write_lock. */
+static bool
+cache__deleted_since(struct cache *c, const char *key, uint64_t rv)
+{
+	bool absent;
+
+	if (rv == 0 || rv > c->stream_rv)
+		return false;
+	pthread_rwlock_rdlock(&c->lock);
+	absent = cache__table_get(&c->cur, key) == NULL;
+	pthread_rwlock_unlock(&c->lock);
+	return absent;
+}
+
 int
 cache_apply(struct cache *c, json_t *obj)
 {
@@ -702,6 +735,10 @@ cache_apply(struct cache *c, json_t *obj)
 	if (cache_key_of(obj, key) < 0)
 		return -EINVAL;
 	pthread_mutex_lock(&c->write_lock);
+	if (cache__deleted_since(c, key, cache__rv_of(obj))) {
+		pthread_mutex_unlock(&c->write_lock);
+		return 0;
+	}
 	rc = cache__upsert_locked(c, obj, &change);
 	if (rc == 1 && c->hook != NULL)
 		c->hook(c->hook_ctx, change, key, obj);
@@ -799,6 +836,8 @@ cache__list_end(void *ctx, const char *resource_version)
 
 	(void)cache_parse_rv(resource_version, &list_rv);
 	pthread_mutex_lock(&c->write_lock);
+	if (list_rv > c->stream_rv)
+		c->stream_rv = list_rv;
 	/* The live table only changes under write_lock, so it can be read freely here. */
 	cap = c->cur.count + st->count;
 	changes = calloc(cap ? cap : 1, sizeof(*changes));
@@ -887,6 +926,9 @@ cache__event(void *ctx, enum kube_watch_type type, json_t *obj)
 		return 0;
 	}
 	pthread_mutex_lock(&c->write_lock);
+	uint64_t rv = cache__rv_of(obj);
+	if (rv > c->stream_rv)
+		c->stream_rv = rv;
 	if (type == KUBE_WATCH_DELETED) {
 		rc = cache__remove_locked(c, key, 0);
 		if (rc == 1 && c->hook != NULL)

@@ -145,9 +145,10 @@ void cache_objs_free(struct cache_obj **objs, size_t n);
 
 /*
  * Write-through: applies an object just returned by a write (PATCH/PUT),
- * unless the cache already holds a newer resourceVersion. Returns 1 when
- * applied, 0 when the cache was already newer, or a negative error.
- * Thread-safe.
+ * unless the cache already holds a newer resourceVersion, or the object is
+ * absent at a version the watch has already passed (deleted meanwhile: the
+ * write must not bring it back). Returns 1 when applied, 0 when the cache
+ * was already newer, or a negative error. Thread-safe.
  */
 int cache_apply(struct cache *c, json_t *obj);
 

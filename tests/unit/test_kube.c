@@ -484,6 +484,17 @@ test_informer_resume_and_relist(void **state)
 	assert_int_equal(json_integer_value(json_object_get(dbg, "lists")), 3);
 	assert_string_equal(json_string_value(json_object_get(dbg, "resourceVersion")), "40");
 	json_decref(dbg);
+	/* Write-through after the stream passed: c (deleted at 13) stays deleted, a and a new
+	 * object beyond the stream's version go in. */
+	json_t *late = json_loads(NODE("c", "12"), 0, NULL), *newer = json_loads(NODE("a", "41"), 0, NULL),
+	       *fresh = json_loads(NODE("g", "42"), 0, NULL);
+	assert_int_equal(cache_apply(c, late), 0);
+	assert_int_equal(cache_apply(c, newer), 1);
+	assert_int_equal(cache_apply(c, fresh), 1);
+	assert_string_equal(keys(c), "a@41 d@33 g@42 ");
+	json_decref(late);
+	json_decref(newer);
+	json_decref(fresh);
 	/* Stopping interrupts the quiet stream promptly. */
 	cache_free(c);
 	kube_free(k);
