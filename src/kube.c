@@ -15,6 +15,8 @@
 #include "stratos/timeutil.h"
 
 #define KUBE_TOKEN_REREAD_MS 60000       /* rotated service-account tokens: re-read each minute */
+#define KUBE_EXEC_EARLY_MS   60000       /* an exec plugin's token is renewed this long before expiry */
+#define KUBE_EXEC_RETRY_MS   5000        /* a failed plugin is not run again sooner */
 #define KUBE_ERROR_BODY_MAX  (64u * 1024)
 
 const struct kube_resource KUBE_NODES = { "", "v1", "nodes", false };
@@ -34,6 +36,10 @@ struct kube {
 	char *token;                           /* current bearer token, NULL = none */
 	char *token_file;
 	int64_t token_read_ms;
+	struct kube_exec *exec;                /* credential plugin, when there is no token (file) */
+	int64_t token_expires_ms;              /* the plugin's token: Unix ms, 0 = until a 401 */
+	int64_t exec_failed_ms;                /* monotonic time of the last failed run */
+	char exec_error[256];                  /* why the last run failed, "" after a success */
 
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;
@@ -167,6 +173,10 @@ kube_new(const struct kube_config *cfg, const char *identity)
 	/* A static token wins over a token file, as in client-go. */
 	if (cfg->token == NULL)
 		k->token_file = kube__dup(cfg->token_file, &failed);
+	/* As in client-go, a token already there wins over the plugin. */
+	if (cfg->token == NULL && cfg->token_file == NULL && cfg->exec != NULL &&
+	    (k->exec = kube_exec_dup(cfg->exec)) == NULL)
+		failed = true;
 	k->m_requests = metrics_register(METRICS_COUNTER, "stratos_kube_requests_total",
 	    "Requests to the Kubernetes API by verb, resource and HTTP status (or \"error\").",
 	    labels, NULL, 0);
@@ -194,6 +204,7 @@ kube_free(struct kube *k)
 	kube__free_secret((char *)k->tls.key_pem);
 	kube__free_secret(k->token);
 	free(k->token_file);
+	kube_exec_free(k->exec);
 	pthread_mutex_destroy(&k->token_lock);
 	pthread_mutex_destroy(&k->pool_lock);
 	pthread_cond_destroy(&k->pool_cond);
@@ -207,9 +218,53 @@ kube_server(const struct kube *k)
 }
 
 /*
+ * Runs the exec plugin when there is no token yet, after a 401 (force), or a
+ * minute before the token expires; a failure keeps the old token and is not
+ * retried for a few seconds. Under token_lock.
+ */
+static void
+kube__exec_refresh(struct kube *k, bool force)
+{
+	struct kube_exec_credential cred;
+	int64_t now = time_mono_ms(), started;
+	char why[512];
+	int rc;
+
+	if (!(k->token == NULL || force ||
+	    (k->token_expires_ms > 0 && time_real_ms() >= k->token_expires_ms - KUBE_EXEC_EARLY_MS)))
+		return;
+	if (k->exec_failed_ms != 0 && now - k->exec_failed_ms < KUBE_EXEC_RETRY_MS)
+		return;
+	started = now;
+	rc = kube_exec_run(k->exec, KUBE_EXEC_TIMEOUT_MS, &cred, why, sizeof(why));
+	if (rc < 0) {
+		k->exec_failed_ms = time_mono_ms();
+		snprintf(k->exec_error, sizeof(k->exec_error), "%s", rc == -ENOMEM ? "out of memory" : why);
+		log_msg(LOG_LEVEL_WARN, json_pack("{s:s}", "error", rc == -ENOMEM ? "out of memory" :
+		    why), "exec credential plugin failed; keeping the previous token");
+		return;
+	}
+	k->exec_failed_ms = 0;
+	k->exec_error[0] = '\0';
+	kube__free_secret(k->token);
+	k->token = cred.token;
+	k->token_expires_ms = cred.expires_ms;
+	cred.token = NULL;
+	{
+		char expiry[TIME_RFC3339_LEN] = "never";
+		if (k->token_expires_ms > 0)
+			time_format_rfc3339(k->token_expires_ms, expiry);
+		log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:I,s:s}", "command", k->exec->argv[0],
+		    "ms", (json_int_t)(time_mono_ms() - started), "expires", expiry),
+		    "exec credential plugin gave a token");
+	}
+}
+
+/*
  * Returns a newly allocated "Authorization: Bearer ..." header (caller wipes
  * and frees) or NULL when there is no token. The token file is re-read every
- * minute, and at once when force is set (after a 401).
+ * minute, and at once when force is set (after a 401); an exec plugin runs
+ * as kube__exec_refresh says.
  */
 static char *
 kube__auth_header(struct kube *k, bool force)
@@ -231,10 +286,27 @@ kube__auth_header(struct kube *k, bool force)
 		}
 		k->token_read_ms = now;
 	}
+	if (k->exec != NULL)
+		kube__exec_refresh(k, force);
 	if (k->token != NULL && asprintf(&hdr, "Authorization: Bearer %s", k->token) < 0)
 		hdr = NULL;
 	pthread_mutex_unlock(&k->token_lock);
 	return hdr;
+}
+
+/* A final 401 while the exec plugin fails: the plugin's error is the one to read. */
+static void
+kube__explain_401(struct kube *k, struct kube_error *err)
+{
+	size_t n;
+
+	if (k->exec == NULL || err->class != KUBE_ERR_UNAUTHORIZED)
+		return;
+	pthread_mutex_lock(&k->token_lock);
+	n = strlen(err->message);
+	if (k->exec_error[0] != '\0' && n < sizeof(err->message))
+		snprintf(err->message + n, sizeof(err->message) - n, " (%s)", k->exec_error);
+	pthread_mutex_unlock(&k->token_lock);
 }
 
 static struct httpc *
@@ -483,11 +555,14 @@ kube__request_raw(struct kube *k, const struct kube_req *req, struct httpc_respo
 			rc = kube__transport_error(rc, resp, err);
 			break;
 		}
-		/* A rotated token: read the file again and retry once. */
-		if (resp->status == 401 && attempt == 0 && k->token_file != NULL)
+		/* A rotated or expired token: read the file or run the plugin again, retry once. */
+		if (resp->status == 401 && attempt == 0 &&
+		    (k->token_file != NULL || k->exec != NULL))
 			continue;
 		if (resp->status < 200 || resp->status > 299)
 			rc = kube__http_error(resp->status, &resp->body, resp->retry_after_s, err);
+		if (resp->status == 401)
+			kube__explain_401(k, err);
 		break;
 	}
 	kube__checkin(k, h);
@@ -973,10 +1048,13 @@ kube_stream(struct kube *k, struct httpc *h, const char *path, httpc_data_fn fn,
 			rc = kube__transport_error(rc, &resp, err);
 			break;
 		}
-		if (resp.status == 401 && attempt == 0 && k->token_file != NULL)
+		if (resp.status == 401 && attempt == 0 &&
+		    (k->token_file != NULL || k->exec != NULL))
 			continue;
 		if (resp.status != 200)
 			rc = kube__http_error(resp.status, &s.errbody, resp.retry_after_s, err);
+		if (resp.status == 401)
+			kube__explain_401(k, err);
 		break;
 	}
 	buf_free(&s.errbody);

@@ -55,6 +55,7 @@ kube_config_free(struct kube_config *cfg)
 	free(cfg->token_file);
 	free(cfg->namespace);
 	free(cfg->source);
+	kube_exec_free(cfg->exec);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -362,6 +363,161 @@ kubeconfig__cluster(json_t *entry, const char *name, struct kube_config *cfg,
 	return rc;
 }
 
+/* A list of strings (args) as a vector after first (the command), NULL-terminated. */
+static int
+kubeconfig__exec_args(json_t *x, const char *command, const char *where, char ***out,
+    struct kubeconfig_error *err)
+{
+	json_t *args = json_object_get(x, "args"), *a;
+	size_t i, n = json_is_array(args) ? json_array_size(args) : 0;
+	char **argv;
+
+	if (args != NULL && !json_is_null(args) && !json_is_array(args))
+		return kubeconfig__fail(err, -EINVAL, "%s.exec.args: must be a list of strings", where);
+	if ((argv = calloc(n + 2, sizeof(*argv))) == NULL)
+		return -ENOMEM;
+	*out = argv;
+	if ((argv[0] = strdup(command)) == NULL)
+		return -ENOMEM;
+	json_array_foreach(args, i, a) {
+		if (!json_is_string(a))
+			return kubeconfig__fail(err, -EINVAL, "%s.exec.args[%zu]: must be a string",
+			    where, i);
+		if ((argv[i + 1] = strdup(json_string_value(a))) == NULL)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* env: [{name, value}] as "NAME=value" strings, NULL-terminated. */
+static int
+kubeconfig__exec_env(json_t *x, const char *where, char ***out, struct kubeconfig_error *err)
+{
+	json_t *env = json_object_get(x, "env"), *e;
+	size_t i, n = json_is_array(env) ? json_array_size(env) : 0;
+	char **vec;
+
+	if (env != NULL && !json_is_null(env) && !json_is_array(env))
+		return kubeconfig__fail(err, -EINVAL, "%s.exec.env: must be a list of {name, value}",
+		    where);
+	if ((vec = calloc(n + 1, sizeof(*vec))) == NULL)
+		return -ENOMEM;
+	*out = vec;
+	json_array_foreach(env, i, e) {
+		const char *k = json_string_value(json_object_get(e, "name"));
+		json_t *v = json_object_get(e, "value");
+
+		if (k == NULL || k[0] == '\0' || strchr(k, '=') != NULL)
+			return kubeconfig__fail(err, -EINVAL, "%s.exec.env[%zu].name: must be a "
+			    "variable name", where, i);
+		if (!json_is_string(v))
+			return kubeconfig__fail(err, -EINVAL, "%s.exec.env[%zu].value: must be a string",
+			    where, i);
+		if (asprintf(&vec[i], "%s=%s", k, json_string_value(v)) < 0) {
+			vec[i] = NULL;
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/*
+ * users[].user.exec: a credential plugin (`aws eks get-token`). A command
+ * with a '/' that is not absolute is relative to the kubeconfig's
+ * directory, as in client-go; a bare name is looked up in PATH at run time.
+ */
+static int
+kubeconfig__exec(json_t *x, const char *dir, const char *where, struct kube_config *cfg,
+    struct kubeconfig_error *err)
+{
+	static const char *const versions[] = {
+		"client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1", NULL,
+	};
+	const char *command, *version, *mode;
+	char *resolved;
+	bool known = false;
+	int rc;
+
+	if (!json_is_object(x))
+		return kubeconfig__fail(err, -EINVAL, "%s.exec: must be a mapping", where);
+	if ((rc = kubeconfig__check_str(x, "command", where, err)) < 0 ||
+	    (rc = kubeconfig__check_str(x, "apiVersion", where, err)) < 0 ||
+	    (rc = kubeconfig__check_str(x, "interactiveMode", where, err)) < 0 ||
+	    (rc = kubeconfig__check_str(x, "installHint", where, err)) < 0)
+		return rc;
+	command = kubeconfig__str(x, "command");
+	version = kubeconfig__str(x, "apiVersion");
+	mode = kubeconfig__str(x, "interactiveMode");
+	if (command == NULL)
+		return kubeconfig__fail(err, -EINVAL, "%s.exec.command: missing", where);
+	for (size_t i = 0; version != NULL && versions[i] != NULL; i++)
+		known |= strcmp(version, versions[i]) == 0;
+	if (!known)
+		return kubeconfig__fail(err, -EINVAL, "%s.exec.apiVersion: \"%s\" is not supported "
+		    "(client.authentication.k8s.io/v1 or /v1beta1)", where, version != NULL ? version : "");
+	if (mode != NULL && strcmp(mode, "Always") == 0)
+		return kubeconfig__fail(err, -EINVAL, "%s.exec.interactiveMode: Always needs a "
+		    "terminal and stratosd runs without one; use Never or IfAvailable", where);
+	if (mode != NULL && strcmp(mode, "Never") != 0 && strcmp(mode, "IfAvailable") != 0)
+		return kubeconfig__fail(err, -EINVAL, "%s.exec.interactiveMode: \"%s\" is not one of "
+		    "Never, IfAvailable, Always", where, mode);
+	if ((cfg->exec = calloc(1, sizeof(*cfg->exec))) == NULL)
+		return -ENOMEM;
+	resolved = strchr(command, '/') != NULL ? kubeconfig__path(dir, command) : strdup(command);
+	if (resolved == NULL)
+		return -ENOMEM;
+	rc = kubeconfig__exec_args(x, resolved, where, &cfg->exec->argv, err);
+	free(resolved);
+	if (rc == 0)
+		rc = kubeconfig__exec_env(x, where, &cfg->exec->env, err);
+	if (rc < 0)
+		return rc;
+	if ((cfg->exec->api_version = strdup(version)) == NULL ||
+	    (kubeconfig__str(x, "installHint") != NULL &&
+	    (cfg->exec->install_hint = strdup(kubeconfig__str(x, "installHint"))) == NULL))
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * KUBERNETES_EXEC_INFO, once the cluster is known: the ExecCredential request
+ * with spec.interactive false and, with provideClusterInfo, spec.cluster
+ * (server, insecure-skip-tls-verify, certificate-authority-data when the CA is
+ * inline in the kubeconfig).
+ */
+static int
+kubeconfig__exec_info(json_t *x, struct kube_config *cfg)
+{
+	json_t *info, *spec, *cluster;
+	int rc = 0;
+
+	info = json_pack("{s:s, s:s, s:{s:b}}", "apiVersion", cfg->exec->api_version,
+	    "kind", "ExecCredential", "spec", "interactive", 0);
+	spec = json_object_get(info, "spec");
+	if (info != NULL && json_is_true(json_object_get(x, "provideClusterInfo"))) {
+		cluster = json_pack("{s:s, s:b}", "server", cfg->server,
+		    "insecure-skip-tls-verify", cfg->insecure_skip_verify);
+		if (cluster != NULL && cfg->ca_pem != NULL) {
+			size_t n = strlen(cfg->ca_pem);
+			char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+			if (b64 != NULL) {
+				EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)cfg->ca_pem,
+				    (int)n);
+				rc = json_object_set_new(cluster, "certificate-authority-data",
+				    json_string(b64));
+				free(b64);
+			} else {
+				rc = -1;
+			}
+		}
+		if (cluster == NULL || rc < 0 || json_object_set_new(spec, "cluster", cluster) < 0)
+			rc = -1;
+	}
+	cfg->exec->exec_info = rc == 0 && info != NULL ? json_dumps(info, JSON_COMPACT) : NULL;
+	json_decref(info);
+	return cfg->exec->exec_info != NULL ? 0 : -ENOMEM;
+}
+
 static int
 kubeconfig__user(json_t *entry, const char *name, struct kube_config *cfg,
     struct kubeconfig_error *err)
@@ -375,9 +531,6 @@ kubeconfig__user(json_t *entry, const char *name, struct kube_config *cfg,
 	    name);
 	if (u == NULL || json_is_null(u))
 		return 0;               /* anonymous */
-	if (json_object_get(u, "exec") != NULL)
-		return kubeconfig__fail(err, -EINVAL, "%s.exec: exec credential plugins are not "
-		    "supported; use a token, token file or client certificate", where);
 	if (json_object_get(u, "auth-provider") != NULL)
 		return kubeconfig__fail(err, -EINVAL, "%s.auth-provider: auth providers are not "
 		    "supported; use a token, token file or client certificate", where);
@@ -410,6 +563,12 @@ kubeconfig__user(json_t *entry, const char *name, struct kube_config *cfg,
 		    "its key and the other way round)", where,
 		    cfg->cert_pem != NULL || cfg->cert_file != NULL ?
 		    "client-key(-data)" : "client-certificate(-data)");
+	/* The cluster is parsed first, so the plugin's request can describe it. */
+	if (json_object_get(u, "exec") != NULL && !json_is_null(json_object_get(u, "exec"))) {
+		if ((rc = kubeconfig__exec(json_object_get(u, "exec"), dir, where, cfg, err)) < 0 ||
+		    (rc = kubeconfig__exec_info(json_object_get(u, "exec"), cfg)) < 0)
+			return rc;
+	}
 	return 0;
 }
 

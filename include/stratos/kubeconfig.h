@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include "stratos/kube_exec.h"
+
 /* The default in-cluster service-account directory. */
 #define KUBECONFIG_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -23,6 +25,7 @@ struct kube_config {
 	bool insecure_skip_verify;
 	char *token;                 /* wiped on free */
 	char *token_file;
+	struct kube_exec *exec;      /* users[].user.exec plugin; a token or token file wins over it */
 	char *namespace;             /* context namespace or in-cluster namespace file */
 	char *source;                /* "kubeconfig PATH (context NAME)" or "in-cluster", for logs */
 };
@@ -36,8 +39,9 @@ struct kubeconfig_error {
  * Loads a kubeconfig. paths is one file or several separated by ':' (as in
  * KUBECONFIG; maps are merged, the first file to set a name wins). context
  * overrides current-context when non-NULL. Relative file references resolve
- * against the directory of the file that holds them. Exec plugins,
- * auth-providers and basic auth are refused with an error naming the field.
+ * against the directory of the file that holds them; so does an exec
+ * plugin's command when it contains a '/'. Auth-providers and basic auth
+ * are refused with an error naming the field.
  * Returns 0, -EINVAL / -ENOENT / -errno (err filled) or -ENOMEM. cfg must be
  * freed with kube_config_free() even on error. Thread-safe.
  */

@@ -101,6 +101,39 @@ class DoctorWithClusterTest(unittest.TestCase):
         self.assertEqual(rows["kubernetes api"][0], "FAIL")
         self.assertIn("127.0.0.1:1", rows["kubernetes api"][1])
 
+    def exec_kubeconfig(self, name, script):
+        """The sim's kubeconfig with its user replaced by an exec plugin (a shell script)."""
+        import yaml
+        plugin = os.path.join(self.dir, name + ".sh")
+        with open(plugin, "w") as f:
+            f.write("#!/bin/sh\n" + script)
+        os.chmod(plugin, 0o755)
+        with open(os.path.join(self.dir, "kubeconfig")) as f:
+            cfg = yaml.safe_load(f)
+        cfg["users"][0]["user"] = {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "./" + name + ".sh",
+            "args": [os.path.join(self.dir, "apiserver.token")], "interactiveMode": "Never"}}
+        path = os.path.join(self.dir, name + "-kubeconfig")
+        with open(path, "w") as f:
+            yaml.safe_dump(cfg, f)
+        return path
+
+    def test_exec_credential_plugin(self):
+        # As `aws eks update-kubeconfig` writes it: the token comes from a command.
+        path = self.exec_kubeconfig("plugin", """printf '{"apiVersion":"client.authentication.k8s.io/v1beta1",\
+"kind":"ExecCredential","status":{"token":"%s"}}' "$(cat "$1")"\n""")
+        code, rows, out = self.doctor("--kubeconfig", path, kubeconfig=False)
+        self.assertEqual(code, 0, out.stdout + out.stderr)
+        self.assertEqual(rows["kubernetes api"][0], "ok")
+        self.assertEqual(rows["kubernetes rbac"][0], "ok")
+
+        path = self.exec_kubeconfig("broken", "echo 'error: the SSO session has expired' >&2\nexit 255\n")
+        code, rows, out = self.doctor("--kubeconfig", path, kubeconfig=False)
+        self.assertEqual(code, 1)
+        self.assertEqual(rows["kubernetes api"][0], "FAIL")
+        self.assertIn("exited with status 255: error: the SSO session has expired",
+                      rows["kubernetes api"][1])
+
 
 if __name__ == "__main__":
     unittest.main()

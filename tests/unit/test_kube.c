@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -10,6 +11,7 @@
 #include "stratos/jsonpatch.h"
 #include "stratos/kube.h"
 #include "stratos/node_cache.h"
+#include "stratos/timeutil.h"
 
 static char tmpdir[128];
 
@@ -182,6 +184,89 @@ test_token_rotation_on_401(void **state)
 	snprintf(current_token, sizeof(current_token), "other");
 	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), -EACCES);
 	assert_int_equal(err.class, KUBE_ERR_UNAUTHORIZED);
+	kube_free(k);
+}
+
+/* Lines in a file: how many times the plugin ran. */
+static int
+count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int n = 0, ch;
+
+	if (f == NULL)
+		return 0;
+	while ((ch = fgetc(f)) != EOF)
+		n += ch == '\n';
+	fclose(f);
+	return n;
+}
+
+/* A kubeconfig exec plugin supplies the token: run once, again after a 401, again near expiry. */
+static void
+test_exec_plugin_token(void **state)
+{
+	char plugin[256], tokpath[256], exppath[256], runs[256], script[1024];
+	char *argv[] = { plugin, NULL };
+	struct kube_exec x = { .argv = argv, .api_version = "client.authentication.k8s.io/v1",
+		.exec_info = "{}" };
+	struct kube_config cfg = { 0 };
+	char server[64], expiry[TIME_RFC3339_LEN];
+	struct kube_error err;
+	struct kube *k;
+	FILE *f;
+
+	(void)state;
+	snprintf(plugin, sizeof(plugin), "%s/plugin", tmpdir);
+	snprintf(tokpath, sizeof(tokpath), "%s/exec-token", tmpdir);
+	snprintf(exppath, sizeof(exppath), "%s/exec-expiry", tmpdir);
+	snprintf(runs, sizeof(runs), "%s/runs", tmpdir);
+	snprintf(script, sizeof(script), "#!/bin/sh\necho run >> %s\n"
+	    "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+	    "\"status\":{\"token\":\"%%s\",\"expirationTimestamp\":\"%%s\"}}' \"$(cat %s)\" \"$(cat %s)\"\n",
+	    runs, tokpath, exppath);
+	f = fopen(plugin, "w");
+	assert_non_null(f);
+	fputs(script, f);
+	fclose(f);
+	assert_int_equal(chmod(plugin, 0755), 0);
+	write_token(tokpath, "old-token");
+	time_format_rfc3339(time_real_ms() + 3600 * 1000, expiry);
+	write_token(exppath, expiry);
+	snprintf(current_token, sizeof(current_token), "old-token");
+
+	handler = h_rotating;
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", server_port);
+	cfg.server = server;
+	cfg.exec = &x;
+	k = kube_new(&cfg, "test-replica");
+	assert_non_null(k);
+	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), 0);
+	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), 0);
+	assert_string_equal(last.auth, "Bearer old-token");
+	assert_int_equal(count_lines(runs), 1);              /* valid for an hour: run once */
+	/* The server stops taking it: a 401 runs the plugin again and the request is retried. */
+	write_token(tokpath, "new-token");
+	snprintf(current_token, sizeof(current_token), "new-token");
+	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), 0);
+	assert_string_equal(last.auth, "Bearer new-token");
+	assert_int_equal(count_lines(runs), 2);
+	/* A token that expires within the minute is renewed before it is sent. */
+	time_format_rfc3339(time_real_ms() + 30 * 1000, expiry);
+	write_token(exppath, expiry);
+	write_token(tokpath, "newer-token");
+	snprintf(current_token, sizeof(current_token), "newer-token");
+	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), 0);   /* 401, run: 30 s token */
+	assert_int_equal(count_lines(runs), 3);
+	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), 0);   /* near expiry: run */
+	assert_int_equal(count_lines(runs), 4);
+	assert_string_equal(last.auth, "Bearer newer-token");
+	kube_free(k);
+	/* A static token wins over the plugin, as in client-go. */
+	cfg.token = "newer-token";
+	k = kube_new(&cfg, "test-replica");
+	assert_int_equal(kube_get(k, "/api/v1/nodes/a", NULL, &err), 0);
+	assert_int_equal(count_lines(runs), 4);
 	kube_free(k);
 }
 
@@ -557,6 +642,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_error_classes),
 		cmocka_unit_test(test_token_rotation_on_401),
+		cmocka_unit_test(test_exec_plugin_token),
 		cmocka_unit_test(test_request_bodies),
 		cmocka_unit_test(test_list_pages),
 		cmocka_unit_test(test_informer_resume_and_relist),

@@ -187,6 +187,61 @@ test_merged_files(void **state)
 	kube_config_free(&cfg);
 }
 
+/* An EKS-style exec plugin: argv, env, a relative command, and the request it is given. */
+static void
+test_exec_plugin(void **state)
+{
+	struct kube_config cfg;
+	struct kubeconfig_error err;
+	char want[600];
+	json_t *info;
+
+	(void)state;
+	write_config("exec", "    certificate-authority-data: " FAKE_CERT_B64 "\n",
+	    "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
+	    "      command: aws\n      args: [--region, eu-west-1, eks, get-token, --cluster-name, prod]\n"
+	    "      env:\n      - name: AWS_PROFILE\n        value: ops\n"
+	    "      interactiveMode: IfAvailable\n      installHint: install the AWS CLI\n");
+	if (kubeconfig_load(path_of("exec"), NULL, &cfg, &err) != 0)
+		fail_msg("%s", err.message);
+	assert_non_null(cfg.exec);
+	assert_null(cfg.token);
+	assert_string_equal(cfg.exec->argv[0], "aws");            /* a bare name: PATH at run time */
+	assert_string_equal(cfg.exec->argv[6], "prod");
+	assert_null(cfg.exec->argv[7]);
+	assert_string_equal(cfg.exec->env[0], "AWS_PROFILE=ops");
+	assert_null(cfg.exec->env[1]);
+	assert_string_equal(cfg.exec->api_version, "client.authentication.k8s.io/v1beta1");
+	assert_string_equal(cfg.exec->install_hint, "install the AWS CLI");
+	assert_string_equal(cfg.exec->exec_info, "{\"apiVersion\":\"client.authentication.k8s.io/"
+	    "v1beta1\",\"kind\":\"ExecCredential\",\"spec\":{\"interactive\":false}}");
+	kube_config_free(&cfg);
+
+	/* A relative command with a '/' is the kubeconfig directory's; provideClusterInfo
+	 * hands the cluster (with the inline CA) to the plugin. */
+	write_config("exec2", "    certificate-authority-data: " FAKE_CERT_B64 "\n",
+	    "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	    "      command: ./bin/get-token\n      provideClusterInfo: true\n");
+	if (kubeconfig_load(path_of("exec2"), NULL, &cfg, &err) != 0)
+		fail_msg("%s", err.message);
+	snprintf(want, sizeof(want), "%s/./bin/get-token", dir);
+	assert_string_equal(cfg.exec->argv[0], want);
+	assert_null(cfg.exec->argv[1]);
+	assert_null(cfg.exec->env[0]);
+	info = json_loads(cfg.exec->exec_info, 0, NULL);
+	assert_non_null(info);
+	assert_string_equal(json_string_value(json_object_get(info, "apiVersion")),
+	    "client.authentication.k8s.io/v1");
+	json_t *cluster = json_object_get(json_object_get(info, "spec"), "cluster");
+	assert_string_equal(json_string_value(json_object_get(cluster, "server")),
+	    "https://127.0.0.1:6443");
+	assert_string_equal(json_string_value(json_object_get(cluster, "certificate-authority-data")),
+	    FAKE_CERT_B64);
+	assert_true(json_is_false(json_object_get(cluster, "insecure-skip-tls-verify")));
+	json_decref(info);
+	kube_config_free(&cfg);
+}
+
 struct bad_case {
 	const char *cluster_extra;
 	const char *user_extra;
@@ -205,7 +260,18 @@ test_errors_name_the_field(void **state)
 		  "users[name=u1].user.client-key(-data): missing" },
 		{ "", "    client-key-data: " FAKE_KEY_B64 "\n",
 		  "client-certificate(-data): missing" },
-		{ "", "    exec:\n      command: aws\n", "users[name=u1].user.exec" },
+		{ "", "    exec:\n      command: aws\n", "users[name=u1].user.exec.apiVersion: \"\" is "
+		  "not supported" },
+		{ "", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n",
+		  "users[name=u1].user.exec.command: missing" },
+		{ "", "    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n"
+		  "      command: aws\n", "exec.apiVersion: \"client.authentication.k8s.io/v1alpha1\"" },
+		{ "", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n"
+		  "      interactiveMode: Always\n", "exec.interactiveMode: Always needs a terminal" },
+		{ "", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n"
+		  "      args: [eks, {get: token}]\n", "exec.args[1]: must be a string" },
+		{ "", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n"
+		  "      env:\n      - value: x\n", "exec.env[0].name: must be a variable name" },
 		{ "", "    auth-provider:\n      name: gcp\n", "user.auth-provider" },
 		{ "", "    username: a\n    password: b\n", "user.username" },
 		{ "", "    tokenFile: missing-token\n", "user.tokenFile" },
@@ -331,6 +397,7 @@ main(void)
 		cmocka_unit_test(test_client_cert_files_and_data),
 		cmocka_unit_test(test_context_selection),
 		cmocka_unit_test(test_merged_files),
+		cmocka_unit_test(test_exec_plugin),
 		cmocka_unit_test(test_errors_name_the_field),
 		cmocka_unit_test(test_in_cluster),
 		cmocka_unit_test(test_resolve_order),
