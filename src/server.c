@@ -883,6 +883,17 @@ server__tls_transport(struct server__conn *c, gnutls_session_t session)
 
 /* ---- Connections and the watchdog ---------------------------------------- */
 
+/* While stopping, a new connection is closed at once: the client tries another replica. */
+static enum MHD_Result
+server__accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct server *s = cls;
+
+	(void)addr;
+	(void)addrlen;
+	return atomic_load(&s->stopping) ? MHD_NO : MHD_YES;
+}
+
 static void
 server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
     enum MHD_ConnectionNotificationCode code)
@@ -1655,7 +1666,8 @@ server_start(struct server *s, struct server_error *err)
 	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (s->tls)
 		flags |= MHD_USE_TLS;
-	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, server__access, s, MHD_OPTION_ARRAY, o,
+	s->daemon = MHD_start_daemon(flags, 0, server__accept_policy, s, server__access, s,
+	    MHD_OPTION_ARRAY, o,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		snprintf(err->message, sizeof(err->message),
@@ -1703,7 +1715,6 @@ server_connections(const struct server *s)
 void
 server_stop(struct server *s, int64_t grace_ms)
 {
-	MHD_socket lfd;
 	int64_t deadline;
 
 	if (s == NULL || s->daemon == NULL)
@@ -1712,9 +1723,13 @@ server_stop(struct server *s, int64_t grace_ms)
 	/* Every port that answers /readyz says so while this one drains. */
 	if (s->opts.ready != NULL)
 		atomic_store(&s->opts.ready->stopping, true);
-	/* The workers drop the listening socket from their epoll sets on their own
-	 * time: it is closed only after MHD_stop_daemon() has joined them. */
-	lfd = MHD_quiesce_daemon(s->daemon);
+	/*
+	 * New connections are refused from here on by server__accept_policy, not
+	 * by MHD_quiesce_daemon(): with epoll worker threads that call races the
+	 * workers' own removal of the listening socket and libmicrohttpd aborts
+	 * the process ("Failed to remove listen FD from epoll set", an open
+	 * defect in 0.9.75). MHD_stop_daemon() closes the socket.
+	 */
 	deadline = time_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
 	while (atomic_load(&s->inflight) > 0 && time_mono_ms() < deadline) {
 		struct timespec ts = { 0, 10 * 1000000L };
@@ -1725,8 +1740,6 @@ server_stop(struct server *s, int64_t grace_ms)
 		    atomic_load(&s->inflight)), "stopping with requests still in flight");
 	MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
 	s->listen_fd = -1;
 	if (s->watchdog_running) {
 		pthread_mutex_lock(&s->wd_lock);

@@ -723,24 +723,58 @@ slow_call_main(void *arg)
 	return NULL;
 }
 
+/* New connections while the server drains: each a fresh one, until one is refused. */
+struct late_caller {
+	struct fixture *f;
+	struct slow_call *slow;
+	atomic_bool slow_done;
+	bool refused_while_draining;
+};
+
+static void *
+late_caller_main(void *arg)
+{
+	struct late_caller *l = arg;
+	char body[64];
+
+	for (;;) {
+		struct httpc *h = httpc_new(NULL);
+		long st = call(h, l->f, "GET", "/healthz", NULL, body, sizeof(body), NULL);
+
+		httpc_free(h);
+		if (st < 0) {
+			l->refused_while_draining = !atomic_load(&l->slow_done);
+			return NULL;
+		}
+		usleep(5000);
+	}
+}
+
 static void
 test_graceful_stop(void **state)
 {
 	struct fixture *f = start(false, false, 0, 10000);
 	struct slow_call c = { f, 0 };
+	struct late_caller late = { .f = f, .slow = &c };
 	struct httpc *h = httpc_new(NULL);
 	char body[256];
-	pthread_t t;
+	pthread_t t, lt;
 
 	(void)state;
 	f->ready_flag = true;
 	atomic_store(&slow_started, 0);
+	atomic_init(&late.slow_done, false);
 	pthread_create(&t, NULL, slow_call_main, &c);
 	while (atomic_load(&slow_started) == 0)
 		usleep(1000);
+	pthread_create(&lt, NULL, late_caller_main, &late);
 	server_stop(f->srv, 5000);
 	pthread_join(t, NULL);
+	atomic_store(&late.slow_done, true);
+	pthread_join(lt, NULL);
+	/* The request in flight finished; a connection opened meanwhile was refused. */
 	assert_int_equal(c.status, 200);
+	assert_true(late.refused_while_draining);
 	/* Stopped: nothing listens any more. */
 	assert_true(call(h, f, "GET", "/healthz", NULL, body, sizeof(body), NULL) < 0);
 	httpc_free(h);
