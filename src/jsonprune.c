@@ -210,15 +210,15 @@ jsonprune__skip(struct jsonprune__in *in)
 }
 
 /*
- * The next member of an object whose '{' has been read: 1 with *key and
- * *klen (the name without its quotes, escapes as written) and in->p at the
- * value; 0 after the closing '}'; -EBADMSG. *first starts true.
+ * Past the separator to the next item of an object or array whose opening
+ * bracket has been read: 1 at the item, 0 after the closing bracket close,
+ * -EBADMSG. *first starts true.
  */
 static int
-jsonprune__member(struct jsonprune__in *in, bool *first, const char **key, size_t *klen)
+jsonprune__next(struct jsonprune__in *in, bool *first, char close)
 {
 	jsonprune__ws(in);
-	if (in->p < in->end && *in->p == '}') {
+	if (in->p < in->end && *in->p == close) {
 		in->p++;
 		return 0;
 	}
@@ -229,6 +229,21 @@ jsonprune__member(struct jsonprune__in *in, bool *first, const char **key, size_
 		jsonprune__ws(in);
 	}
 	*first = false;
+	return 1;
+}
+
+/*
+ * The next member of an object whose '{' has been read: 1 with *key and
+ * *klen (the name without its quotes, escapes as written) and in->p at the
+ * value; 0 after the closing '}'; -EBADMSG. *first starts true.
+ */
+static int
+jsonprune__member(struct jsonprune__in *in, bool *first, const char **key, size_t *klen)
+{
+	int rc = jsonprune__next(in, first, '}');
+
+	if (rc <= 0)
+		return rc;
 	if (in->p >= in->end || *in->p != '"')
 		return -EBADMSG;
 	*key = in->p + 1;
@@ -247,19 +262,7 @@ jsonprune__member(struct jsonprune__in *in, bool *first, const char **key, size_
 static int
 jsonprune__element(struct jsonprune__in *in, bool *first)
 {
-	jsonprune__ws(in);
-	if (in->p < in->end && *in->p == ']') {
-		in->p++;
-		return 0;
-	}
-	if (!*first) {
-		if (in->p >= in->end || *in->p != ',')
-			return -EBADMSG;
-		in->p++;
-		jsonprune__ws(in);
-	}
-	*first = false;
-	return 1;
+	return jsonprune__next(in, first, ']');
 }
 
 static int
