@@ -179,11 +179,11 @@ kube_exec_parse_output(const char *out, size_t len, const char *api_version,
 	return rc;
 }
 
-/* stratosd's environment, then the plugin's variables, then KUBERNETES_EXEC_INFO. */
+/* stratosd's environment, then the plugin's variables (which win), then info (KUBERNETES_EXEC_INFO=...). */
 static char **
-kube_exec__environment(const struct kube_exec *x)
+kube_exec__environment(const struct kube_exec *x, char *info)
 {
-	size_t nenv = kube_exec__count(environ), nextra = kube_exec__count(x->env), n = 0;
+	size_t nenv = kube_exec__count(environ), nextra = kube_exec__count(x->env), n = 0, m = 0;
 	char **envp = calloc(nenv + nextra + 2, sizeof(*envp));
 
 	if (envp == NULL)
@@ -203,9 +203,12 @@ kube_exec__environment(const struct kube_exec *x)
 			if (envp[j] != NULL && strncmp(envp[j], envp[i], klen) == 0 && envp[j][klen] == '=')
 				envp[i] = NULL;
 	}
-	for (size_t i = 0, m = 0; i <= n; i++)
-		if (i == n || envp[i] != NULL)
-			envp[m++] = i == n ? NULL : envp[i];
+	for (size_t i = 0; i < n; i++)
+		if (envp[i] != NULL)
+			envp[m++] = envp[i];
+	envp[m++] = info;
+	while (m <= n + 1)
+		envp[m++] = NULL;
 	return envp;
 }
 
@@ -284,12 +287,11 @@ kube_exec_run(const struct kube_exec *x, int timeout_ms, struct kube_exec_creden
 	buf_init(&errb, KUBE_EXEC_MAX_STDERR);
 	if (asprintf(&info, "KUBERNETES_EXEC_INFO=%s", x->exec_info != NULL ? x->exec_info : "") < 0)
 		return -ENOMEM;
-	envp = kube_exec__environment(x);
+	envp = kube_exec__environment(x, info);
 	if (envp == NULL) {
 		free(info);
 		return -ENOMEM;
 	}
-	envp[kube_exec__count(envp)] = info;
 	if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
 		rc = kube_exec__fail(err, errlen, -errno, "exec plugin %s: pipe: %s", cmd,
 		    strerror(errno));

@@ -106,12 +106,17 @@ test_run_passes_args_env_and_request(void **state)
 	snprintf(info_path, sizeof(info_path), "%s/info", dir);
 	argv[0] = (char *)script("plugin", "printf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$2\"\n"
 	    "printf '{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\","
-	    "\"status\":{\"token\":\"%s-%s-%s\"}}' \"$1\" \"$PLUGIN_REGION\" \"$HOME\"\n");
+	    "\"status\":{\"token\":\"%s-%s-%s-%s\"}}' \"$1\" \"$PLUGIN_REGION\" \"$HOME\" "
+	    "\"$(env | grep -c -e '^HOME=' -e '^KUBERNETES_EXEC_INFO=')\"\n");
 	argv[1] = "prod";
 	argv[2] = info_path;
 	argv[3] = NULL;
+	/* Ours would be shadowed: each variable once, the plugin's value. */
+	setenv("HOME", "/stratos-home", 1);
+	setenv("KUBERNETES_EXEC_INFO", "stale", 1);
 	assert_int_equal(kube_exec_run(&x, 5000, &c, err, sizeof(err)), 0);
-	assert_string_equal(c.token, "prod-eu-west-1-/plugin-home");
+	unsetenv("KUBERNETES_EXEC_INFO");
+	assert_string_equal(c.token, "prod-eu-west-1-/plugin-home-2");
 	assert_int_equal(c.expires_ms, 0);
 	kube_exec_credential_free(&c);
 	f = fopen(info_path, "r");
