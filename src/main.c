@@ -434,8 +434,12 @@ main_serve(int argc, char **argv)
 
 	memset(&m, 0, sizeof(m));
 	rc = main__config(&m.cfg, argc, argv);
-	if (rc < 0)
-		rc = main__serve_check(&m.cfg);
+	if (rc >= 0) {
+		/* --help, or a bad flag: nothing to serve. */
+		config_free(&m.cfg);
+		return rc;
+	}
+	rc = main__serve_check(&m.cfg);
 	if (rc != 0 || m.cfg.nargs > 0) {
 		if (rc == 0) {
 			fprintf(stderr, "stratosd serve: unexpected argument \"%s\"\n", m.cfg.args[0]);

@@ -426,6 +426,13 @@ class TestConfigErrors(unittest.TestCase):
         self.expect_error(["--listen", "127.0.0.1:0", "--metrics-listen", "nope",
                            "--insecure-http"], "--metrics-listen")
 
+    def test_help_prints_and_exits(self):
+        # Even without the TLS flags serve needs: help is not a request to serve.
+        p = tl.run_stratosd(["--help"], timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("--tls-cert", p.stdout + p.stderr)
+        self.assertNotIn("serving", p.stderr)
+
     def test_config_file_errors_name_the_key(self):
         path = os.path.join(self.dir, "config.yaml")
         with open(path, "w") as f:
