@@ -417,6 +417,16 @@ class WebhookTest(unittest.TestCase):
             self.assertIs(cel_subset.evaluate(
                 expr, object={"metadata": {"name": "x", "deletionTimestamp": "2024-01-01T00:00:00Z"}}),
                 False)
+        # Deletes are seen for their warning only: never denied, never blocked by an outage.
+        h = hooks["nodepool-deletes.stratos.sh"]
+        self._service(h, "/admission/validate-nodepool")
+        self.assertEqual(h["rules"], [{"apiGroups": ["stratos.sh"], "apiVersions": ["v1alpha1"],
+                                       "operations": ["DELETE"], "resources": ["nodepools"],
+                                       "scope": "Cluster"}])
+        self.assertEqual(h["failurePolicy"], "Ignore")
+        self.assertEqual(h["sideEffects"], "None")
+        self.assertNotIn("matchConditions", h)
+        self.assertEqual(len(hooks), 3)
 
 
 # ------------------------------------------------------- second scheduler
@@ -1271,7 +1281,7 @@ class CertsTest(unittest.TestCase):
         bundle = gen(out, "--overlay", str(MANIFESTS)).stdout.splitlines()[-1]
         objs = kustomize(out)
         hooks = [h for o in objs if o["kind"].endswith("WebhookConfiguration") for h in o["webhooks"]]
-        self.assertEqual(len(hooks), 3)
+        self.assertEqual(len(hooks), 4)
         for h in hooks:
             self.assertEqual(h["clientConfig"]["caBundle"], bundle)
         names = {o["metadata"]["name"] for o in objs if o["kind"] == "Secret"}
