@@ -272,6 +272,8 @@ kube_exec_run(const struct kube_exec *x, int timeout_ms, struct kube_exec_creden
 {
 	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, status = 0, rc = 0;
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t mask, deflt;
 	struct buf out, errb;
 	char **envp = NULL, *info = NULL, line[300], path[4096];
 	const char *cmd = x->argv[0];
@@ -297,12 +299,21 @@ kube_exec_run(const struct kube_exec *x, int timeout_ms, struct kube_exec_creden
 		    strerror(errno));
 		goto out;
 	}
+	/* The plugin starts with default signals, not stratosd's blocked SIGTERM and ignored SIGPIPE. */
+	posix_spawnattr_init(&attr);
+	sigemptyset(&mask);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	posix_spawnattr_setsigmask(&attr, &mask);
+	posix_spawnattr_setsigdefault(&attr, &deflt);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-	rc = posix_spawn(&pid, path, &fa, NULL, x->argv, envp);
+	rc = posix_spawn(&pid, path, &fa, &attr, x->argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	close(out_pipe[1]);
 	close(err_pipe[1]);
 	out_pipe[1] = err_pipe[1] = -1;

@@ -1,5 +1,7 @@
 /* Unit tests for exec credential plugins: the ExecCredential parser and running real (shell) plugins. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,15 +109,30 @@ test_run_passes_args_env_and_request(void **state)
 	argv[0] = (char *)script("plugin", "printf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$2\"\n"
 	    "printf '{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\","
 	    "\"status\":{\"token\":\"%s-%s-%s-%s\"}}' \"$1\" \"$PLUGIN_REGION\" \"$HOME\" "
-	    "\"$(env | grep -c -e '^HOME=' -e '^KUBERNETES_EXEC_INFO=')\"\n");
+	    "\"$(env | grep -c -e '^HOME=' -e '^KUBERNETES_EXEC_INFO=')$(grep -E '^Sig(Blk|Ign)' /proc/$$/status | tr -d ' \\t\\n')\"\n");
 	argv[1] = "prod";
 	argv[2] = info_path;
 	argv[3] = NULL;
 	/* Ours would be shadowed: each variable once, the plugin's value. */
 	setenv("HOME", "/stratos-home", 1);
 	setenv("KUBERNETES_EXEC_INFO", "stale", 1);
+	/* Nor does it inherit a daemon's blocked or ignored signals. */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	signal(SIGPIPE, SIG_IGN);
 	assert_int_equal(kube_exec_run(&x, 5000, &c, err, sizeof(err)), 0);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signal(SIGPIPE, SIG_DFL);
 	unsetenv("KUBERNETES_EXEC_INFO");
+	unsigned long long blocked, ignored;
+	char *sig = strstr(c.token, "SigBlk:");
+	assert_non_null(sig);
+	assert_int_equal(sscanf(sig, "SigBlk:%16llxSigIgn:%16llx", &blocked, &ignored), 2);
+	assert_int_equal(blocked & (1ULL << (SIGTERM - 1)), 0);
+	assert_int_equal(ignored & (1ULL << (SIGPIPE - 1)), 0);
+	*sig = '\0';
 	assert_string_equal(c.token, "prod-eu-west-1-/plugin-home-2");
 	assert_int_equal(c.expires_ms, 0);
 	kube_exec_credential_free(&c);
