@@ -124,11 +124,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def st(self):
         return self.server.state
 
-    def _send(self, status, body, ctype="text/plain"):
+    def _send(self, status, body, ctype="text/plain", headers=()):
+        """Holds the reply until the handler returns (see _dispatch): a handler
+        notes the request after choosing its reply, and a client that has its
+        reply must find the request already counted."""
+        self._reply = (status, body, ctype, headers)
+
+    def _write(self, status, body, ctype, headers):
         if isinstance(body, str):
             body = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -165,6 +173,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self):
+        self._reply = None
+        try:
+            self._route()
+        finally:
+            if self._reply is not None:
+                self._write(*self._reply)
+
+    def _route(self):
         path, _, query = self.path.partition("?")
         try:
             body = self._body()
@@ -374,12 +390,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if len(toks) >= MAX_IMDS_TOKENS:
                 toks.pop(next(iter(toks)))
             toks[token] = now + ttl
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("X-aws-ec2-metadata-token-ttl-seconds", str(ttl))
-        self.send_header("Content-Length", str(len(token)))
-        self.end_headers()
-        self.wfile.write(token.encode())
+        self._send(200, token, "text/plain", [("X-aws-ec2-metadata-token-ttl-seconds", str(ttl))])
         self._note("imds-token", 200)
 
     def _imds_get(self, path):
