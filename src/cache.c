@@ -527,6 +527,19 @@ cache_synced(struct cache *c)
 	return c->informer != NULL && kube_informer_synced(c->informer);
 }
 
+size_t
+cache_index_count(struct cache *c, const char *index)
+{
+	struct cache__group *g;
+	size_t n;
+
+	pthread_rwlock_rdlock(&c->lock);
+	g = cache__group_find(&c->cur, index, cache__hash(index), NULL);
+	n = g != NULL ? g->n : 0;
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
 struct cache_obj *
 cache_get(struct cache *c, const char *key)
 {

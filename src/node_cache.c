@@ -577,14 +577,6 @@ node_cache_foreach(struct cache *c, const char *pool,
 	return cache_foreach(c, pool, node__visit, &v);
 }
 
-static int
-node__count_one(void *ctx, struct cache_obj *o)
-{
-	(void)ctx;
-	(void)o;
-	return 0;
-}
-
 long
 node_cache_pool_size(void *cache, const char *pool)
 {
@@ -592,7 +584,7 @@ node_cache_pool_size(void *cache, const char *pool)
 
 	if (c == NULL || pool == NULL || !cache_synced(c))
 		return -1;
-	return (long)cache_foreach(c, pool, node__count_one, NULL);
+	return (long)cache_index_count(c, pool);
 }
 
 /* Applies a write's reply to the cache and hands back the cached version. */

@@ -120,6 +120,9 @@ bool cache_synced(struct cache *c);
 /* Objects held. Thread-safe. */
 size_t cache_count(struct cache *c);
 
+/* Objects whose index equals index (a hash lookup, no walk). Thread-safe. */
+size_t cache_index_count(struct cache *c, const char *index);
+
 /*
  * Looks up by key; returns a new reference (cache_obj_unref it) or NULL.
  * Thread-safe; takes the read lock for a hash lookup only.
