@@ -4,7 +4,6 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -32,8 +31,6 @@
 #define SERVER__TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
 #define SERVER__WATCHDOG_TICK_MS 250
 #define SERVER__LISTEN_BACKLOG 511
-#define SERVER__HOLD_MAX 1024           /* a header record held back (headers are ~150 bytes) */
-#define SERVER__PUSH_IOV 16
 
 /* ---- Readiness checks ---------------------------------------------------- */
 
@@ -213,14 +210,6 @@ struct server__conn {
 	struct server__cred *cred;      /* pair given to this connection's handshake */
 	int cert_state;                 /* 0 not checked, 1 verified, -1 refused */
 	char cert_error[160];
-	/* TLS read-ahead: bytes received but not yet handed to GnuTLS. */
-	gnutls_session_t tls;
-	char *rbuf;
-	size_t roff, rlen;
-	/* A response's header record, held to go out with its body's (server__tls_push). */
-	bool hold;
-	size_t wlen;
-	unsigned char wbuf[SERVER__HOLD_MAX];
 };
 
 /* One request, from its headers to the completion callback. */
@@ -733,154 +722,6 @@ server__client_verified(struct server *s, struct server__conn *conn, struct MHD_
 	return true;
 }
 
-/* ---- TLS transport with read-ahead ----------------------------------------- */
-
-/*
- * GnuTLS reads a record as two recv() calls, its 5-byte header and then
- * the rest, and one more that fails with EAGAIN: three system calls for a
- * request that arrived in one segment. This transport reads whatever is
- * there into a per-connection buffer (LIMITS_HTTP_TLS_READ_AHEAD, allocated
- * on first use) and serves GnuTLS from it; reads at least that large go
- * straight to GnuTLS. libmicrohttpd keeps reading
- * until it sees EAGAIN, which only an empty buffer returns, so no buffered
- * byte waits for an epoll event that will not come.
- */
-static ssize_t
-server__tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
-{
-	struct server__conn *c = ptr;
-	size_t n;
-
-	if (c->roff == c->rlen && len >= LIMITS_HTTP_TLS_READ_AHEAD) {
-		/* A large record: straight into GnuTLS's buffer, no copy. */
-		ssize_t got = recv(c->fd, data, len, 0);
-
-		if (got < 0)
-			gnutls_transport_set_errno(c->tls, errno);
-		return got;
-	}
-	if (c->roff == c->rlen) {
-		ssize_t got;
-
-		if (c->rbuf == NULL && (c->rbuf = malloc(LIMITS_HTTP_TLS_READ_AHEAD)) == NULL) {
-			gnutls_transport_set_errno(c->tls, ENOMEM);
-			return -1;
-		}
-		got = recv(c->fd, c->rbuf, LIMITS_HTTP_TLS_READ_AHEAD, 0);
-		if (got <= 0) {
-			if (got < 0)
-				gnutls_transport_set_errno(c->tls, errno);
-			return got;
-		}
-		c->roff = 0;
-		c->rlen = (size_t)got;
-	}
-	n = c->rlen - c->roff < len ? c->rlen - c->roff : len;
-	memcpy(data, c->rbuf + c->roff, n);
-	c->roff += n;
-	return (ssize_t)n;
-}
-
-static int
-server__tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
-{
-	struct server__conn *c = ptr;
-	struct pollfd p = { .fd = c->fd, .events = POLLIN };
-
-	if (c->roff < c->rlen)
-		return 1;
-	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
-}
-
-static ssize_t
-server__tls_send(struct server__conn *c, const struct iovec *iov, size_t n)
-{
-	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = n };
-	ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-
-	if (sent < 0)
-		gnutls_transport_set_errno(c->tls, errno);
-	return sent;
-}
-
-/*
- * libmicrohttpd sends a response as two TLS records, headers then body,
- * each its own sendmsg(). When a response with a body is queued
- * (server__reply sets hold), the first record pushed is kept here and goes
- * out with the next one in a single sendmsg(); libmicrohttpd pushes the
- * body right after the headers, in the same call. Held bytes always leave
- * before anything else; a real EAGAIN is reported as such, so the socket's
- * next writable edge resumes the send.
- */
-static ssize_t
-server__tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
-{
-	struct server__conn *c = ptr;
-	struct iovec v[SERVER__PUSH_IOV + 1];
-	size_t total = 0;
-	ssize_t sent;
-
-	for (int i = 0; i < iovcnt; i++)
-		total += iov[i].iov_len;
-	if (c->hold && c->wlen == 0 && total <= sizeof(c->wbuf)) {
-		for (int i = 0; i < iovcnt; i++) {
-			memcpy(c->wbuf + c->wlen, iov[i].iov_base, iov[i].iov_len);
-			c->wlen += iov[i].iov_len;
-		}
-		c->hold = false;
-		return (ssize_t)total;
-	}
-	c->hold = false;
-	while (c->wlen > 0) {
-		size_t nv = 1;
-
-		v[0].iov_base = c->wbuf;
-		v[0].iov_len = c->wlen;
-		for (int i = 0; i < iovcnt && nv < sizeof(v) / sizeof(v[0]); i++)
-			v[nv++] = (struct iovec){ iov[i].iov_base, iov[i].iov_len };
-		if ((sent = server__tls_send(c, v, nv)) < 0)
-			return -1;
-		if ((size_t)sent < c->wlen) {
-			memmove(c->wbuf, c->wbuf + sent, c->wlen - (size_t)sent);
-			c->wlen -= (size_t)sent;
-			continue;       /* the socket is full: the next try says EAGAIN */
-		}
-		sent -= (ssize_t)c->wlen;
-		c->wlen = 0;
-		if (sent > 0)
-			return sent;
-	}
-	return server__tls_send(c, (const struct iovec *)iov, (size_t)iovcnt);
-}
-
-/* Sends what is still held when a response ends without a second record (best effort). */
-static void
-server__tls_flush(struct server__conn *c)
-{
-	struct iovec v;
-	ssize_t sent;
-
-	c->hold = false;
-	while (c->wlen > 0) {
-		v = (struct iovec){ c->wbuf, c->wlen };
-		if ((sent = server__tls_send(c, &v, 1)) <= 0)
-			return;         /* left for the connection's next push */
-		memmove(c->wbuf, c->wbuf + sent, c->wlen - (size_t)sent);
-		c->wlen -= (size_t)sent;
-	}
-}
-
-/* Puts the read-ahead transport under a new connection's session (before its handshake). */
-static void
-server__tls_transport(struct server__conn *c, gnutls_session_t session)
-{
-	c->tls = session;
-	gnutls_transport_set_ptr(session, c);
-	gnutls_transport_set_pull_function(session, server__tls_pull);
-	gnutls_transport_set_pull_timeout_function(session, server__tls_pull_timeout);
-	gnutls_transport_set_vec_push_function(session, server__tls_push);
-}
-
 /* ---- Connections and the watchdog ---------------------------------------- */
 
 /* While stopping, a new connection is closed at once: the client tries another replica. */
@@ -916,7 +757,6 @@ server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 		if (s->tls && conn->fd >= 0) {
 			ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
 			if (ci != NULL && ci->tls_session != NULL) {
-				server__tls_transport(conn, ci->tls_session);
 				/* Ask for (not require) a certificate: only some routes need one. */
 				if (s->opts.client_ca != NULL)
 					gnutls_certificate_server_set_request(ci->tls_session,
@@ -948,7 +788,6 @@ server__notify_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 	atomic_fetch_sub(&s->nconns, 1);
 	metrics_gauge_add(server_m_connections, -1, s->opts.name);
 	server__cred_unref(conn->cred);
-	free(conn->rbuf);
 	free(conn);
 	*socket_context = NULL;
 }
@@ -1068,10 +907,6 @@ server__reply(struct server *s, struct MHD_Connection *mc, struct server__req *r
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(mc, (unsigned)status, resp);
 	MHD_destroy_response(resp);
-	/* Headers and body leave in one write (server__tls_push); HEAD, 204 and 304 have no body. */
-	if (ret == MHD_YES && r->conn != NULL && r->conn->tls != NULL && len > 0 &&
-	    strcmp(r->method, "HEAD") != 0 && status != 204 && status != 304)
-		r->conn->hold = true;
 	r->status = status;
 	r->resp_bytes = len;
 	if (r->conn != NULL)
@@ -1303,8 +1138,6 @@ server__completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	*con_cls = NULL;
 	us = time_mono_us() - r->start_us;
 	if (r->conn != NULL) {
-		if (r->conn->tls != NULL && (r->conn->wlen > 0 || r->conn->hold))
-			server__tls_flush(r->conn);
 		atomic_store(&r->conn->since_ms, time_mono_ms());
 		atomic_store(&r->conn->responding, false);
 	}

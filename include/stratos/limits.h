@@ -13,8 +13,6 @@
                                                                  the connection is dropped (no 413) */
 #define LIMITS_HTTP_CONNECTION_MEMORY   (16u * 1024)         /* per connection: headers + read buffer
                                                                  (zeroed by libmicrohttpd per request) */
-#define LIMITS_HTTP_TLS_READ_AHEAD      4096u                /* per TLS connection, once it sent data:
-                                                                 a small request in one recv() */
 #define LIMITS_HTTP_ROUTES              64u                  /* routes per server */
 #define LIMITS_HTTP_READY_CHECKS        32u                  /* /readyz checks */
 #define LIMITS_HTTP_RESPONSE_MIN        (1u * 1024 * 1024)   /* response cap is max(this, 2 x body cap) */
