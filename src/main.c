@@ -26,8 +26,8 @@
 #include "stratos/pools_file.h"
 #include "stratos/server.h"
 #include "stratos/timeutil.h"
-#include "stratos/validate_cli.h"
-#include "stratos/validate_resources.h"
+#include "stratos/validate_cmd.h"
+#include "stratos/validate_webhook.h"
 
 extern char **environ;
 
@@ -44,7 +44,7 @@ static int main_doctor(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
 	{ "serve", "run the daemon: webhooks and extender over HTTPS, metrics and health", main_serve },
-	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cli_main },
+	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cmd_main },
 	{ "doctor", "check AWS credentials, region, endpoint and EC2 permissions (exit 1 if missing)",
 	  main_doctor },
 	{ "version", "print the version", main_version },
@@ -149,7 +149,7 @@ struct main_serve {
 	struct leader *leader;          /* --leader-elect */
 	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file or the watches */
 	struct mutate_pod *mutate_pod;
-	struct validate_resources *validate_resources;
+	struct validate_webhook *validate_webhook;
 };
 
 static bool
@@ -250,12 +250,12 @@ main__serve_init_modules(struct main_serve *m)
 		return rc;
 	m->mutate_pod = mutate_pod_new(m->pools, &mo);
 	/* Without a cluster the node counts are unknown and the webhook says so. */
-	struct validate_resources_options vo = {
+	struct validate_webhook_options vo = {
 		.pool_nodes = m->nodes != NULL ? node_cache_pool_size : NULL,
 		.pool_nodes_ctx = m->nodes,
 	};
-	m->validate_resources = validate_resources_new(m->pools, &vo);
-	if (m->mutate_pod == NULL || m->validate_resources == NULL)
+	m->validate_webhook = validate_webhook_new(m->pools, &vo);
+	if (m->mutate_pod == NULL || m->validate_webhook == NULL)
 		return 1;
 	return 0;
 }
@@ -265,7 +265,7 @@ static void
 main__serve_free_modules(struct main_serve *m)
 {
 	mutate_pod_free(m->mutate_pod);
-	validate_resources_free(m->validate_resources);
+	validate_webhook_free(m->validate_webhook);
 	pools_free(m->pools);
 }
 
@@ -282,12 +282,12 @@ main__serve_routes(struct main_serve *m)
 		server_handler_fn fn;
 	} admission[] = {
 		{ "/admission/mutate-pod", mutate_pod_handle },
-		{ "/admission/validate-nodepool", validate_resources_nodepool_handle },
-		{ "/admission/validate-awsnodeclass", validate_resources_nodeclass_handle },
+		{ "/admission/validate-nodepool", validate_webhook_nodepool_handle },
+		{ "/admission/validate-awsnodeclass", validate_webhook_nodeclass_handle },
 	};
 
 	for (size_t i = 0; i < sizeof(admission) / sizeof(admission[0]); i++) {
-		void *ctx = i == 0 ? (void *)m->mutate_pod : (void *)m->validate_resources;
+		void *ctx = i == 0 ? (void *)m->mutate_pod : (void *)m->validate_webhook;
 		if (server_route(m->https, "POST", admission[i].path, SERVER_ROUTE_JSON,
 		    admission[i].fn, ctx) < 0) {
 			fprintf(stderr, "stratosd: cannot route %s\n", admission[i].path);

@@ -168,7 +168,7 @@ size_t node_cache_foreach(struct cache *c, const char *pool,
 /*
  * Nodes labelled with pool, or -1 while the cache has not synced (an unknown
  * count must not pass for zero). The signature is that of
- * validate_resources_options.pool_nodes, with the cache as ctx. Thread-safe.
+ * validate_webhook_options.pool_nodes, with the cache as ctx. Thread-safe.
  */
 long node_cache_pool_size(void *cache, const char *pool);
 

@@ -6,8 +6,8 @@
 
 #include "stratos/limits.h"
 #include "stratos/pools.h"
-#include "stratos/validate.h"
-#include "stratos/validate_cli.h"
+#include "stratos/crd_validate.h"
+#include "stratos/validate_cmd.h"
 #include "stratos/yamljson.h"
 
 #define VALIDATE_CLI_EXIT_OK      0
@@ -15,7 +15,7 @@
 #define VALIDATE_CLI_EXIT_IO      2
 
 static void
-validate_cli__usage(FILE *out)
+validate_cmd__usage(FILE *out)
 {
 	fprintf(out, "usage: stratosd validate FILE...\n"
 	    "Checks the NodePools and AWSNodeClasses of YAML manifest files (\"-\": standard\n"
@@ -25,7 +25,7 @@ validate_cli__usage(FILE *out)
 
 /* Standard input, at most LIMITS_YAML_FILE bytes. */
 static int
-validate_cli__stdin(json_t **docs, struct yamljson_error *yerr)
+validate_cmd__stdin(json_t **docs, struct yamljson_error *yerr)
 {
 	char *data = malloc(LIMITS_YAML_FILE + 1);
 	size_t n;
@@ -50,9 +50,9 @@ validate_cli__stdin(json_t **docs, struct yamljson_error *yerr)
 }
 
 int
-validate_cli_main(int argc, char **argv)
+validate_cmd_main(int argc, char **argv)
 {
-	struct validate_stats st = { 0 };
+	struct crd_validate_stats st = { 0 };
 	json_t **docs;
 	json_t *classes;
 	struct pools *known = NULL;
@@ -60,12 +60,12 @@ validate_cli_main(int argc, char **argv)
 	int status = VALIDATE_CLI_EXIT_OK, nfiles = 0;
 
 	if (argc <= 0) {
-		validate_cli__usage(stderr);
+		validate_cmd__usage(stderr);
 		return VALIDATE_CLI_EXIT_IO;
 	}
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			validate_cli__usage(stdout);
+			validate_cmd__usage(stdout);
 			return VALIDATE_CLI_EXIT_OK;
 		}
 	}
@@ -81,7 +81,7 @@ validate_cli_main(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		struct yamljson_error yerr;
 		const char *name = strcmp(argv[i], "-") == 0 ? "<stdin>" : argv[i];
-		int rc = strcmp(argv[i], "-") == 0 ? validate_cli__stdin(&docs[i], &yerr) :
+		int rc = strcmp(argv[i], "-") == 0 ? validate_cmd__stdin(&docs[i], &yerr) :
 		    yamljson_parse_file(argv[i], &docs[i], &yerr);
 		size_t j;
 		json_t *doc;
@@ -120,7 +120,7 @@ validate_cli_main(int argc, char **argv)
 
 		if (docs[i] == NULL)
 			continue;
-		if (validate_documents(name, docs[i], snap, true, stdout, &st) < 0) {
+		if (crd_validate_documents(name, docs[i], snap, true, stdout, &st) < 0) {
 			fprintf(stderr, "stratosd validate: out of memory\n");
 			status = VALIDATE_CLI_EXIT_IO;
 		}

@@ -1,6 +1,6 @@
 /* Validation of NodePools and AWSNodeClasses as a request: CREATE/UPDATE/DELETE rules, cross-references, manifest files. */
-#ifndef STRATOS_VALIDATE_H
-#define STRATOS_VALIDATE_H
+#ifndef STRATOS_CRD_VALIDATE_H
+#define STRATOS_CRD_VALIDATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,14 +17,14 @@
  * previous object, the other resources and the node count.
  */
 
-enum validate_op {
-	VALIDATE_CREATE,
-	VALIDATE_UPDATE,
-	VALIDATE_DELETE,
+enum crd_validate_op {
+	CRD_VALIDATE_CREATE,
+	CRD_VALIDATE_UPDATE,
+	CRD_VALIDATE_DELETE,
 };
 
-struct validate_input {
-	enum validate_op op;
+struct crd_validate_input {
+	enum crd_validate_op op;
 	const json_t *object;                   /* CREATE, UPDATE */
 	const json_t *old_object;               /* UPDATE, DELETE */
 	const struct pools_snapshot *snap;      /* the other resources; NULL or not loaded: unknown */
@@ -45,11 +45,11 @@ struct validate_input {
  *   DELETE: allowed; warnings when nodes or pools depend on the object.
  * Returns 0 or -ENOMEM. Thread-safe on a held snapshot.
  */
-int validate_nodepool(const struct validate_input *in, struct fieldcheck_report *rep);
-int validate_nodeclass(const struct validate_input *in, struct fieldcheck_report *rep);
+int crd_validate_nodepool(const struct crd_validate_input *in, struct fieldcheck_report *rep);
+int crd_validate_nodeclass(const struct crd_validate_input *in, struct fieldcheck_report *rep);
 
-/* Counters for validate_documents(). */
-struct validate_stats {
+/* Counters for crd_validate_documents(). */
+struct crd_validate_stats {
 	size_t resources;       /* NodePools and AWSNodeClasses checked */
 	size_t violations;
 	size_t warnings;
@@ -68,7 +68,7 @@ struct validate_stats {
  * group must be one of ours. Two documents of the same kind and name are a
  * violation. Adds to *st. Returns 0 or -ENOMEM.
  */
-int validate_documents(const char *file, const json_t *docs, const struct pools_snapshot *snap,
-    bool other_kinds_ok, FILE *out, struct validate_stats *st);
+int crd_validate_documents(const char *file, const json_t *docs, const struct pools_snapshot *snap,
+    bool other_kinds_ok, FILE *out, struct crd_validate_stats *st);
 
 #endif

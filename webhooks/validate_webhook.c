@@ -6,22 +6,22 @@
 #include "stratos/admission.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
-#include "stratos/validate.h"
-#include "stratos/validate_resources.h"
+#include "stratos/crd_validate.h"
+#include "stratos/validate_webhook.h"
 
-#define VALIDATE_RESOURCES_GROUP "stratos.sh"
+#define VALIDATE_WEBHOOK_GROUP "stratos.sh"
 
-struct validate_resources {
+struct validate_webhook {
 	struct pools *pools;
-	struct validate_resources_options opt;
+	struct validate_webhook_options opt;
 	struct metrics_family *denials;
 };
 
-struct validate_resources *
-validate_resources_new(struct pools *pools, const struct validate_resources_options *opt)
+struct validate_webhook *
+validate_webhook_new(struct pools *pools, const struct validate_webhook_options *opt)
 {
 	static const char *const labels[] = { "kind", NULL };
-	struct validate_resources *vr = calloc(1, sizeof(*vr));
+	struct validate_webhook *vr = calloc(1, sizeof(*vr));
 
 	if (vr == NULL)
 		return NULL;
@@ -35,14 +35,14 @@ validate_resources_new(struct pools *pools, const struct validate_resources_opti
 }
 
 void
-validate_resources_free(struct validate_resources *vr)
+validate_webhook_free(struct validate_webhook *vr)
 {
 	free(vr);
 }
 
 /* Nodes of one pool, of every pool using a class, or -1 when unknown. */
 static long
-validate_resources__nodes(const struct validate_resources *vr, const struct pools_snapshot *snap,
+validate_webhook__nodes(const struct validate_webhook *vr, const struct pools_snapshot *snap,
     bool nodepool, const char *name)
 {
 	long total = 0;
@@ -69,7 +69,7 @@ validate_resources__nodes(const struct validate_resources *vr, const struct pool
 
 /* `Kind "name" is invalid: f1: m1; f2: m2` within LIMITS_ADMISSION_MESSAGE. */
 static char *
-validate_resources__message(const char *kind, const char *name,
+validate_webhook__message(const char *kind, const char *name,
     const struct fieldcheck_report *rep)
 {
 	struct buf msg, item;
@@ -100,12 +100,12 @@ fail:
 }
 
 static json_t *
-validate_resources__details(const char *kind, const char *name,
+validate_webhook__details(const char *kind, const char *name,
     const struct fieldcheck_report *rep)
 {
 	json_t *causes = json_array();
 	json_t *details = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "group",
-	    VALIDATE_RESOURCES_GROUP, "kind", kind, "causes", causes);
+	    VALIDATE_WEBHOOK_GROUP, "kind", kind, "causes", causes);
 
 	if (details == NULL)
 		return NULL;
@@ -121,7 +121,7 @@ validate_resources__details(const char *kind, const char *name,
 }
 
 static void
-validate_resources__handle(struct validate_resources *vr, const struct server_request *req,
+validate_webhook__handle(struct validate_webhook *vr, const struct server_request *req,
     struct server_response *resp, bool nodepool)
 {
 	const char *want = nodepool ? NODEPOOL_KIND : NODECLASS_KIND;
@@ -129,7 +129,7 @@ validate_resources__handle(struct validate_resources *vr, const struct server_re
 	struct admission_request ar;
 	struct admission_verdict v = { .allowed = true };
 	struct fieldcheck_report rep;
-	struct validate_input in = { .nodes = -1 };
+	struct crd_validate_input in = { .nodes = -1 };
 	const struct pools_snapshot *snap;
 	const char *warnings[LIMITS_ADMISSION_WARNINGS];
 	char *texts[LIMITS_ADMISSION_WARNINGS] = { NULL };
@@ -147,7 +147,7 @@ validate_resources__handle(struct validate_resources *vr, const struct server_re
 		admission_request_free(&ar);
 		return;
 	}
-	if (strcmp(ar.group, VALIDATE_RESOURCES_GROUP) != 0 || strcmp(ar.kind, want) != 0 ||
+	if (strcmp(ar.group, VALIDATE_WEBHOOK_GROUP) != 0 || strcmp(ar.kind, want) != 0 ||
 	    ar.sub_resource[0] != '\0' || strcmp(ar.operation, "CONNECT") == 0) {
 		if (strcmp(ar.kind, want) != 0)
 			log_msg(LOG_LEVEL_WARN, json_pack("{s:s, s:s}", "handler", handler, "kind", ar.kind),
@@ -156,8 +156,8 @@ validate_resources__handle(struct validate_resources *vr, const struct server_re
 		admission_request_free(&ar);
 		return;
 	}
-	in.op = strcmp(ar.operation, "CREATE") == 0 ? VALIDATE_CREATE :
-	    strcmp(ar.operation, "UPDATE") == 0 ? VALIDATE_UPDATE : VALIDATE_DELETE;
+	in.op = strcmp(ar.operation, "CREATE") == 0 ? CRD_VALIDATE_CREATE :
+	    strcmp(ar.operation, "UPDATE") == 0 ? CRD_VALIDATE_UPDATE : CRD_VALIDATE_DELETE;
 	in.object = ar.object;
 	in.old_object = ar.old_object;
 	name = ar.name;
@@ -166,17 +166,17 @@ validate_resources__handle(struct validate_resources *vr, const struct server_re
 		    "name"));
 	if (name == NULL)
 		name = "";
-	if ((in.op != VALIDATE_DELETE && in.object == NULL) ||
-	    (in.op == VALIDATE_DELETE && in.old_object == NULL)) {
-		admission_respond_error(resp, 400, in.op == VALIDATE_DELETE ?
+	if ((in.op != CRD_VALIDATE_DELETE && in.object == NULL) ||
+	    (in.op == CRD_VALIDATE_DELETE && in.old_object == NULL)) {
+		admission_respond_error(resp, 400, in.op == CRD_VALIDATE_DELETE ?
 		    "request.oldObject is required for DELETE" : "request.object is required");
 		admission_request_free(&ar);
 		return;
 	}
 	snap = pools_acquire(vr->pools);
 	in.snap = snap;
-	in.nodes = validate_resources__nodes(vr, snap, nodepool, name);
-	rc = nodepool ? validate_nodepool(&in, &rep) : validate_nodeclass(&in, &rep);
+	in.nodes = validate_webhook__nodes(vr, snap, nodepool, name);
+	rc = nodepool ? crd_validate_nodepool(&in, &rep) : crd_validate_nodeclass(&in, &rep);
 	pools_release(snap);
 	if (rc < 0) {
 		admission_respond_error(resp, 500, "out of memory");
@@ -194,8 +194,8 @@ validate_resources__handle(struct validate_resources *vr, const struct server_re
 	}
 	v.warnings = warnings;
 	if (rep.nviolations + rep.dropped > 0) {
-		message = validate_resources__message(want, name, &rep);
-		details = validate_resources__details(want, name, &rep);
+		message = validate_webhook__message(want, name, &rep);
+		details = validate_webhook__details(want, name, &rep);
 		v.allowed = false;
 		v.code = 422;
 		v.reason = "Invalid";
@@ -217,15 +217,15 @@ out:
 }
 
 void
-validate_resources_nodepool_handle(void *ctx, const struct server_request *req,
+validate_webhook_nodepool_handle(void *ctx, const struct server_request *req,
     struct server_response *resp)
 {
-	validate_resources__handle(ctx, req, resp, true);
+	validate_webhook__handle(ctx, req, resp, true);
 }
 
 void
-validate_resources_nodeclass_handle(void *ctx, const struct server_request *req,
+validate_webhook_nodeclass_handle(void *ctx, const struct server_request *req,
     struct server_response *resp)
 {
-	validate_resources__handle(ctx, req, resp, false);
+	validate_webhook__handle(ctx, req, resp, false);
 }

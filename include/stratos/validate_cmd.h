@@ -1,6 +1,6 @@
 /* `stratosd validate FILE...`: the validating webhooks' rules, offline, on manifest files (CI). */
-#ifndef STRATOS_VALIDATE_CLI_H
-#define STRATOS_VALIDATE_CLI_H
+#ifndef STRATOS_VALIDATE_CMD_H
+#define STRATOS_VALIDATE_CMD_H
 
 /*
  * argv: the arguments after "validate" ("-" reads standard input). Prints
@@ -11,6 +11,6 @@
  * Returns the exit status: 0 valid, 1 any violation (or YAML syntax error),
  * 2 a file could not be read or bad usage.
  */
-int validate_cli_main(int argc, char **argv);
+int validate_cmd_main(int argc, char **argv);
 
 #endif

@@ -6,16 +6,16 @@
 
 #include "stratos/nodeclass.h"
 #include "stratos/nodepool.h"
-#include "stratos/validate.h"
+#include "stratos/crd_validate.h"
 
 /* Fields of an AWSNodeClass spec that existing instances keep from their launch. */
-static const char *const validate_launch_fields[] = {
+static const char *const crd_validate_launch_fields[] = {
 	"instanceType", "ami", "subnetIds", "securityGroupIds", "iamInstanceProfile",
 	"blockDeviceMappings", "userData", "metadataOptions", "tags", NULL,
 };
 
 static bool
-validate__equal(const json_t *a, const json_t *b)
+crd_validate__equal(const json_t *a, const json_t *b)
 {
 	if (json_is_null(a))
 		a = NULL;
@@ -27,7 +27,7 @@ validate__equal(const json_t *a, const json_t *b)
 }
 
 static bool
-validate__deleting(const json_t *obj)
+crd_validate__deleting(const json_t *obj)
 {
 	const json_t *ts = json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp");
 
@@ -36,16 +36,16 @@ validate__deleting(const json_t *obj)
 
 /* UPDATEs that change no spec are never denied (finalizer and label edits, status writes). */
 static bool
-validate__unchanged_update(const struct validate_input *in)
+crd_validate__unchanged_update(const struct crd_validate_input *in)
 {
-	if (in->op != VALIDATE_UPDATE || in->old_object == NULL)
+	if (in->op != CRD_VALIDATE_UPDATE || in->old_object == NULL)
 		return false;
-	return validate__deleting(in->object) ||
-	    validate__equal(json_object_get(in->object, "spec"), json_object_get(in->old_object, "spec"));
+	return crd_validate__deleting(in->object) ||
+	    crd_validate__equal(json_object_get(in->object, "spec"), json_object_get(in->old_object, "spec"));
 }
 
 static const char *
-validate__name(const json_t *obj)
+crd_validate__name(const json_t *obj)
 {
 	const char *s = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
 
@@ -53,7 +53,7 @@ validate__name(const json_t *obj)
 }
 
 static void
-validate__nodepool_transitions(const struct validate_input *in, const struct nodepool *np,
+crd_validate__nodepool_transitions(const struct crd_validate_input *in, const struct nodepool *np,
     const struct nodepool *old, struct fieldcheck_report *rep)
 {
 	if (old->node_class_name[0] != '\0' && np->node_class_name[0] != '\0' &&
@@ -85,19 +85,19 @@ validate__nodepool_transitions(const struct validate_input *in, const struct nod
 }
 
 int
-validate_nodepool(const struct validate_input *in, struct fieldcheck_report *rep)
+crd_validate_nodepool(const struct crd_validate_input *in, struct fieldcheck_report *rep)
 {
 	struct nodepool *np = NULL, *old = NULL;
 	const struct pools_snapshot *snap = in->snap;
 	int rc;
 
-	if (in->op == VALIDATE_DELETE) {
+	if (in->op == CRD_VALIDATE_DELETE) {
 		if (in->nodes > 0)
 			fieldcheck_report_warning(rep, "", "deleting NodePool %s drains its %ld node(s) "
-			    "and terminates their instances", validate__name(in->old_object), in->nodes);
+			    "and terminates their instances", crd_validate__name(in->old_object), in->nodes);
 		return 0;
 	}
-	if (validate__unchanged_update(in))
+	if (crd_validate__unchanged_update(in))
 		return 0;
 	rc = nodepool_parse(in->object, rep, &np);
 	if (rc == -EINVAL)
@@ -109,14 +109,14 @@ validate_nodepool(const struct validate_input *in, struct fieldcheck_report *rep
 		fieldcheck_report_warning(rep, "spec.template.nodeClassRef.name",
 		    "AWSNodeClass %s not found; the pool cannot launch nodes until it exists",
 		    np->node_class_name);
-	if (in->op == VALIDATE_UPDATE && in->old_object != NULL && in->nodes != 0) {
+	if (in->op == CRD_VALIDATE_UPDATE && in->old_object != NULL && in->nodes != 0) {
 		rc = nodepool_parse(in->old_object, NULL, &old);
 		if (rc == -ENOMEM) {
 			nodepool_free(np);
 			return rc;
 		}
 		if (old != NULL)
-			validate__nodepool_transitions(in, np, old, rep);
+			crd_validate__nodepool_transitions(in, np, old, rep);
 	}
 	nodepool_free(old);
 	nodepool_free(np);
@@ -125,7 +125,7 @@ validate_nodepool(const struct validate_input *in, struct fieldcheck_report *rep
 
 /* Names of the pools of snap whose nodeClassRef is name: the first in *first, the count returned. */
 static size_t
-validate__class_users(const struct pools_snapshot *snap, const char *name, const char **first)
+crd_validate__class_users(const struct pools_snapshot *snap, const char *name, const char **first)
 {
 	size_t n = 0;
 
@@ -140,7 +140,7 @@ validate__class_users(const struct pools_snapshot *snap, const char *name, const
 }
 
 int
-validate_nodeclass(const struct validate_input *in, struct fieldcheck_report *rep)
+crd_validate_nodeclass(const struct crd_validate_input *in, struct fieldcheck_report *rep)
 {
 	const struct pools_snapshot *snap = in->snap;
 	const json_t *spec, *old_spec;
@@ -149,16 +149,16 @@ validate_nodeclass(const struct validate_input *in, struct fieldcheck_report *re
 	size_t users;
 	int rc;
 
-	if (in->op == VALIDATE_DELETE) {
-		const char *name = validate__name(in->old_object);
-		users = validate__class_users(snap, name, &first);
+	if (in->op == CRD_VALIDATE_DELETE) {
+		const char *name = crd_validate__name(in->old_object);
+		users = crd_validate__class_users(snap, name, &first);
 		if (users > 0)
 			fieldcheck_report_warning(rep, "", "AWSNodeClass %s is used by NodePool %s%s; "
 			    "they cannot launch nodes without it", name, first,
 			    users > 1 ? " and others" : "");
 		return 0;
 	}
-	if (validate__unchanged_update(in))
+	if (crd_validate__unchanged_update(in))
 		return 0;
 	rc = nodeclass_parse(in->object, rep, &nc);
 	if (rc == -EINVAL)
@@ -166,19 +166,19 @@ validate_nodeclass(const struct validate_input *in, struct fieldcheck_report *re
 	if (rc < 0)
 		return rc;
 	/* Launch settings only reach instances launched after the change. */
-	users = snap != NULL && snap->loaded ? validate__class_users(snap, nc->name, &first) : 1;
-	if (in->op == VALIDATE_UPDATE && in->old_object != NULL && in->nodes != 0 && users > 0) {
+	users = snap != NULL && snap->loaded ? crd_validate__class_users(snap, nc->name, &first) : 1;
+	if (in->op == CRD_VALIDATE_UPDATE && in->old_object != NULL && in->nodes != 0 && users > 0) {
 		spec = json_object_get(in->object, "spec");
 		old_spec = json_object_get(in->old_object, "spec");
-		if (!validate__equal(json_object_get(spec, "region"), json_object_get(old_spec, "region")))
+		if (!crd_validate__equal(json_object_get(spec, "region"), json_object_get(old_spec, "region")))
 			fieldcheck_report_warning(rep, "spec.region", "changed; instances in the old "
 			    "region are no longer managed by Stratos");
-		for (size_t i = 0; validate_launch_fields[i] != NULL; i++) {
+		for (size_t i = 0; crd_validate_launch_fields[i] != NULL; i++) {
 			char field[64];
-			if (validate__equal(json_object_get(spec, validate_launch_fields[i]),
-			    json_object_get(old_spec, validate_launch_fields[i])))
+			if (crd_validate__equal(json_object_get(spec, crd_validate_launch_fields[i]),
+			    json_object_get(old_spec, crd_validate_launch_fields[i])))
 				continue;
-			snprintf(field, sizeof(field), "spec.%s", validate_launch_fields[i]);
+			snprintf(field, sizeof(field), "spec.%s", crd_validate_launch_fields[i]);
 			if (in->nodes > 0)
 				fieldcheck_report_warning(rep, field, "changed while %ld node(s) use this "
 				    "class; their instances keep the old value until replaced", in->nodes);
@@ -193,15 +193,15 @@ validate_nodeclass(const struct validate_input *in, struct fieldcheck_report *re
 
 /* --- manifest files --- */
 
-struct validate__seen {
+struct crd_validate__seen {
 	const char *kind;
 	const char *name;
 	size_t doc;
 };
 
 static void
-validate__print(FILE *out, const char *file, size_t doc, const char *kind, const char *name,
-    const struct fieldcheck_report *rep, struct validate_stats *st)
+crd_validate__print(FILE *out, const char *file, size_t doc, const char *kind, const char *name,
+    const struct fieldcheck_report *rep, struct crd_validate_stats *st)
 {
 	const char *k = kind != NULL ? kind : "?";
 	const char *n = name != NULL && name[0] != '\0' ? name : "<no name>";
@@ -224,10 +224,10 @@ validate__print(FILE *out, const char *file, size_t doc, const char *kind, const
 }
 
 int
-validate_documents(const char *file, const json_t *docs, const struct pools_snapshot *snap,
-    bool other_kinds_ok, FILE *out, struct validate_stats *st)
+crd_validate_documents(const char *file, const json_t *docs, const struct pools_snapshot *snap,
+    bool other_kinds_ok, FILE *out, struct crd_validate_stats *st)
 {
-	struct validate__seen *seen;
+	struct crd_validate__seen *seen;
 	size_t nseen = 0, i;
 	json_t *doc;
 	int rc = 0;
@@ -237,12 +237,12 @@ validate_documents(const char *file, const json_t *docs, const struct pools_snap
 		return -ENOMEM;
 	json_array_foreach(docs, i, doc) {
 		struct fieldcheck_report rep;
-		struct validate_input in = {
-			.op = VALIDATE_CREATE, .object = doc, .snap = snap, .nodes = -1,
+		struct crd_validate_input in = {
+			.op = CRD_VALIDATE_CREATE, .object = doc, .snap = snap, .nodes = -1,
 		};
 		const char *kind = json_string_value(json_object_get(doc, "kind"));
 		const char *api = json_string_value(json_object_get(doc, "apiVersion"));
-		const char *name = validate__name(doc);
+		const char *name = crd_validate__name(doc);
 		bool is_pool = kind != NULL && strcmp(kind, NODEPOOL_KIND) == 0;
 		bool is_class = kind != NULL && strcmp(kind, NODECLASS_KIND) == 0;
 
@@ -274,9 +274,9 @@ validate_documents(const char *file, const json_t *docs, const struct pools_snap
 		seen[nseen].kind = kind;
 		seen[nseen].name = name;
 		seen[nseen++].doc = i + 1;
-		rc = is_pool ? validate_nodepool(&in, &rep) : validate_nodeclass(&in, &rep);
+		rc = is_pool ? crd_validate_nodepool(&in, &rep) : crd_validate_nodeclass(&in, &rep);
 print:
-		validate__print(out, file, i + 1, kind, name, &rep, st);
+		crd_validate__print(out, file, i + 1, kind, name, &rep, st);
 		fieldcheck_report_free(&rep);
 		if (rc < 0)
 			break;

@@ -3,10 +3,10 @@
 #include <string.h>
 
 #include "stratos/pools_file.h"
-#include "stratos/validate.h"
+#include "stratos/crd_validate.h"
 #include "stratos/yamljson.h"
 
-/* The documents of kinds the registry holds (the others are reported by validate_documents). */
+/* The documents of kinds the registry holds (the others are reported by crd_validate_documents). */
 static json_t *
 pools_file__ours(const json_t *docs)
 {
@@ -30,7 +30,7 @@ int
 pools_file_load(struct pools *pools, const char *path, FILE *errout)
 {
 	struct yamljson_error yerr;
-	struct validate_stats st = { 0 };
+	struct crd_validate_stats st = { 0 };
 	struct pools *scratch = NULL;
 	const struct pools_snapshot *snap = NULL;
 	json_t *docs = NULL, *ours = NULL;
@@ -55,7 +55,7 @@ pools_file_load(struct pools *pools, const char *path, FILE *errout)
 	if ((rc = pools_replace_all(scratch, ours)) < 0)
 		goto out;
 	snap = pools_acquire(scratch);
-	if ((rc = validate_documents(path, docs, snap, false, errout, &st)) < 0)
+	if ((rc = crd_validate_documents(path, docs, snap, false, errout, &st)) < 0)
 		goto out;
 	if (st.violations > 0) {
 		fprintf(errout, "%s: %zu violation%s; nothing loaded\n", path, st.violations,
