@@ -9,28 +9,11 @@
 
 #include "stratos/cache.h"
 #include "stratos/kube.h"
+#include "stratos/kube_types.h"
+#include "stratos/nodestate.h"
 #include "stratos/pod_cache.h"
 #include "stratos/resources.h"
 
-/* The contract of DESIGN §4. */
-#define NODE_LABEL_POOL            "stratos.sh/pool"
-#define NODE_LABEL_STATE           "stratos.sh/state"
-#define NODE_LABEL_INSTANCE_ID     "stratos.sh/instance-id"
-#define NODE_ANN_STATE_SINCE       "stratos.sh/state-since"
-#define NODE_ANN_STARTED_AT        "stratos.sh/started-at"
-#define NODE_ANN_STARTED_FOR       "stratos.sh/started-for"
-#define NODE_ANN_EMPTY_SINCE       "stratos.sh/empty-since"
-#define NODE_ANN_RESERVATIONS      "stratos.sh/reservations"
-#define NODE_ANN_LAST_WORKLOAD     "stratos.sh/last-workload"
-#define NODE_TAINT_STANDBY         "stratos.sh/standby"
-#define NODE_TAINT_WARMUP_FAILED   "stratos.sh/warmup-failed"
-
-struct kube_taint {
-	const char *key;             /* interned */
-	const char *value;           /* interned; NULL = "" */
-	uint8_t effect;              /* enum kube_taint_effect */
-	int64_t added_ms;            /* timeAdded, 0 when absent */
-};
 
 /*
  * One cached node; immutable while a reference is held. Labels are kept

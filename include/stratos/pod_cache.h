@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "stratos/cache.h"
+#include "stratos/kube_types.h"
 #include "stratos/resources.h"
 
 enum pod_phase {
@@ -18,68 +19,12 @@ enum pod_phase {
 	POD_PHASE_FAILED,
 };
 
-/* A condition's status; ABSENT when the pod does not report it. */
-enum kube_cond {
-	KUBE_COND_ABSENT,
-	KUBE_COND_TRUE,
-	KUBE_COND_FALSE,
-	KUBE_COND_UNKNOWN,
-};
-
 /* PodScheduled=False reasons the controller acts on. */
 enum pod_sched_reason {
 	POD_SCHED_REASON_NONE,
 	POD_SCHED_REASON_UNSCHEDULABLE,
 	POD_SCHED_REASON_SCHEDULER_ERROR,
 	POD_SCHED_REASON_OTHER,
-};
-
-enum kube_taint_effect {
-	KUBE_EFFECT_ANY,             /* tolerations only: empty effect matches all */
-	KUBE_EFFECT_NO_SCHEDULE,
-	KUBE_EFFECT_PREFER_NO_SCHEDULE,
-	KUBE_EFFECT_NO_EXECUTE,
-};
-
-/* A condition's status text: "True", "False", NULL (absent) or anything else (unknown). */
-enum kube_cond pod_cond_parse(const char *status);
-
-/*
- * A taint or toleration effect by name ("NoSchedule", "PreferNoSchedule",
- * "NoExecute"); NULL or "" is KUBE_EFFECT_ANY, which only a toleration may
- * have. Returns 0, or -EINVAL for any other name.
- */
-int pod_effect_parse(const char *name, uint8_t *out);
-
-struct kube_toleration {
-	const char *key;             /* interned; NULL = every key (with Exists) */
-	const char *value;           /* interned; NULL = "" */
-	bool exists;                 /* operator Exists (else Equal) */
-	uint8_t effect;              /* enum kube_taint_effect */
-	int64_t seconds;             /* tolerationSeconds, -1 when unset */
-};
-
-/* An interned, immutable list shared by every pod with the same tolerations. */
-struct kube_tolerations {
-	uint32_t n;
-	struct kube_toleration items[];
-};
-
-enum kube_selector_op {
-	KUBE_SEL_IN,
-	KUBE_SEL_NOT_IN,
-	KUBE_SEL_EXISTS,
-	KUBE_SEL_DOES_NOT_EXIST,
-	KUBE_SEL_GT,
-	KUBE_SEL_LT,
-};
-
-/* One matchExpressions requirement; its values are values[first .. first+n). */
-struct kube_selector_req {
-	const char *key;             /* interned */
-	uint16_t op;                 /* enum kube_selector_op */
-	uint16_t first;
-	uint16_t n;
 };
 
 /*

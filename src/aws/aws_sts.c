@@ -161,15 +161,12 @@ aws_sts_get_caller_identity(struct aws_credentials_provider *p, const char *regi
 	const char *ct = "Content-Type: application/x-www-form-urlencoded; charset=utf-8";
 	const char *sign_headers[] = { ct, NULL };
 	struct aws_credentials c;
-	struct sigv4_signature sig = { 0 };
+	struct sigv4_headers sh = { 0 };
 	struct httpc_response resp;
 	struct httpc_url u;
 	struct httpc *http = NULL;
 	struct httpc_tls tls = { .ca_file = p->set.ca_file };
-	char url[LIMITS_AWS_URL], host[300], date[SIGV4_DATE_LEN];
-	char h_host[320], h_date[64], *h_token = NULL;
-	const char *send[6];
-	size_t ns = 0;
+	char url[LIMITS_AWS_URL], host[300];
 	xmlDoc *doc = NULL;
 	xmlNode *r;
 	int rc;
@@ -191,49 +188,26 @@ aws_sts_get_caller_identity(struct aws_credentials_provider *p, const char *regi
 		aws_creds__error(err, "credentials expired");
 		return -EACCES;
 	}
-	sigv4_format_date(time_real_ms(), date);
 	struct sigv4_request sreq = {
 		.method = "POST", .host = host, .path = u.path, .headers = sign_headers,
-		.body = body, .body_len = sizeof(body) - 1, .region = region,
-		.service = "sts", .amz_date = date,
+		.body = body, .body_len = sizeof(body) - 1, .region = region, .service = "sts",
 	};
 	struct sigv4_credentials sc = { c.access_key_id, c.secret_access_key, c.session_token };
-	rc = sigv4_sign(&sreq, &sc, false, &sig);
+	rc = sigv4_sign_headers(&sreq, &sc, &sh);
+	aws_credentials_wipe(&c);
 	if (rc < 0) {
 		aws_creds__error(err, "cannot sign the STS request");
 		goto out;
 	}
-	snprintf(h_host, sizeof(h_host), "Host: %s", host);
-	snprintf(h_date, sizeof(h_date), "X-Amz-Date: %s", date);
-	send[ns++] = ct;
-	send[ns++] = h_host;
-	send[ns++] = h_date;
-	if (c.session_token[0] != '\0') {
-		if (asprintf(&h_token, "X-Amz-Security-Token: %s", c.session_token) < 0) {
-			h_token = NULL;
-			rc = -ENOMEM;
-			goto out;
-		}
-		send[ns++] = h_token;
-	}
-	char *h_auth = NULL;
-	if (asprintf(&h_auth, "Authorization: %s", sig.authorization) < 0) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	send[ns++] = h_auth;
-	send[ns] = NULL;
 	http = httpc_new(&tls);
 	if (http == NULL) {
-		free(h_auth);
 		rc = -ENOMEM;
 		goto out;
 	}
-	struct httpc_request req = { .method = "POST", .url = url, .headers = send, .body = body,
+	struct httpc_request req = { .method = "POST", .url = url, .headers = sh.lines, .body = body,
 	    .body_len = sizeof(body) - 1, .timeout_ms = p->fetch_timeout_ms,
 	    .max_response = LIMITS_AWS_CREDS_RESPONSE };
 	rc = httpc_perform(http, &req, &resp);
-	free(h_auth);
 	if (rc < 0) {
 		aws_creds__error(err, "STS GetCallerIdentity: %s", resp.error);
 		goto out;
@@ -257,11 +231,7 @@ out:
 	xmlFreeDoc(doc);
 	httpc_free(http);
 	httpc_response_free(&resp);
-	sigv4_signature_free(&sig);
-	if (h_token != NULL) {
-		explicit_bzero(h_token, strlen(h_token));
-		free(h_token);
-	}
+	sigv4_headers_free(&sh);
 	aws_credentials_wipe(&c);
 	return rc;
 }

@@ -204,9 +204,9 @@ ec2_describe_cluster_instances(struct ec2_client *c, const char *cluster, const 
 
 	if (!ec2__nonempty(cluster))
 		return ec2__invalid(err, "every DescribeInstances of the controller names the cluster");
-	f[n++] = (struct ec2_filter){ "tag:" EC2_TAG_CLUSTER, &cluster, 1 };
+	f[n++] = (struct ec2_filter){ "tag:" NODESTATE_TAG_CLUSTER, &cluster, 1 };
 	if (pool != NULL)
-		f[n++] = (struct ec2_filter){ "tag:" EC2_TAG_POOL, &pool, 1 };
+		f[n++] = (struct ec2_filter){ "tag:" NODESTATE_TAG_POOL, &pool, 1 };
 	while (states != NULL && states[nstates] != NULL)
 		nstates++;
 	if (nstates > 0)

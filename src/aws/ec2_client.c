@@ -372,13 +372,9 @@ ec2__attempt(struct ec2_client *c, enum ec2_op op, const struct buf *body, int64
     bool dry_run, struct httpc_response *resp, struct ec2_error *err, struct ec2__attempt *at)
 {
 	struct aws_credentials creds;
-	struct sigv4_signature sig = { 0 };
+	struct sigv4_headers sh;
 	struct ec2__conn *k;
-	char date[SIGV4_DATE_LEN], h_host[320], h_date[48];
-	char *h_token = NULL, *h_auth = NULL;
-	const char *headers[6];
 	const char *sign_headers[] = { EC2__CONTENT_TYPE, NULL };
-	size_t nh = 0;
 	int64_t t0, left;
 	int rc;
 
@@ -395,40 +391,19 @@ ec2__attempt(struct ec2_client *c, enum ec2_op op, const struct buf *body, int64
 		at->cls = EC2_ERR_AUTH;
 		return -EACCES;
 	}
-	sigv4_format_date(time_real_ms(), date);
 	struct sigv4_request sreq = {
 		.method = "POST", .host = c->host, .path = c->path, .headers = sign_headers,
-		.body = body->data, .body_len = body->len, .region = c->region,
-		.service = "ec2", .amz_date = date,
+		.body = body->data, .body_len = body->len, .region = c->region, .service = "ec2",
 	};
 	struct sigv4_credentials sc = { creds.access_key_id, creds.secret_access_key,
 	    creds.session_token };
-	rc = sigv4_sign(&sreq, &sc, false, &sig);
-	if (rc == 0 && creds.session_token[0] != '\0' &&
-	    asprintf(&h_token, "X-Amz-Security-Token: %s", creds.session_token) < 0) {
-		h_token = NULL;
-		rc = -ENOMEM;
-	}
+	rc = sigv4_sign_headers(&sreq, &sc, &sh);
 	aws_credentials_wipe(&creds);
-	if (rc == 0 && asprintf(&h_auth, "Authorization: %s", sig.authorization) < 0) {
-		h_auth = NULL;
-		rc = -ENOMEM;
-	}
-	sigv4_signature_free(&sig);
 	if (rc < 0) {
 		ec2__err(err, EC2_ERR_OTHER, "SigningFailed", "cannot sign the request (%d)", rc);
 		at->cls = EC2_ERR_OTHER;
-		goto out;
+		return rc;
 	}
-	snprintf(h_host, sizeof(h_host), "Host: %s", c->host);
-	snprintf(h_date, sizeof(h_date), "X-Amz-Date: %s", date);
-	headers[nh++] = EC2__CONTENT_TYPE;
-	headers[nh++] = h_host;
-	headers[nh++] = h_date;
-	if (h_token != NULL)
-		headers[nh++] = h_token;
-	headers[nh++] = h_auth;
-	headers[nh] = NULL;
 
 	k = ec2__checkout(c, deadline, true);
 	if (k == NULL) {
@@ -443,7 +418,7 @@ ec2__attempt(struct ec2_client *c, enum ec2_op op, const struct buf *body, int64
 	if (left < 1)
 		left = 1;
 	struct httpc_request req = {
-		.method = "POST", .url = c->endpoint, .headers = headers, .body = body->data,
+		.method = "POST", .url = c->endpoint, .headers = sh.lines, .body = body->data,
 		.body_len = body->len, .timeout_ms = left,
 		.connect_timeout_ms = left < EC2__CONNECT_TIMEOUT_MS ? left : EC2__CONNECT_TIMEOUT_MS,
 		.max_response = LIMITS_EC2_RESPONSE, .fresh_connection = c->fresh,
@@ -493,11 +468,7 @@ ec2__attempt(struct ec2_client *c, enum ec2_op op, const struct buf *body, int64
 	}
 	rc = 0;
 out:
-	free(h_auth);
-	if (h_token != NULL) {
-		explicit_bzero(h_token, strlen(h_token));
-		free(h_token);
-	}
+	sigv4_headers_free(&sh);
 	return rc;
 }
 

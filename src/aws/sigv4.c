@@ -388,3 +388,65 @@ sigv4_signature_free(struct sigv4_signature *sig)
 	free(sig->string_to_sign);
 	memset(sig, 0, sizeof(*sig));
 }
+
+void
+sigv4_headers_free(struct sigv4_headers *h)
+{
+	if (h == NULL)
+		return;
+	if (h->token != NULL) {
+		explicit_bzero(h->token, strlen(h->token));
+		free(h->token);
+	}
+	free(h->authorization);
+	memset(h, 0, sizeof(*h));
+}
+
+int
+sigv4_sign_headers(const struct sigv4_request *req, const struct sigv4_credentials *creds,
+    struct sigv4_headers *h)
+{
+	struct sigv4_request r = *req;
+	struct sigv4_signature sig = { 0 };
+	char now[SIGV4_DATE_LEN];
+	size_t n = 0;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if (r.amz_date == NULL) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		sigv4_format_date((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now);
+		r.amz_date = now;
+	}
+	rc = sigv4_sign(&r, creds, false, &sig);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; r.headers != NULL && r.headers[i] != NULL; i++)
+		h->lines[n++] = r.headers[i];
+	snprintf(h->host, sizeof(h->host), "Host: %s", r.host);
+	snprintf(h->date, sizeof(h->date), "X-Amz-Date: %s", r.amz_date);
+	h->lines[n++] = h->host;
+	h->lines[n++] = h->date;
+	if (creds->session_token != NULL && creds->session_token[0] != '\0') {
+		if (asprintf(&h->token, "X-Amz-Security-Token: %s", creds->session_token) < 0) {
+			h->token = NULL;
+			rc = -ENOMEM;
+			goto fail;
+		}
+		h->lines[n++] = h->token;
+	}
+	if (asprintf(&h->authorization, "Authorization: %s", sig.authorization) < 0) {
+		h->authorization = NULL;
+		rc = -ENOMEM;
+		goto fail;
+	}
+	h->lines[n++] = h->authorization;
+	h->lines[n] = NULL;
+	sigv4_signature_free(&sig);
+	return 0;
+fail:
+	sigv4_signature_free(&sig);
+	sigv4_headers_free(h);
+	return rc;
+}

@@ -80,7 +80,7 @@ crd_validate__nodepool_transitions(const struct crd_validate_input *in, const st
 		if (!kept)
 			fieldcheck_report_warning(rep, "spec.template.startupTaints",
 			    "%s:%s dropped while the pool has nodes; Stratos stops removing it from them",
-			    t->key, NODEPOOL_EFFECT_NAMES[t->effect]);
+			    t->key, kube_effect_name(t->effect));
 	}
 }
 

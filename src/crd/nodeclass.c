@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 #include "stratos/nodeclass.h"
 
 const char *const NODECLASS_VOLUME_TYPE_NAMES[] = {
@@ -517,7 +518,7 @@ nodeclass__tag(struct fieldcheck *fc, const char *key, const json_t *v, const vo
 	} else if (strncasecmp(key, "aws:", 4) == 0) {
 		fieldcheck_violation(fc, "keys starting with \"aws:\" are reserved by AWS");
 		ok = false;
-	} else if (strncmp(key, "stratos.sh/", 11) == 0) {
+	} else if (strncmp(key, NODESTATE_PREFIX, strlen(NODESTATE_PREFIX)) == 0) {
 		fieldcheck_violation(fc, "keys starting with \"stratos.sh/\" are reserved "
 		    "for Stratos");
 		ok = false;

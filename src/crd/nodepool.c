@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 #include "stratos/nodepool.h"
 
 const char *const NODEPOOL_EFFECT_NAMES[] = { "NoSchedule", "PreferNoSchedule", "NoExecute", NULL };
@@ -26,7 +27,7 @@ static const char *const nodepool_scaledown_fields[] = {
 	"enabled", "emptyNodeTTL", "drainTimeout", NULL,
 };
 
-#define NODEPOOL_RESERVED_PREFIX "stratos.sh/"
+#define NODEPOOL_RESERVED_PREFIX NODESTATE_PREFIX
 
 struct nodepool *
 nodepool_ref(struct nodepool *p)
@@ -94,7 +95,7 @@ nodepool__label(struct fieldcheck *fc, const char *key, const json_t *v, const v
 		fieldcheck_violation(fc, "invalid key: %s", problem);
 		ok = false;
 	} else if (strncmp(key, NODEPOOL_RESERVED_PREFIX, strlen(NODEPOOL_RESERVED_PREFIX)) == 0 &&
-	    strcmp(key, NODEPOOL_LABEL_POOL) != 0) {
+	    strcmp(key, NODESTATE_LABEL_POOL) != 0) {
 		fieldcheck_violation(fc, "the stratos.sh/ prefix is reserved "
 		    "(only stratos.sh/pool may be set)");
 		ok = false;
@@ -103,7 +104,7 @@ nodepool__label(struct fieldcheck *fc, const char *key, const json_t *v, const v
 		fieldcheck_violation(fc, "invalid value: %s", problem);
 		ok = false;
 	}
-	if (json_is_string(v) && strcmp(key, NODEPOOL_LABEL_POOL) == 0 && name[0] != '\0' &&
+	if (json_is_string(v) && strcmp(key, NODESTATE_LABEL_POOL) == 0 && name[0] != '\0' &&
 	    strcmp(json_string_value(v), name) != 0) {
 		fieldcheck_violation(fc, "must equal the NodePool name \"%s\"", name);
 		ok = false;
@@ -165,7 +166,7 @@ nodepool__taints(struct fieldcheck *fc, const json_t *tmpl, struct nodepool *p)
 		if (ok) {
 			for (size_t j = 0; j < p->nstartup_taints; j++) {
 				if (strcmp(p->startup_taints[j].key, key) == 0 &&
-				    (int)p->startup_taints[j].effect == effect) {
+				    (int)p->startup_taints[j].effect == KUBE_EFFECT_NO_SCHEDULE + effect) {
 					fieldcheck_violation(fc, "duplicate key and effect");
 					ok = false;
 					break;
@@ -177,7 +178,9 @@ nodepool__taints(struct fieldcheck *fc, const json_t *tmpl, struct nodepool *p)
 			continue;
 		p->startup_taints[p->nstartup_taints].key = strdup(key);
 		p->startup_taints[p->nstartup_taints].value = strdup(value);
-		p->startup_taints[p->nstartup_taints].effect = (enum nodepool_taint_effect)effect;
+		/* NODEPOOL_EFFECT_NAMES lists NoSchedule, PreferNoSchedule, NoExecute in kube_taint_effect order. */
+		p->startup_taints[p->nstartup_taints].effect =
+		    (enum kube_taint_effect)(KUBE_EFFECT_NO_SCHEDULE + effect);
 		if (p->startup_taints[p->nstartup_taints].key == NULL ||
 		    p->startup_taints[p->nstartup_taints].value == NULL) {
 			free(p->startup_taints[p->nstartup_taints].key);

@@ -7,6 +7,7 @@
 #include "stratos/intern.h"
 #include "stratos/jsonpatch.h"
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 #include "stratos/node_cache.h"
 #include "stratos/timeutil.h"
 
@@ -135,7 +136,7 @@ node__annotations(struct node_info *n, json_t *annotations)
 	size_t count = 0, i = 0;
 
 	json_object_foreach(annotations, key, val)
-		if (strncmp(key, "stratos.sh/", 11) == 0 && json_is_string(val))
+		if (strncmp(key, NODESTATE_PREFIX, strlen(NODESTATE_PREFIX)) == 0 && json_is_string(val))
 			count++;
 	if (count == 0)
 		return 0;
@@ -144,7 +145,7 @@ node__annotations(struct node_info *n, json_t *annotations)
 		return -ENOMEM;
 	json_object_foreach(annotations, key, val) {
 		const char *v = json_string_value(val);
-		if (strncmp(key, "stratos.sh/", 11) != 0 || v == NULL)
+		if (strncmp(key, NODESTATE_PREFIX, strlen(NODESTATE_PREFIX)) != 0 || v == NULL)
 			continue;
 		n->annotations[2 * i] = strdup(key);
 		n->annotations[2 * i + 1] = strdup(v);
@@ -153,13 +154,13 @@ node__annotations(struct node_info *n, json_t *annotations)
 			return -ENOMEM;
 		i++;
 	}
-	n->state_since_ms = node__time(node_info_annotation(n, NODE_ANN_STATE_SINCE));
-	n->started_at_ms = node__time(node_info_annotation(n, NODE_ANN_STARTED_AT));
-	n->empty_since_ms = node__time(node_info_annotation(n, NODE_ANN_EMPTY_SINCE));
-	n->started_for = node_info_annotation(n, NODE_ANN_STARTED_FOR);
-	n->reservations = node_info_annotation(n, NODE_ANN_RESERVATIONS);
-	if (node_info_annotation(n, NODE_ANN_LAST_WORKLOAD) != NULL &&
-	    (n->last_workload = intern_str(node_info_annotation(n, NODE_ANN_LAST_WORKLOAD))) == NULL)
+	n->state_since_ms = node__time(node_info_annotation(n, NODESTATE_ANN_STATE_SINCE));
+	n->started_at_ms = node__time(node_info_annotation(n, NODESTATE_ANN_STARTED_AT));
+	n->empty_since_ms = node__time(node_info_annotation(n, NODESTATE_ANN_EMPTY_SINCE));
+	n->started_for = node_info_annotation(n, NODESTATE_ANN_STARTED_FOR);
+	n->reservations = node_info_annotation(n, NODESTATE_ANN_RESERVATIONS);
+	if (node_info_annotation(n, NODESTATE_ANN_LAST_WORKLOAD) != NULL &&
+	    (n->last_workload = intern_str(node_info_annotation(n, NODESTATE_ANN_LAST_WORKLOAD))) == NULL)
 		return -ENOMEM;
 	return 0;
 }
@@ -184,7 +185,7 @@ node__taints(struct node_info *n, json_t *taints)
 		const char *effect = json_string_value(json_object_get(t, "effect"));
 
 		/* A taint, unlike a toleration, names its effect. */
-		if (key == NULL || pod_effect_parse(effect, &kt->effect) < 0 ||
+		if (key == NULL || kube_effect_parse(effect, &kt->effect) < 0 ||
 		    kt->effect == KUBE_EFFECT_ANY)
 			return -EINVAL;
 		kt->added_ms = node__time(json_string_value(json_object_get(t, "timeAdded")));
@@ -251,13 +252,13 @@ node_info_parse(json_t *node, int *rc)
 	    (r = node__annotations(n, json_object_get(meta, "annotations"))) < 0 ||
 	    (r = node__taints(n, json_object_get(spec, "taints"))) < 0)
 		goto fail;
-	if ((v = node_info_label(n, NODE_LABEL_POOL)) != NULL && v[0] != '\0')
+	if ((v = node_info_label(n, NODESTATE_LABEL_POOL)) != NULL && v[0] != '\0')
 		n->obj.index = intern_ref(v);
-	if ((v = node_info_label(n, NODE_LABEL_STATE)) != NULL && v[0] != '\0')
+	if ((v = node_info_label(n, NODESTATE_LABEL_STATE)) != NULL && v[0] != '\0')
 		n->state = intern_ref(v);
-	n->zone = intern_ref(node_info_label(n, "topology.kubernetes.io/zone"));
-	n->instance_type = intern_ref(node_info_label(n, "node.kubernetes.io/instance-type"));
-	n->instance_id = node__strdup_opt(node_info_label(n, NODE_LABEL_INSTANCE_ID), &r);
+	n->zone = intern_ref(node_info_label(n, KUBE_LABEL_ZONE));
+	n->instance_type = intern_ref(node_info_label(n, KUBE_LABEL_INSTANCE_TYPE));
+	n->instance_id = node__strdup_opt(node_info_label(n, NODESTATE_LABEL_INSTANCE_ID), &r);
 	n->provider_id = node__strdup_opt(json_string_value(json_object_get(spec, "providerID")),
 	    &r);
 	if (r < 0)
@@ -270,7 +271,7 @@ node_info_parse(json_t *node, int *rc)
 	n->deleted_ms = node__time(json_string_value(json_object_get(meta, "deletionTimestamp")));
 	json_array_foreach(json_object_get(status, "conditions"), i, c) {
 		const char *type = json_string_value(json_object_get(c, "type"));
-		enum kube_cond st = pod_cond_parse(json_string_value(json_object_get(c, "status")));
+		enum kube_cond st = kube_cond_parse(json_string_value(json_object_get(c, "status")));
 		if (type == NULL)
 			continue;
 		if (strcmp(type, "Ready") == 0) {

@@ -8,6 +8,7 @@
 #include "stratos/intern.h"
 #include "stratos/kube.h"
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 #include "stratos/pod_cache.h"
 #include "stratos/timeutil.h"
 
@@ -91,20 +92,6 @@ pod__selection_release(const void *data, size_t len)
 		intern_release(values[i]);
 }
 
-static int
-pod__selector_op(const char *s, uint16_t *op)
-{
-	static const char *const names[] = { "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt" };
-
-	for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(s, names[i]) == 0) {
-			*op = (uint16_t)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 /* Counts what a selection needs so it can be built in one zeroed allocation. */
 static int
 pod__selection_count(json_t *selector, json_t *terms, struct pod_selection *hdr)
@@ -182,6 +169,7 @@ pod__selection(json_t *spec, const struct pod_selection **out)
 		for (size_t l = 0; l < 2; l++) {
 			json_array_foreach(json_object_get(term, lists[l]), r, req) {
 				struct kube_selector_req *q = &reqs[ri++];
+				enum kube_selector_op op;
 				json_t *v;
 				size_t k;
 
@@ -191,11 +179,12 @@ pod__selection(json_t *spec, const struct pod_selection **out)
 					    -EINVAL : -ENOMEM;
 					goto fail;
 				}
-				if (pod__selector_op(json_string_value(json_object_get(req,
-				    "operator")), &q->op) < 0) {
+				if (kube_selector_op_parse(json_string_value(json_object_get(req,
+				    "operator")), &op) < 0) {
 					rc = -EINVAL;
 					goto fail;
 				}
+				q->op = (uint16_t)op;
 				if (l == 1)
 					q->op |= POD_SEL_FIELD;
 				q->first = (uint16_t)vi;
@@ -237,22 +226,6 @@ pod__tolerations_release(const void *data, size_t len)
 	}
 }
 
-int
-pod_effect_parse(const char *s, uint8_t *out)
-{
-	if (s == NULL || s[0] == '\0')
-		*out = KUBE_EFFECT_ANY;
-	else if (strcmp(s, "NoSchedule") == 0)
-		*out = KUBE_EFFECT_NO_SCHEDULE;
-	else if (strcmp(s, "PreferNoSchedule") == 0)
-		*out = KUBE_EFFECT_PREFER_NO_SCHEDULE;
-	else if (strcmp(s, "NoExecute") == 0)
-		*out = KUBE_EFFECT_NO_EXECUTE;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 static int
 pod__tolerations(json_t *list, const struct kube_tolerations **out)
 {
@@ -270,23 +243,18 @@ pod__tolerations(json_t *list, const struct kube_tolerations **out)
 		return -ENOMEM;
 	json_array_foreach(list, i, item) {
 		struct kube_toleration *to = &t->items[t->n];
-		const char *key = json_string_value(json_object_get(item, "key"));
-		const char *value = json_string_value(json_object_get(item, "value"));
-		const char *op = json_string_value(json_object_get(item, "operator"));
-		json_t *secs = json_object_get(item, "tolerationSeconds");
+		struct kube_toleration read;
 
-		if (pod_effect_parse(json_string_value(json_object_get(item, "effect")), &to->effect) < 0 ||
-		    (op != NULL && op[0] != '\0' && strcmp(op, "Exists") != 0 &&
-		    strcmp(op, "Equal") != 0)) {
+		if (kube_toleration_read(item, &read) < 0) {
 			rc = -EINVAL;
 			goto fail;
 		}
-		to->exists = op != NULL && strcmp(op, "Exists") == 0;
-		to->seconds = json_is_integer(secs) ? (int64_t)json_integer_value(secs) : -1;
+		*to = read;
+		to->key = to->value = NULL;
 		t->n++;
-		if (key != NULL && key[0] != '\0' && (to->key = intern_str(key)) == NULL)
+		if (read.key != NULL && (to->key = intern_str(read.key)) == NULL)
 			goto fail;
-		if (value != NULL && value[0] != '\0' && (to->value = intern_str(value)) == NULL)
+		if (read.value != NULL && (to->value = intern_str(read.value)) == NULL)
 			goto fail;
 	}
 	*out = intern_blob(t, len, pod__tolerations_release, &matched);
@@ -361,18 +329,6 @@ pod_owner_key(json_t *pod, char *out, size_t len)
 }
 
 /* ---- the object ---- */
-
-enum kube_cond
-pod_cond_parse(const char *s)
-{
-	if (s == NULL)
-		return KUBE_COND_ABSENT;
-	if (strcmp(s, "True") == 0)
-		return KUBE_COND_TRUE;
-	if (strcmp(s, "False") == 0)
-		return KUBE_COND_FALSE;
-	return KUBE_COND_UNKNOWN;
-}
 
 static enum pod_phase
 pod__phase(const char *s)
@@ -503,7 +459,7 @@ pod_info_parse(json_t *pod, int *rc)
 	    (p->owner_key = intern_str(owner)) == NULL)
 		goto fail;
 	annotations = json_object_get(meta, "annotations");
-	pool = json_string_value(json_object_get(annotations, "stratos.sh/pool"));
+	pool = json_string_value(json_object_get(annotations, NODESTATE_POD_ANN_POOL));
 	if (pool != NULL && pool[0] != '\0' && (p->pool = intern_str(pool)) == NULL)
 		goto fail;
 	if (json_object_get(annotations, "kubernetes.io/config.mirror") != NULL)
@@ -527,7 +483,7 @@ pod_info_parse(json_t *pod, int *rc)
 	p->ready = KUBE_COND_ABSENT;
 	json_array_foreach(json_object_get(status, "conditions"), i, item) {
 		const char *type = json_string_value(json_object_get(item, "type"));
-		enum kube_cond st = pod_cond_parse(json_string_value(json_object_get(item,
+		enum kube_cond st = kube_cond_parse(json_string_value(json_object_get(item,
 		    "status")));
 		if (type == NULL)
 			continue;
@@ -564,65 +520,16 @@ pod_info_tolerates(const struct pod_info *p, const char *key, const char *value,
 {
 	const struct kube_tolerations *t = p->tolerations;
 
-	if (value == NULL)
-		value = "";
-	for (uint32_t i = 0; t != NULL && i < t->n; i++) {
-		const struct kube_toleration *to = &t->items[i];
-		if (to->effect != KUBE_EFFECT_ANY && to->effect != effect)
-			continue;
-		if (to->key == NULL) {
-			/* An empty key with Exists matches every taint. */
-			if (to->exists)
-				return true;
-			continue;
-		}
-		if (strcmp(to->key, key) != 0)
-			continue;
-		if (to->exists || strcmp(to->value != NULL ? to->value : "", value) == 0)
-			return true;
-	}
-	return false;
+	return t != NULL && kube_tolerations_tolerate(t->items, t->n, key, value, effect);
 }
 
-static bool
-pod__int(const char *s, long long *v)
-{
-	char *end;
-
-	if (s == NULL || *s == '\0')
-		return false;
-	*v = strtoll(s, &end, 10);
-	return *end == '\0';
-}
-
+/* One requirement against the node's value (have); the values live in the selection. */
 static bool
 pod__req_matches(const struct pod_selection *s, const struct kube_selector_req *q,
     const char *have)
 {
-	const char *const *values = pod_selection_values(s);
-	long long a, b;
-
-	switch (q->op & ~POD_SEL_FIELD) {
-	case KUBE_SEL_IN:
-	case KUBE_SEL_NOT_IN: {
-		bool found = false;
-		for (uint16_t i = 0; have != NULL && i < q->n; i++)
-			if (strcmp(values[q->first + i], have) == 0)
-				found = true;
-		return (q->op & ~POD_SEL_FIELD) == KUBE_SEL_IN ? found : !found;
-	}
-	case KUBE_SEL_EXISTS:
-		return have != NULL;
-	case KUBE_SEL_DOES_NOT_EXIST:
-		return have == NULL;
-	case KUBE_SEL_GT:
-	case KUBE_SEL_LT:
-		if (q->n != 1 || !pod__int(have, &a) || !pod__int(values[q->first], &b))
-			return false;
-		return (q->op & ~POD_SEL_FIELD) == KUBE_SEL_GT ? a > b : a < b;
-	default:
-		return false;
-	}
+	return kube_selector_matches((enum kube_selector_op)(q->op & ~POD_SEL_FIELD), have,
+	    pod_selection_values(s) + q->first, q->n);
 }
 
 bool

@@ -1,13 +1,13 @@
-/* Pool pods (DESIGN §6.2): which NodePools a pod is for, and Kubernetes toleration matching. */
+/* Pool pods (DESIGN §6.2): which NodePools a pod is for, and the taints it is made to tolerate. */
 #include <string.h>
 
 #include "stratos/poolpod.h"
 
 const struct poolpod_taint POOLPOD_TAINTS[POOLPOD_STANDARD_TAINTS] = {
-	{ "stratos.sh/standby", "true", "NoExecute" },                  /* DESIGN §4 */
-	{ "node.kubernetes.io/unreachable", "", "NoSchedule" },
-	{ "node.kubernetes.io/not-ready", "", "NoSchedule" },
-	{ "node.cloudprovider.kubernetes.io/shutdown", "", "NoSchedule" },
+	{ NODESTATE_TAINT_STANDBY, NODESTATE_TAINT_STANDBY_VALUE, KUBE_EFFECT_NO_EXECUTE },
+	{ KUBE_TAINT_UNREACHABLE, "", KUBE_EFFECT_NO_SCHEDULE },
+	{ KUBE_TAINT_NOT_READY, "", KUBE_EFFECT_NO_SCHEDULE },
+	{ KUBE_TAINT_SHUTDOWN, "", KUBE_EFFECT_NO_SCHEDULE },
 };
 
 /* A pod with more nodeSelector entries cannot be inside a template's labels. */
@@ -77,7 +77,7 @@ poolpod__term(const json_t *term, struct poolpod_match *m)
 
 	json_array_foreach(exprs, i, e) {
 		const char *key = poolpod__str(e, "key"), *op = poolpod__str(e, "operator");
-		if (key == NULL || op == NULL || strcmp(key, POOLPOD_LABEL_KEY) != 0)
+		if (key == NULL || op == NULL || strcmp(key, NODESTATE_LABEL_POOL) != 0)
 			continue;
 		if (strcmp(op, "In") == 0 && first_in == NULL)
 			first_in = json_object_get(e, "values");
@@ -95,7 +95,7 @@ poolpod__term(const json_t *term, struct poolpod_match *m)
 		json_array_foreach(exprs, i, e) {
 			const char *key = poolpod__str(e, "key"), *op = poolpod__str(e, "operator");
 			const json_t *vals = json_object_get(e, "values");
-			if (!keep || key == NULL || op == NULL || strcmp(key, POOLPOD_LABEL_KEY) != 0)
+			if (!keep || key == NULL || op == NULL || strcmp(key, NODESTATE_LABEL_POOL) != 0)
 				continue;
 			if (strcmp(op, "In") == 0)
 				keep = poolpod__in_values(vals, name);
@@ -165,7 +165,7 @@ poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct pool
 {
 	const json_t *spec = json_object_get(pod, "spec");
 	const json_t *selector = json_object_get(spec, "nodeSelector");
-	const char *pool = poolpod__str(selector, POOLPOD_LABEL_KEY);
+	const char *pool = poolpod__str(selector, NODESTATE_LABEL_POOL);
 
 	memset(m, 0, sizeof(*m));
 	if (!json_is_object(spec))
@@ -184,59 +184,4 @@ poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct pool
 	}
 	for (size_t i = 0; i < m->npools; i++)
 		m->pools[i] = pools_find_nodepool(snap, m->names[i]);
-}
-
-size_t
-poolpod_tolerations(const json_t *tolerations, struct poolpod_toleration *out, size_t max)
-{
-	size_t i;
-	json_t *t;
-
-	json_array_foreach(tolerations, i, t) {
-		if (i >= max)
-			continue;
-		out[i].key = poolpod__str(t, "key");
-		out[i].op = poolpod__str(t, "operator");
-		out[i].value = poolpod__str(t, "value");
-		out[i].effect = poolpod__str(t, "effect");
-	}
-	return json_array_size(tolerations);
-}
-
-bool
-poolpod_tolerates_list(const struct poolpod_toleration *t, size_t n, const char *key,
-    const char *value, const char *effect)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (t[i].effect != NULL && t[i].effect[0] != '\0' && strcmp(t[i].effect, effect) != 0)
-			continue;
-		if (t[i].key != NULL && t[i].key[0] != '\0' && strcmp(t[i].key, key) != 0)
-			continue;
-		if (t[i].op == NULL || t[i].op[0] == '\0' || strcmp(t[i].op, "Equal") == 0) {
-			if (strcmp(t[i].value != NULL ? t[i].value : "", value) == 0)
-				return true;
-		} else if (strcmp(t[i].op, "Exists") == 0) {
-			return true;
-		}
-	}
-	return false;
-}
-
-bool
-poolpod_tolerates(const json_t *tolerations, const char *key, const char *value,
-    const char *effect)
-{
-	struct poolpod_toleration one;
-	size_t i;
-	json_t *t;
-
-	json_array_foreach(tolerations, i, t) {
-		one.key = poolpod__str(t, "key");
-		one.op = poolpod__str(t, "operator");
-		one.value = poolpod__str(t, "value");
-		one.effect = poolpod__str(t, "effect");
-		if (poolpod_tolerates_list(&one, 1, key, value, effect))
-			return true;
-	}
-	return false;
 }

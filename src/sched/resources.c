@@ -57,7 +57,7 @@ resources__acc_set(struct resources__acc *a, json_t *list, json_t *except)
 
 	json_object_foreach(list, name, val) {
 		int64_t v, *slot;
-		if (strcmp(name, "pods") == 0 || strcmp(name, RESOURCES_POOL_POD) == 0 ||
+		if (strcmp(name, "pods") == 0 || strcmp(name, NODESTATE_POOL_POD_RESOURCE) == 0 ||
 		    (except != NULL && json_object_get(except, name) != NULL))
 			continue;
 		if (resources__parse_value(name, json_string_value(val), &v) < 0)

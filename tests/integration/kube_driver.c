@@ -49,10 +49,10 @@ claim_patch(const struct node_info *n, const char *identity)
 
 	time_format_rfc3339(time_real_ms(), now);
 	node_patch_init(&p, n);
-	node_patch_set_label(&p, NODE_LABEL_STATE, "running");
-	node_patch_set_annotation(&p, NODE_ANN_STARTED_FOR, identity);
-	node_patch_set_annotation(&p, NODE_ANN_STARTED_AT, now);
-	node_patch_remove_taint(&p, NODE_TAINT_STANDBY);
+	node_patch_set_label(&p, NODESTATE_LABEL_STATE, "running");
+	node_patch_set_annotation(&p, NODESTATE_ANN_STARTED_FOR, identity);
+	node_patch_set_annotation(&p, NODESTATE_ANN_STARTED_AT, now);
+	node_patch_remove_taint(&p, NODESTATE_TAINT_STANDBY);
 	return node_patch_take(&p, &rc);
 }
 

@@ -306,7 +306,7 @@ test_request_bodies(void **state)
 	/* A guarded JSON Patch: the test comes first, pointers are escaped. */
 	patch = jsonpatch_new();
 	jsonpatch_append(patch, "replace", json_string("running"), "metadata", "labels",
-	    NODE_LABEL_STATE, NULL);
+	    NODESTATE_LABEL_STATE, NULL);
 	jsonpatch_append(patch, "add", json_string("a~b"), "metadata", "annotations", "x~y/z", NULL);
 	assert_int_equal(kube_patch_guarded(k, "/api/v1/nodes/n1", "7", patch, &out, &err), 0);
 	assert_string_equal(last.method, "PATCH");

@@ -139,7 +139,7 @@ test_requests_arithmetic(void **state)
 	assert_int_equal(p->requests.memory, (64LL << 20) + (1LL << 30));
 	assert_int_equal(p->requests.ephemeral, 2LL << 30);
 	assert_int_equal(resources_ext_get(&p->requests, "nvidia.com/gpu"), 1);
-	assert_int_equal(resources_ext_get(&p->requests, RESOURCES_POOL_POD), 0);
+	assert_int_equal(resources_ext_get(&p->requests, NODESTATE_POOL_POD_RESOURCE), 0);
 	assert_int_equal(p->requests.next, 1);
 	assert_int_equal(p->containers, 2);
 	cache_obj_unref(&p->obj);

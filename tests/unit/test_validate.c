@@ -574,7 +574,7 @@ test_seed_examples(void **state)
 		assert_int_equal(ci->nstartup_taints, 1);
 		assert_string_equal(ci->startup_taints[0].key, "node.eks.amazonaws.com/not-ready");
 		assert_string_equal(ci->startup_taints[0].value, "true");
-		assert_int_equal(ci->startup_taints[0].effect, NODEPOOL_EFFECT_NO_SCHEDULE);
+		assert_int_equal(ci->startup_taints[0].effect, KUBE_EFFECT_NO_SCHEDULE);
 		assert_int_equal(ci->startup_taint_removal, NODEPOOL_REMOVAL_WHEN_NETWORK_READY);
 		assert_int_equal(ci->prewarm_timeout_ms, 15 * 60 * 1000);
 		assert_int_equal(ci->prewarm_timeout_action, NODEPOOL_TIMEOUT_TERMINATE);
