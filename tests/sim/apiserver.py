@@ -1885,11 +1885,11 @@ def go_parse_rfc3339_micro(value):
     if v:
         fail("", v, ": extra text: " + _go_quote(v))
     try:
-        return datetime.datetime(fields["year"], fields["01"], fields["02"], fields["15"], fields["04"],
-                                 fields["05"], fields["us"],
-                                 datetime.timezone(datetime.timedelta(minutes=fields["tz"])))
+        local = datetime.datetime(fields["year"], fields["01"], fields["02"], fields["15"], fields["04"],
+                                  fields["05"], fields["us"])
     except ValueError:
         fail("", v, ": day out of range")
+    return (local - datetime.timedelta(minutes=fields["tz"])).replace(tzinfo=datetime.timezone.utc)
 
 
 def decode_micro_time(v):
@@ -1902,7 +1902,7 @@ def decode_micro_time(v):
         kind = "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else \
             "array" if isinstance(v, list) else "object"
         raise DecodeError("json: cannot unmarshal %s into Go value of type string" % kind)
-    t = go_parse_rfc3339_micro(v).astimezone(datetime.timezone.utc)
+    t = go_parse_rfc3339_micro(v)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%06dZ" % t.microsecond
 
 
