@@ -1907,6 +1907,7 @@ def decode_micro_time(v):
 
 
 # Quantities (apimachinery/pkg/api/resource/quantity.go, suffix.go, amount.go).
+import functools  # noqa: E402  (kept here, with the one function that uses it)
 QUANTITY_RE = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 _DEC_SUFFIX = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BIN_SUFFIX = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
@@ -1966,6 +1967,7 @@ def parse_quantity(text):
     return (amount if positive else -amount), fmt
 
 
+@functools.lru_cache(maxsize=4096)       # pods repeat the same few quantities
 def canonical_quantity(text):
     """Quantity.String(): CanonicalizeBytes of the parsed value.  DecimalSI and
     DecimalExponent: all factors of ten moved into the exponent, then the
