@@ -693,7 +693,7 @@ kube_list(struct kube *k, const char *path, const char *query, const struct json
 	kube__fetch_main(&cur);
 	for (;;) {
 		json_t *meta = NULL;
-		const char *cont;
+		const char *cont, *page_rv;
 		pthread_t t;
 		bool fetching = false;
 
@@ -714,8 +714,8 @@ kube_list(struct kube *k, const char *path, const char *query, const struct json
 		 * from it misses nothing. A later page's version, from a server that
 		 * answered with a newer one, would skip changes to earlier pages.
 		 */
-		if (pages == 1 && json_string_value(json_object_get(meta, "resourceVersion")) != NULL &&
-		    (rv = strdup(json_string_value(json_object_get(meta, "resourceVersion")))) == NULL) {
+		page_rv = json_string_value(json_object_get(meta, "resourceVersion"));
+		if (pages == 1 && page_rv != NULL && (rv = strdup(page_rv)) == NULL) {
 			json_decref(meta);
 			rc = -ENOMEM;
 			break;
@@ -841,8 +841,8 @@ kube__patch_recheck(struct kube *k, const char *path, const char *resource_versi
 		snprintf(was, sizeof(was), "%s", err->message);
 		err->class = KUBE_ERR_CONFLICT;
 		snprintf(err->message, sizeof(err->message), "the object has been modified "
-		    "(resourceVersion %.32s, expected %.32s), so the patch no longer applies: %s", now,
-		    resource_version, was);
+		    "(resourceVersion %.32s, expected %.32s), so the patch no longer applies: %s",
+		    now, resource_version, was);
 		rc = -EBUSY;
 	} else {
 		rc = kube__errno(err->class);
