@@ -157,9 +157,9 @@ long node_cache_pool_size(void *cache, const char *pool);
 
 /*
  * The optimistic-concurrency write of every claim and state transition: a
- * JSON Patch (borrowed) guarded by a test on resource_version, PATCHed to
- * the node, and the reply written through to the cache at once so this
- * replica never acts on the state it just replaced. *out (may be NULL)
+ * JSON Patch (borrowed) guarded by resource_version (kube_patch_guarded),
+ * PATCHed to the node, and the reply written through to the cache at once so
+ * this replica never acts on the state it just replaced. *out (may be NULL)
  * gets a reference to the updated node. Another writer in between is
  * KUBE_ERR_CONFLICT (-EBUSY). Thread-safe.
  */

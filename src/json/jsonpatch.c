@@ -110,9 +110,9 @@ jsonpatch_append(json_t *patch, const char *op, json_t *value, ...)
 }
 
 int
-jsonpatch_test_resource_version(json_t *patch, const char *resource_version)
+jsonpatch_set_resource_version(json_t *patch, const char *resource_version)
 {
-	return jsonpatch_append_pointer(patch, "test", "/metadata/resourceVersion",
+	return jsonpatch_append_pointer(patch, "replace", "/metadata/resourceVersion",
 	    json_string(resource_version));
 }
 

@@ -432,12 +432,17 @@ kube__http_error(long status, const struct buf *body, long retry_after, struct k
 		size_t i;
 		snprintf(err->message, sizeof(err->message), "%s", m != NULL ? m : "");
 		snprintf(err->reason, sizeof(err->reason), "%s", r != NULL ? r : "");
-		/* The API server puts what really failed (a JSON Patch test...) in the causes. */
+		/*
+		 * Some refusals say why only in a cause (an eviction's 429 names the
+		 * PodDisruptionBudget there); validation errors already carry theirs in
+		 * the message, so a cause is added only when the message lacks it.
+		 */
 		json_array_foreach(json_object_get(json_object_get(st, "details"), "causes"), i,
 		    cause) {
 			const char *cm = json_string_value(json_object_get(cause, "message"));
 			size_t len = strlen(err->message);
-			if (cm != NULL && len + 3 < sizeof(err->message))
+			if (cm != NULL && cm[0] != '\0' && strstr(err->message, cm) == NULL &&
+			    len + 3 < sizeof(err->message))
 				snprintf(err->message + len, sizeof(err->message) - len, "%s%s",
 				    len > 0 ? ": " : "", cm);
 		}
@@ -467,16 +472,9 @@ kube__http_error(long status, const struct buf *body, long retry_after, struct k
 	case 429:
 		err->class = KUBE_ERR_TOO_MANY_REQUESTS;
 		break;
-	case 422:
-		/* A failed JSON Patch "test" is how the API server reports a lost race. */
-		if (strcmp(err->reason, "Conflict") == 0 ||
-		    (strstr(err->message, "test") != NULL && strstr(err->message, "fail") != NULL))
-			err->class = KUBE_ERR_CONFLICT;
-		else
-			err->class = KUBE_ERR_INVALID;
-		break;
 	case 400:
 	case 415:
+	case 422:
 		err->class = KUBE_ERR_INVALID;
 		break;
 	default:
@@ -695,7 +693,7 @@ kube_list(struct kube *k, const char *path, const char *query, const struct json
 	kube__fetch_main(&cur);
 	for (;;) {
 		json_t *meta = NULL;
-		const char *cont;
+		const char *cont, *page_rv;
 		pthread_t t;
 		bool fetching = false;
 
@@ -710,9 +708,18 @@ kube_list(struct kube *k, const char *path, const char *query, const struct json
 			snprintf(err->message, sizeof(err->message), "LIST reply is not a list");
 			break;
 		}
-		free(rv);
-		rv = json_string_value(json_object_get(meta, "resourceVersion")) != NULL ?
-		    strdup(json_string_value(json_object_get(meta, "resourceVersion"))) : NULL;
+		/*
+		 * The first page's version: every item of the list is as of it (a
+		 * real server serves later pages from the same snapshot), so a watch
+		 * from it misses nothing. A later page's version, from a server that
+		 * answered with a newer one, would skip changes to earlier pages.
+		 */
+		page_rv = json_string_value(json_object_get(meta, "resourceVersion"));
+		if (pages == 1 && page_rv != NULL && (rv = strdup(page_rv)) == NULL) {
+			json_decref(meta);
+			rc = -ENOMEM;
+			break;
+		}
 		cont = json_string_value(json_object_get(meta, "continue"));
 		/* While this page is parsed, the server prepares the next one. */
 		if (cont != NULL && cont[0] != '\0') {
@@ -808,6 +815,68 @@ kube_patch(struct kube *k, const char *path, enum kube_patch_type type, json_t *
 	    "application/json-patch+json" : "application/merge-patch+json", patch, out, err);
 }
 
+/*
+ * After a guarded patch got 422: whether the object moved on from
+ * resource_version. If it did, the patch failed because it was built for an
+ * older object, and err becomes the lost race (KUBE_ERR_CONFLICT); if it
+ * did not, the 422 stands. A node deleted meanwhile is KUBE_ERR_NOT_FOUND.
+ */
+static int
+kube__patch_recheck(struct kube *k, const char *path, const char *resource_version,
+    struct kube_error *err)
+{
+	struct kube_error gerr;
+	json_t *cur = NULL;
+	const char *now;
+	int rc = kube_get(k, path, &cur, &gerr);
+
+	if (rc == -ENOENT) {
+		*err = gerr;
+		return rc;
+	}
+	now = json_string_value(json_object_get(json_object_get(cur, "metadata"),
+	    "resourceVersion"));
+	if (rc == 0 && now != NULL && strcmp(now, resource_version) != 0) {
+		char was[sizeof(err->message)];
+		snprintf(was, sizeof(was), "%s", err->message);
+		err->class = KUBE_ERR_CONFLICT;
+		snprintf(err->message, sizeof(err->message), "the object has been modified "
+		    "(resourceVersion %.32s, expected %.32s), so the patch no longer applies: %s",
+		    now, resource_version, was);
+		rc = -EBUSY;
+	} else {
+		rc = kube__errno(err->class);
+	}
+	json_decref(cur);
+	return rc;
+}
+
+/*
+ * The precondition is "replace /metadata/resourceVersion", not a JSON Patch
+ * "test", because only the former is recognisable on a real kube-apiserver:
+ *
+ * - k8s.io/apiserver/pkg/endpoints/handlers/patch.go, applyJSPatch: when
+ *   patchObj.Apply fails (a failed "test" among others) the error becomes
+ *   errors.NewGenericServerResponse(http.StatusUnprocessableEntity, "",
+ *   schema.GroupResource{}, "", err.Error(), 0, false) (older releases went
+ *   through interpretPatchError to the same place). NewGenericServerResponse
+ *   (apimachinery/pkg/api/errors/errors.go) answers reason Invalid, message
+ *   "the server rejected our request due to an error in our request", and
+ *   with isUnexpectedResponse=false it drops the server message: no cause
+ *   says a test failed. A lost race and a malformed patch are the same 422.
+ * - k8s.io/apiserver/pkg/registry/generic/registry/store.go, Store.Update:
+ *   inside GuaranteedUpdate, after objInfo.UpdatedObject has applied the
+ *   patch to the stored object, "if newResourceVersion !=
+ *   existingResourceVersion { return nil, nil, apierrors.NewConflict(
+ *   qualifiedResource, name, fmt.Errorf(OptimisticLockErrorMsg)) }": 409
+ *   Conflict, "the object has been modified; please apply your changes to the
+ *   latest version and try again", the answer a stale PUT gets. A patch that
+ *   sets the version we read is refused exactly when someone wrote between.
+ *
+ * The patch is applied before that comparison, so an operation that does not
+ * apply to the newer object (removing a key the other writer removed) fails
+ * first, as the cause-less 422; kube__patch_recheck tells that case apart.
+ */
 int
 kube_patch_guarded(struct kube *k, const char *path, const char *resource_version,
     json_t *patch, json_t **out, struct kube_error *err)
@@ -825,12 +894,14 @@ kube_patch_guarded(struct kube *k, const char *path, const char *resource_versio
 		    "and a JSON Patch array");
 		return -EINVAL;
 	}
-	rc = jsonpatch_test_resource_version(guarded, resource_version);
+	rc = jsonpatch_set_resource_version(guarded, resource_version);
 	if (rc == 0 && json_array_extend(guarded, patch) < 0)
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = kube_patch(k, path, KUBE_PATCH_JSON, guarded, out, err);
 	json_decref(guarded);
+	if (rc < 0 && err->class == KUBE_ERR_INVALID && err->code == 422)
+		rc = kube__patch_recheck(k, path, resource_version, err);
 	return rc;
 }
 

@@ -36,6 +36,7 @@ struct leader {
 	/* Election thread only: what client-go calls the observed record. */
 	char *observed_spec;         /* compact JSON of the Lease spec last seen */
 	int64_t observed_ms;         /* monotonic time it was first seen */
+	int64_t observed_lease_ms;   /* its leaseDurationSeconds */
 	unsigned seed;               /* acquire jitter */
 	json_int_t observed_transitions;
 
@@ -146,6 +147,9 @@ leader__observe(struct leader *l, json_t *spec)
 		free(l->observed_spec);
 		l->observed_spec = raw;
 		l->observed_ms = time_mono_ms();
+		/* Absent or 0 (client-go reads it as 0): the record is stale at once. */
+		l->observed_lease_ms = json_integer_value(json_object_get(spec,
+		    "leaseDurationSeconds")) * 1000;
 		l->observed_transitions = json_integer_value(json_object_get(spec,
 		    "leaseTransitions"));
 		leader__set_holder(l, json_string_value(json_object_get(spec, "holderIdentity")));
@@ -218,9 +222,15 @@ leader__try(struct leader *l, long timeout_ms)
 	}
 	leader__observe(l, spec);
 	holder = json_string_value(json_object_get(spec, "holderIdentity"));
-	/* Someone else's record that changed less than a lease duration ago (our clock) stands. */
+	/*
+	 * Someone else's record stands while it changed less than its own
+	 * leaseDurationSeconds ago, on our clock: client-go's isLeaseValid is
+	 * observedTime + observedRecord.LeaseDurationSeconds > now. The holder's
+	 * duration, not ours: replicas may be configured differently, and a
+	 * released Lease (1 s) is taken over after 1 s, not after our 15.
+	 */
 	if (holder != NULL && holder[0] != '\0' && strcmp(holder, l->identity) != 0 &&
-	    time_mono_ms() - l->observed_ms < l->lease_ms) {
+	    time_mono_ms() - l->observed_ms < l->observed_lease_ms) {
 		res = LEADER__OTHER;
 		goto out;
 	}
