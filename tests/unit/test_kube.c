@@ -459,7 +459,7 @@ test_guarded_patch_outcomes(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		json_t *patch = jsonpatch_new(), *out = NULL;
 		jsonpatch_append(patch, "remove", NULL, "metadata", "annotations",
-		    NODE_ANN_EMPTY_SINCE, NULL);
+		    NODESTATE_ANN_EMPTY_SINCE, NULL);
 		snprintf(path, sizeof(path), "/api/v1/nodes/%s", cases[i].node);
 		paths_log[0] = '\0';
 		assert_int_equal(kube_patch_guarded(k, path, "7", patch, &out, &err), cases[i].rc);
