@@ -142,10 +142,10 @@ struct main_serve {
 	struct kube *kube;
 	char *namespace;                /* of the Lease */
 	char identity[LEADER_IDENTITY_MAX];
-	struct cache *nodes;
-	struct cache *pods;
-	struct cache *nodepools;
-	struct cache *nodeclasses;
+	struct node_cache *nodes;
+	struct pod_cache *pods;
+	struct crd_cache *nodepools;
+	struct crd_cache *nodeclasses;
 	struct leader *leader;          /* --leader-elect */
 	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file or the watches */
 	struct mutate_pod *mutate_pod;
@@ -270,42 +270,47 @@ main__serve_free_modules(struct main_serve *m)
 }
 
 /*
- * The route table of the HTTPS port. Admission webhooks expect JSON
+ * Every route of both servers, in one table. Admission webhooks expect JSON
  * (SERVER_ROUTE_JSON); the extender paths also need SERVER_ROUTE_CLIENT_CERT.
+ * Routes marked kube exist only when a Kubernetes configuration was found.
  */
 static int
 main__serve_routes(struct main_serve *m)
 {
-	static const char *const caches[] = { "nodes", "pods", "nodepools", "awsnodeclasses" };
-	static const struct {
+	const struct {
+		struct server *server;
+		const char *method;
 		const char *path;
+		unsigned flags;
 		server_handler_fn fn;
-	} admission[] = {
-		{ "/admission/mutate-pod", mutate_pod_handle },
-		{ "/admission/validate-nodepool", validate_webhook_nodepool_handle },
-		{ "/admission/validate-awsnodeclass", validate_webhook_nodeclass_handle },
+		void *ctx;
+		bool kube;
+	} routes[] = {
+		{ m->https, "POST", "/admission/mutate-pod", SERVER_ROUTE_JSON,
+		  mutate_pod_handle, m->mutate_pod, false },
+		{ m->https, "POST", "/admission/validate-nodepool", SERVER_ROUTE_JSON,
+		  validate_webhook_nodepool_handle, m->validate_webhook, false },
+		{ m->https, "POST", "/admission/validate-awsnodeclass", SERVER_ROUTE_JSON,
+		  validate_webhook_nodeclass_handle, m->validate_webhook, false },
+		{ m->metrics, "GET", "/metrics", 0, server_handle_metrics, NULL, false },
+		/* Read-only views of the caches. */
+		{ m->metrics, "GET", "/debug/caches", 0, debug_handle_caches, NULL, true },
+		{ m->metrics, "GET", "/debug/caches/nodes", 0, debug_handle_caches, "nodes", true },
+		{ m->metrics, "GET", "/debug/caches/pods", 0, debug_handle_caches, "pods", true },
+		{ m->metrics, "GET", "/debug/caches/nodepools", 0, debug_handle_caches, "nodepools",
+		  true },
+		{ m->metrics, "GET", "/debug/caches/awsnodeclasses", 0, debug_handle_caches,
+		  "awsnodeclasses", true },
 	};
 
-	for (size_t i = 0; i < sizeof(admission) / sizeof(admission[0]); i++) {
-		void *ctx = i == 0 ? (void *)m->mutate_pod : (void *)m->validate_webhook;
-		if (server_route(m->https, "POST", admission[i].path, SERVER_ROUTE_JSON,
-		    admission[i].fn, ctx) < 0) {
-			fprintf(stderr, "stratosd: cannot route %s\n", admission[i].path);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (routes[i].kube && m->kube == NULL)
+			continue;
+		if (server_route(routes[i].server, routes[i].method, routes[i].path, routes[i].flags,
+		    routes[i].fn, routes[i].ctx) < 0) {
+			fprintf(stderr, "stratosd: cannot route %s %s\n", routes[i].method,
+			    routes[i].path);
 			return 1;
-		}
-	}
-	/* Read-only views of the caches on the metrics port. */
-	if (m->kube != NULL) {
-		char path[64];
-
-		if (server_route(m->metrics, "GET", "/debug/caches", 0, debug_handle_caches,
-		    NULL) < 0)
-			return 1;
-		for (size_t i = 0; i < sizeof(caches) / sizeof(caches[0]); i++) {
-			snprintf(path, sizeof(path), "/debug/caches/%s", caches[i]);
-			if (server_route(m->metrics, "GET", path, 0, debug_handle_caches,
-			    (void *)caches[i]) < 0)
-				return 1;
 		}
 	}
 	return 0;
@@ -334,10 +339,10 @@ main__serve_stop_modules(struct main_serve *m)
 {
 	/* Leader work stops, then the Lease is released for the next replica. */
 	leader_free(m->leader);
-	cache_free(m->nodeclasses);
-	cache_free(m->nodepools);
-	cache_free(m->pods);
-	cache_free(m->nodes);
+	crd_cache_free(m->nodeclasses);
+	crd_cache_free(m->nodepools);
+	pod_cache_free(m->pods);
+	node_cache_free(m->nodes);
 	kube_free(m->kube);
 	free(m->namespace);
 }
@@ -383,8 +388,7 @@ main__serve_servers(struct main_serve *m)
 
 	m->metrics = server_new(&mo);
 	m->https = server_new(&ho);
-	if (m->metrics == NULL || m->https == NULL ||
-	    server_route(m->metrics, "GET", "/metrics", 0, server_handle_metrics, NULL) < 0) {
+	if (m->metrics == NULL || m->https == NULL) {
 		fprintf(stderr, "stratosd: out of memory\n");
 		return 1;
 	}

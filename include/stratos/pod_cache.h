@@ -85,7 +85,7 @@ struct pod_info {
 static inline const char *
 pod_info_node(const struct pod_info *p)
 {
-	return p->obj.index;
+	return p->obj.index[0];
 }
 
 /* The Pod cache type, for cache_new. */
@@ -128,21 +128,49 @@ size_t pod_info_size(const struct pod_info *p);
 
 /* ---- the cache ---- */
 
+/*
+ * The cache of Pods: a struct cache of pod_info objects indexed by node
+ * (index 0) and, for pending pool pods, by pool (index 1), as a type of its
+ * own so that it cannot be passed where a node cache is expected.
+ */
+struct pod_cache;
+
+/* Index 1 of a pod: its (first) pool while it is unbound, Pending and not being deleted. */
+#define POD_CACHE_INDEX_PENDING 1u
+
 /* New pod cache (resource "pods"). NULL on ENOMEM. */
-struct cache *pod_cache_new(void);
+struct pod_cache *pod_cache_new(void);
+
+/* Stops and frees (objects still referenced live on). NULL-safe. */
+void pod_cache_free(struct pod_cache *pc);
+
+/* The generic cache behind pc (borrowed). */
+struct cache *pod_cache_base(struct pod_cache *pc);
 
 /* Starts watching every pod of the cluster. */
-int pod_cache_start(struct cache *c, struct kube *k);
+int pod_cache_start(struct pod_cache *pc, struct kube *k);
 
 /* New reference to namespace/name, or NULL. Thread-safe. */
-struct pod_info *pod_cache_get(struct cache *c, const char *ns, const char *name);
+struct pod_info *pod_cache_get(struct pod_cache *pc, const char *ns, const char *name);
 
 /*
  * Calls fn for each pod bound to node (NULL: every pod, bound or not) under
  * the read lock; fn must be quick and a non-zero return stops the walk.
  * Returns the number visited. Thread-safe.
  */
-size_t pod_cache_foreach_on_node(struct cache *c, const char *node,
+size_t pod_cache_foreach_on_node(struct pod_cache *pc, const char *node,
     int (*fn)(void *ctx, const struct pod_info *p), void *ctx);
+
+/*
+ * Calls fn for each pending pod of pool: unbound, phase Pending, not being
+ * deleted, annotated for pool (a pod allowed in several pools waits under
+ * the first one it names). A hash lookup, no walk of other pods. As
+ * pod_cache_foreach_on_node otherwise.
+ */
+size_t pod_cache_foreach_pending(struct pod_cache *pc, const char *pool,
+    int (*fn)(void *ctx, const struct pod_info *p), void *ctx);
+
+/* How many pods pod_cache_foreach_pending would visit. Thread-safe. */
+size_t pod_cache_pending_count(struct pod_cache *pc, const char *pool);
 
 #endif

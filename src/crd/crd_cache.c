@@ -83,21 +83,35 @@ crd__parse_nodeclass(json_t *obj, int *rc)
 	return crd__parse(obj, &CRD_AWSNODECLASSES_TYPE, rc);
 }
 
+/* A struct crd_cache is the struct cache itself, under a type of its own. */
 struct cache *
-crd_cache_new_nodepools(void)
+crd_cache_base(struct crd_cache *cc)
 {
-	return cache_new(&CRD_NODEPOOLS_TYPE);
+	return (struct cache *)cc;
 }
 
-struct cache *
+struct crd_cache *
+crd_cache_new_nodepools(void)
+{
+	return (struct crd_cache *)cache_new(&CRD_NODEPOOLS_TYPE);
+}
+
+struct crd_cache *
 crd_cache_new_awsnodeclasses(void)
 {
-	return cache_new(&CRD_AWSNODECLASSES_TYPE);
+	return (struct crd_cache *)cache_new(&CRD_AWSNODECLASSES_TYPE);
+}
+
+void
+crd_cache_free(struct crd_cache *cc)
+{
+	cache_free(crd_cache_base(cc));
 }
 
 int
-crd_cache_start(struct cache *c, struct kube *k)
+crd_cache_start(struct crd_cache *cc, struct kube *k)
 {
+	struct cache *c = crd_cache_base(cc);
 	const struct kube_resource *r = strcmp(cache_resource(c), "nodepools") == 0 ?
 	    &KUBE_NODEPOOLS : &KUBE_AWSNODECLASSES;
 	char path[KUBE_PATH_MAX];
@@ -149,8 +163,10 @@ crd__feed_nodeclasses(void *ctx, enum cache_change change, const char *key, json
 }
 
 int
-crd_cache_feed_pools(struct cache *c, struct pools *p)
+crd_cache_feed_pools(struct crd_cache *cc, struct pools *p)
 {
+	struct cache *c = crd_cache_base(cc);
+
 	if (strcmp(cache_resource(c), "nodepools") == 0)
 		cache_set_hook(c, crd__feed_nodepools, p);
 	else if (strcmp(cache_resource(c), "awsnodeclasses") == 0)

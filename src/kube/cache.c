@@ -162,16 +162,24 @@ cache_synced(struct cache *c)
 }
 
 size_t
-cache_index_count(struct cache *c, const char *index)
+cache_index_count_in(struct cache *c, unsigned which, const char *value)
 {
 	struct cache__group *g;
 	size_t n;
 
+	if (which >= CACHE_INDEXES || value == NULL)
+		return 0;
 	pthread_rwlock_rdlock(&c->lock);
-	g = cache__group_find(&c->cur, index, cache__hash(index), NULL);
+	g = cache__group_find(&c->cur, which, value, cache__hash(value), NULL);
 	n = g != NULL ? g->n : 0;
 	pthread_rwlock_unlock(&c->lock);
 	return n;
+}
+
+size_t
+cache_index_count(struct cache *c, const char *index)
+{
+	return cache_index_count_in(c, 0, index);
 }
 
 struct cache_obj *
@@ -185,13 +193,14 @@ cache_get(struct cache *c, const char *key)
 	return o;
 }
 
-size_t
-cache_foreach(struct cache *c, const char *index, cache_visit_fn fn, void *ctx)
+/* Walks every object (value NULL) or the group of value in index which, under the read lock. */
+static size_t
+cache__walk(struct cache *c, unsigned which, const char *value, cache_visit_fn fn, void *ctx)
 {
 	size_t visited = 0;
 
 	pthread_rwlock_rdlock(&c->lock);
-	if (index == NULL) {
+	if (value == NULL) {
 		for (size_t i = 0; i < c->cur.cap; i++) {
 			if (c->cur.slots[i] == NULL)
 				continue;
@@ -199,8 +208,9 @@ cache_foreach(struct cache *c, const char *index, cache_visit_fn fn, void *ctx)
 			if (fn(ctx, c->cur.slots[i]) != 0)
 				break;
 		}
-	} else {
-		struct cache__group *g = cache__group_find(&c->cur, index, cache__hash(index), NULL);
+	} else if (which < CACHE_INDEXES) {
+		struct cache__group *g = cache__group_find(&c->cur, which, value, cache__hash(value),
+		    NULL);
 		for (uint32_t i = 0; g != NULL && i < g->n; i++) {
 			visited++;
 			if (fn(ctx, g->items[i]) != 0)
@@ -211,32 +221,84 @@ cache_foreach(struct cache *c, const char *index, cache_visit_fn fn, void *ctx)
 	return visited;
 }
 
+size_t
+cache_foreach(struct cache *c, const char *index, cache_visit_fn fn, void *ctx)
+{
+	return cache__walk(c, 0, index, fn, ctx);
+}
+
+size_t
+cache_foreach_in(struct cache *c, unsigned which, const char *value, cache_visit_fn fn,
+    void *ctx)
+{
+	return value != NULL ? cache__walk(c, which, value, fn, ctx) : 0;
+}
+
+struct cache__collect {
+	struct cache_obj **arr;
+	size_t n, cap;
+};
+
+static int
+cache__collect(void *ctx, struct cache_obj *o)
+{
+	struct cache__collect *cc = ctx;
+
+	if (cc->n < cc->cap)
+		cc->arr[cc->n++] = cache_obj_ref(o);
+	return 0;
+}
+
+/* Copies references under the read lock; the array is sized before the walk, under the same lock. */
+static long
+cache__snapshot(struct cache *c, unsigned which, const char *value, struct cache_obj ***out)
+{
+	struct cache__collect cc = { 0 };
+	struct cache__group *g;
+
+	*out = NULL;
+	if (which >= CACHE_INDEXES)
+		return 0;
+	pthread_rwlock_rdlock(&c->lock);
+	if (value == NULL) {
+		cc.cap = c->cur.count;
+	} else {
+		g = cache__group_find(&c->cur, which, value, cache__hash(value), NULL);
+		cc.cap = g != NULL ? g->n : 0;
+	}
+	cc.arr = malloc((cc.cap ? cc.cap : 1) * sizeof(*cc.arr));
+	if (cc.arr != NULL) {
+		if (value == NULL) {
+			for (size_t i = 0; i < c->cur.cap; i++)
+				if (c->cur.slots[i] != NULL)
+					(void)cache__collect(&cc, c->cur.slots[i]);
+		} else if ((g = cache__group_find(&c->cur, which, value, cache__hash(value),
+		    NULL)) != NULL) {
+			for (uint32_t i = 0; i < g->n; i++)
+				(void)cache__collect(&cc, g->items[i]);
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	if (cc.arr == NULL)
+		return -ENOMEM;
+	*out = cc.arr;
+	return (long)cc.n;
+}
+
 long
 cache_snapshot(struct cache *c, const char *index, struct cache_obj ***out)
 {
-	struct cache_obj **arr = NULL;
-	size_t n = 0, cap;
+	return cache__snapshot(c, 0, index, out);
+}
 
-	*out = NULL;
-	pthread_rwlock_rdlock(&c->lock);
-	if (index == NULL) {
-		cap = c->cur.count;
-		arr = malloc((cap ? cap : 1) * sizeof(*arr));
-		for (size_t i = 0; arr != NULL && i < c->cur.cap; i++)
-			if (c->cur.slots[i] != NULL)
-				arr[n++] = cache_obj_ref(c->cur.slots[i]);
-	} else {
-		struct cache__group *g = cache__group_find(&c->cur, index, cache__hash(index), NULL);
-		cap = g != NULL ? g->n : 0;
-		arr = malloc((cap ? cap : 1) * sizeof(*arr));
-		for (uint32_t i = 0; arr != NULL && g != NULL && i < g->n; i++)
-			arr[n++] = cache_obj_ref(g->items[i]);
+long
+cache_snapshot_in(struct cache *c, unsigned which, const char *value, struct cache_obj ***out)
+{
+	if (value == NULL) {
+		*out = NULL;
+		return 0;
 	}
-	pthread_rwlock_unlock(&c->lock);
-	if (arr == NULL)
-		return -ENOMEM;
-	*out = arr;
-	return (long)n;
+	return cache__snapshot(c, which, value, out);
 }
 
 void

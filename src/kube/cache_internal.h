@@ -21,13 +21,18 @@ struct cache__group {
 };
 
 /* Open addressing with linear probing and backward-shift deletion. */
+/* One index: the groups of objects by value, a probe table of its own. */
+struct cache__index {
+	struct cache__group **groups;
+	size_t gcap;
+	size_t gcount;
+};
+
 struct cache__table {
 	struct cache_obj **slots;
 	size_t cap;                  /* power of two, or 0 */
 	size_t count;
-	struct cache__group **groups;
-	size_t gcap;
-	size_t gcount;
+	struct cache__index idx[CACHE_INDEXES];
 	size_t bytes;                /* type->size of the objects */
 };
 
@@ -82,8 +87,8 @@ int cache__remove_locked(struct cache *c, const char *key, uint64_t rv);
 uint64_t cache__rv_of(json_t *obj);
 
 /* cache_table.c: callers hold the cache's locks as cache.c describes. */
-struct cache__group *cache__group_find(const struct cache__table *t, const char *key,
-    uint32_t hash, size_t *slot);
+struct cache__group *cache__group_find(const struct cache__table *t, unsigned which,
+    const char *key, uint32_t hash, size_t *slot);
 struct cache_obj *cache__table_put(struct cache__table *t, struct cache_obj *o, int *rc);
 struct cache_obj *cache__table_take(struct cache__table *t, const char *key, uint32_t hash);
 struct cache_obj *cache__table_get(const struct cache__table *t, const char *key);

@@ -47,14 +47,16 @@ cache__grow(struct cache__table *t)
 }
 
 struct cache__group *
-cache__group_find(const struct cache__table *t, const char *key, uint32_t hash, size_t *slot)
+cache__group_find(const struct cache__table *t, unsigned which, const char *key, uint32_t hash,
+    size_t *slot)
 {
-	size_t mask = t->gcap - 1;
+	const struct cache__index *x = &t->idx[which];
+	size_t mask = x->gcap - 1;
 
-	if (t->gcap == 0)
+	if (x->gcap == 0)
 		return NULL;
 	for (size_t i = hash & mask;; i = (i + 1) & mask) {
-		struct cache__group *g = t->groups[i];
+		struct cache__group *g = x->groups[i];
 		if (g == NULL)
 			return NULL;
 		if (g->hash == hash && strcmp(g->key, key) == 0) {
@@ -66,15 +68,15 @@ cache__group_find(const struct cache__table *t, const char *key, uint32_t hash, 
 }
 
 static int
-cache__group_grow(struct cache__table *t)
+cache__group_grow(struct cache__index *x)
 {
-	size_t ncap = t->gcap ? t->gcap * 2 : 16;
+	size_t ncap = x->gcap ? x->gcap * 2 : 16;
 	struct cache__group **ng = calloc(ncap, sizeof(*ng));
 
 	if (ng == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < t->gcap; i++) {
-		struct cache__group *g = t->groups[i];
+	for (size_t i = 0; i < x->gcap; i++) {
+		struct cache__group *g = x->groups[i];
 		if (g == NULL)
 			continue;
 		size_t j = g->hash & (ncap - 1);
@@ -82,35 +84,39 @@ cache__group_grow(struct cache__table *t)
 			j = (j + 1) & (ncap - 1);
 		ng[j] = g;
 	}
-	free(t->groups);
-	t->groups = ng;
-	t->gcap = ncap;
+	free(x->groups);
+	x->groups = ng;
+	x->gcap = ncap;
 	return 0;
 }
 
+static void cache__index_remove_one(struct cache__table *t, unsigned which, struct cache_obj *o);
+
 static int
-cache__index_add(struct cache__table *t, struct cache_obj *o)
+cache__index_add_one(struct cache__table *t, unsigned which, struct cache_obj *o)
 {
+	struct cache__index *x = &t->idx[which];
+	const char *value = o->index[which];
 	uint32_t h;
 	struct cache__group *g;
 
-	if (o->index == NULL)
+	if (value == NULL)
 		return 0;
-	h = cache__hash(o->index);
-	g = cache__group_find(t, o->index, h, NULL);
+	h = cache__hash(value);
+	g = cache__group_find(t, which, value, h, NULL);
 	if (g == NULL) {
-		if ((t->gcount + 1) * 4 > t->gcap * 3 && cache__group_grow(t) < 0)
+		if ((x->gcount + 1) * 4 > x->gcap * 3 && cache__group_grow(x) < 0)
 			return -ENOMEM;
 		g = calloc(1, sizeof(*g));
 		if (g == NULL)
 			return -ENOMEM;
-		g->key = intern_ref(o->index);
+		g->key = intern_ref(value);
 		g->hash = h;
-		size_t j = h & (t->gcap - 1);
-		while (t->groups[j] != NULL)
-			j = (j + 1) & (t->gcap - 1);
-		t->groups[j] = g;
-		t->gcount++;
+		size_t j = h & (x->gcap - 1);
+		while (x->groups[j] != NULL)
+			j = (j + 1) & (x->gcap - 1);
+		x->groups[j] = g;
+		x->gcount++;
 	}
 	if (g->n == g->cap) {
 		uint32_t ncap = g->cap ? g->cap * 2 : 4;
@@ -121,6 +127,20 @@ cache__index_add(struct cache__table *t, struct cache_obj *o)
 		g->cap = ncap;
 	}
 	g->items[g->n++] = o;
+	return 0;
+}
+
+/* Files o under each of its index values; all or nothing. */
+static int
+cache__index_add(struct cache__table *t, struct cache_obj *o)
+{
+	for (unsigned w = 0; w < CACHE_INDEXES; w++) {
+		if (cache__index_add_one(t, w, o) < 0) {
+			while (w-- > 0)
+				cache__index_remove_one(t, w, o);
+			return -ENOMEM;
+		}
+	}
 	return 0;
 }
 
@@ -146,15 +166,20 @@ cache__index_add(struct cache__table *t, struct cache_obj *o)
 
 #define CACHE__HASH_OF(x) ((x)->hash)
 
+/*
+ * Removal scans the group (swap with the last): O(group size), which the
+ * groups keep small (a node's pods) or short-lived (a pool's pending pods).
+ */
 static void
-cache__index_remove(struct cache__table *t, struct cache_obj *o)
+cache__index_remove_one(struct cache__table *t, unsigned which, struct cache_obj *o)
 {
+	struct cache__index *x = &t->idx[which];
 	struct cache__group *g;
 	size_t slot = 0;
 
-	if (o->index == NULL)
+	if (o->index[which] == NULL)
 		return;
-	g = cache__group_find(t, o->index, cache__hash(o->index), &slot);
+	g = cache__group_find(t, which, o->index[which], cache__hash(o->index[which]), &slot);
 	if (g == NULL)
 		return;
 	for (uint32_t i = 0; i < g->n; i++) {
@@ -164,12 +189,19 @@ cache__index_remove(struct cache__table *t, struct cache_obj *o)
 		}
 	}
 	if (g->n == 0) {
-		CACHE__BACKSHIFT(t->groups, t->gcap, slot, CACHE__HASH_OF);
-		t->gcount--;
+		CACHE__BACKSHIFT(x->groups, x->gcap, slot, CACHE__HASH_OF);
+		x->gcount--;
 		intern_release(g->key);
 		free(g->items);
 		free(g);
 	}
+}
+
+static void
+cache__index_remove(struct cache__table *t, struct cache_obj *o)
+{
+	for (unsigned w = 0; w < CACHE_INDEXES; w++)
+		cache__index_remove_one(t, w, o);
 }
 
 /*
@@ -251,14 +283,17 @@ cache__table_clear(struct cache__table *t)
 {
 	for (size_t i = 0; i < t->cap; i++)
 		cache_obj_unref(t->slots[i]);
-	for (size_t i = 0; i < t->gcap; i++) {
-		if (t->groups[i] != NULL) {
-			intern_release(t->groups[i]->key);
-			free(t->groups[i]->items);
-			free(t->groups[i]);
+	for (unsigned w = 0; w < CACHE_INDEXES; w++) {
+		struct cache__index *x = &t->idx[w];
+		for (size_t i = 0; i < x->gcap; i++) {
+			if (x->groups[i] != NULL) {
+				intern_release(x->groups[i]->key);
+				free(x->groups[i]->items);
+				free(x->groups[i]);
+			}
 		}
+		free(x->groups);
 	}
 	free(t->slots);
-	free(t->groups);
 	memset(t, 0, sizeof(*t));
 }

@@ -16,7 +16,7 @@ node__destroy(struct cache_obj *o)
 {
 	struct node_info *n = (struct node_info *)o;
 
-	intern_release(n->obj.index);
+	intern_release(n->obj.index[0]);
 	intern_release(n->state);
 	intern_release(n->zone);
 	intern_release(n->instance_type);
@@ -253,7 +253,7 @@ node_info_parse(json_t *node, int *rc)
 	    (r = node__taints(n, json_object_get(spec, "taints"))) < 0)
 		goto fail;
 	if ((v = node_info_label(n, NODESTATE_LABEL_POOL)) != NULL && v[0] != '\0')
-		n->obj.index = intern_ref(v);
+		n->obj.index[0] = intern_ref(v);
 	if ((v = node_info_label(n, NODESTATE_LABEL_STATE)) != NULL && v[0] != '\0')
 		n->state = intern_ref(v);
 	n->zone = intern_ref(node_info_label(n, KUBE_LABEL_ZONE));
@@ -535,25 +535,38 @@ node_patch_take(struct node_patch *p, int *rc)
 	return ops;
 }
 
+/* A struct node_cache is the struct cache itself, under a type of its own. */
 struct cache *
+node_cache_base(struct node_cache *nc)
+{
+	return (struct cache *)nc;
+}
+
+struct node_cache *
 node_cache_new(void)
 {
-	return cache_new(&NODE_CACHE_TYPE);
+	return (struct node_cache *)cache_new(&NODE_CACHE_TYPE);
+}
+
+void
+node_cache_free(struct node_cache *nc)
+{
+	cache_free(node_cache_base(nc));
 }
 
 int
-node_cache_start(struct cache *c, struct kube *k)
+node_cache_start(struct node_cache *nc, struct kube *k)
 {
 	char path[KUBE_PATH_MAX];
 	int rc = kube_path(path, &KUBE_NODES, NULL, NULL, NULL);
 
-	return rc < 0 ? rc : cache_start(c, k, path, NULL, NULL, 0);
+	return rc < 0 ? rc : cache_start(node_cache_base(nc), k, path, NULL, NULL, 0);
 }
 
 struct node_info *
-node_cache_get(struct cache *c, const char *name)
+node_cache_get(struct node_cache *nc, const char *name)
 {
-	return (struct node_info *)cache_get(c, name);
+	return (struct node_info *)cache_get(node_cache_base(nc), name);
 }
 
 struct node__visit {
@@ -570,18 +583,18 @@ node__visit(void *ctx, struct cache_obj *o)
 }
 
 size_t
-node_cache_foreach(struct cache *c, const char *pool,
+node_cache_foreach(struct node_cache *nc, const char *pool,
     int (*fn)(void *ctx, const struct node_info *n), void *ctx)
 {
 	struct node__visit v = { fn, ctx };
 
-	return cache_foreach(c, pool, node__visit, &v);
+	return cache_foreach(node_cache_base(nc), pool, node__visit, &v);
 }
 
 long
 node_cache_pool_size(void *cache, const char *pool)
 {
-	struct cache *c = cache;
+	struct cache *c = cache != NULL ? node_cache_base(cache) : NULL;
 
 	if (c == NULL || pool == NULL || !cache_synced(c))
 		return -1;
@@ -590,17 +603,17 @@ node_cache_pool_size(void *cache, const char *pool)
 
 /* Applies a write's reply to the cache and hands back the cached version. */
 static int
-node__write_through(struct cache *c, json_t *obj, const char *name, struct node_info **out)
+node__write_through(struct node_cache *nc, json_t *obj, const char *name, struct node_info **out)
 {
-	int rc = obj != NULL ? cache_apply(c, obj) : 0;
+	int rc = obj != NULL ? cache_apply(node_cache_base(nc), obj) : 0;
 
 	if (out != NULL)
-		*out = node_cache_get(c, name);
+		*out = node_cache_get(nc, name);
 	return rc < 0 ? rc : 0;
 }
 
 int
-node_cache_patch(struct cache *c, struct kube *k, const char *name,
+node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
     const char *resource_version, json_t *patch, struct node_info **out,
     struct kube_error *err)
 {
@@ -614,13 +627,13 @@ node_cache_patch(struct cache *c, struct kube *k, const char *name,
 		return rc;
 	rc = kube_patch_guarded(k, path, resource_version, patch, &obj, err);
 	if (rc == 0)
-		rc = node__write_through(c, obj, name, out);
+		rc = node__write_through(nc, obj, name, out);
 	json_decref(obj);
 	return rc;
 }
 
 int
-node_cache_merge_patch(struct cache *c, struct kube *k, const char *name, json_t *patch,
+node_cache_merge_patch(struct node_cache *nc, struct kube *k, const char *name, json_t *patch,
     struct node_info **out, struct kube_error *err)
 {
 	char path[KUBE_PATH_MAX];
@@ -633,7 +646,7 @@ node_cache_merge_patch(struct cache *c, struct kube *k, const char *name, json_t
 		return rc;
 	rc = kube_patch(k, path, KUBE_PATCH_MERGE, patch, &obj, err);
 	if (rc == 0)
-		rc = node__write_through(c, obj, name, out);
+		rc = node__write_through(nc, obj, name, out);
 	json_decref(obj);
 	return rc;
 }

@@ -347,7 +347,8 @@ pod__destroy(struct cache_obj *o)
 {
 	struct pod_info *p = (struct pod_info *)o;
 
-	intern_release(p->obj.index);
+	intern_release(p->obj.index[0]);
+	intern_release(p->obj.index[POD_CACHE_INDEX_PENDING]);
 	intern_release(p->namespace);
 	intern_release(p->owner_key);
 	intern_release(p->pool);
@@ -453,7 +454,7 @@ pod_info_parse(json_t *pod, int *rc)
 	p->namespace = intern_str(ns);
 	if (p->namespace == NULL)
 		goto fail;
-	if (node != NULL && node[0] != '\0' && (p->obj.index = intern_str(node)) == NULL)
+	if (node != NULL && node[0] != '\0' && (p->obj.index[0] = intern_str(node)) == NULL)
 		goto fail;
 	if (pod_owner_key(pod, owner, sizeof(owner)) == 0 &&
 	    (p->owner_key = intern_str(owner)) == NULL)
@@ -479,6 +480,23 @@ pod_info_parse(json_t *pod, int *rc)
 		goto fail;
 	}
 	p->phase = (uint8_t)pod__phase(json_string_value(json_object_get(status, "phase")));
+	/* The pending index: what the controller's fallback scale-up looks for (§5.5). */
+	if (p->pool != NULL && p->obj.index[0] == NULL && p->deleted_ms == 0 &&
+	    p->phase == POD_PHASE_PENDING) {
+		const char *comma = strchr(p->pool, ',');
+		char first[LIMITS_NODEPOOL_NAME + 1];
+
+		if (comma == NULL) {
+			p->obj.index[POD_CACHE_INDEX_PENDING] = intern_ref(p->pool);
+		} else if ((size_t)(comma - p->pool) <= LIMITS_NODEPOOL_NAME) {
+			memcpy(first, p->pool, (size_t)(comma - p->pool));
+			first[comma - p->pool] = '\0';
+			if ((p->obj.index[POD_CACHE_INDEX_PENDING] = intern_str(first)) == NULL) {
+				*rc = -ENOMEM;
+				goto fail;
+			}
+		}
+	}
 	p->scheduled = KUBE_COND_ABSENT;
 	p->ready = KUBE_COND_ABSENT;
 	json_array_foreach(json_object_get(status, "conditions"), i, item) {
@@ -572,29 +590,42 @@ pod_info_selects(const struct pod_info *p, const char *(*label)(void *ctx, const
 
 /* ---- the cache ---- */
 
+/* A struct pod_cache is the struct cache itself, under a type of its own. */
 struct cache *
+pod_cache_base(struct pod_cache *pc)
+{
+	return (struct cache *)pc;
+}
+
+struct pod_cache *
 pod_cache_new(void)
 {
-	return cache_new(&POD_CACHE_TYPE);
+	return (struct pod_cache *)cache_new(&POD_CACHE_TYPE);
+}
+
+void
+pod_cache_free(struct pod_cache *pc)
+{
+	cache_free(pod_cache_base(pc));
 }
 
 int
-pod_cache_start(struct cache *c, struct kube *k)
+pod_cache_start(struct pod_cache *pc, struct kube *k)
 {
 	char path[KUBE_PATH_MAX];
 	int rc = kube_path(path, &KUBE_PODS, NULL, NULL, NULL);
 
-	return rc < 0 ? rc : cache_start(c, k, path, NULL, NULL, 0);
+	return rc < 0 ? rc : cache_start(pod_cache_base(pc), k, path, NULL, NULL, 0);
 }
 
 struct pod_info *
-pod_cache_get(struct cache *c, const char *ns, const char *name)
+pod_cache_get(struct pod_cache *pc, const char *ns, const char *name)
 {
 	char key[CACHE_KEY_MAX];
 
 	if (snprintf(key, sizeof(key), "%s/%s", ns, name) >= (int)sizeof(key))
 		return NULL;
-	return (struct pod_info *)cache_get(c, key);
+	return (struct pod_info *)cache_get(pod_cache_base(pc), key);
 }
 
 struct pod__visit {
@@ -611,10 +642,25 @@ pod__visit(void *ctx, struct cache_obj *o)
 }
 
 size_t
-pod_cache_foreach_on_node(struct cache *c, const char *node,
+pod_cache_foreach_on_node(struct pod_cache *pc, const char *node,
     int (*fn)(void *ctx, const struct pod_info *p), void *ctx)
 {
 	struct pod__visit v = { fn, ctx };
 
-	return cache_foreach(c, node, pod__visit, &v);
+	return cache_foreach(pod_cache_base(pc), node, pod__visit, &v);
+}
+
+size_t
+pod_cache_foreach_pending(struct pod_cache *pc, const char *pool,
+    int (*fn)(void *ctx, const struct pod_info *p), void *ctx)
+{
+	struct pod__visit v = { fn, ctx };
+
+	return cache_foreach_in(pod_cache_base(pc), POD_CACHE_INDEX_PENDING, pool, pod__visit, &v);
+}
+
+size_t
+pod_cache_pending_count(struct pod_cache *pc, const char *pool)
+{
+	return cache_index_count_in(pod_cache_base(pc), POD_CACHE_INDEX_PENDING, pool);
 }

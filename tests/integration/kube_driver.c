@@ -69,7 +69,7 @@ claim(int argc, char **argv)
 	struct kubeconfig_error kerr;
 	struct kube_error err;
 	struct node_info *n = NULL, *after = NULL;
-	struct cache *nodes;
+	struct node_cache *nodes;
 	struct kube *k;
 	char rv[32];
 	json_t *patch;
@@ -90,7 +90,7 @@ claim(int argc, char **argv)
 	if (k == NULL || nodes == NULL || node_cache_start(nodes, k) < 0)
 		return 1;
 	for (int64_t t0 = time_mono_ms(); n == NULL && time_mono_ms() - t0 < 20000;) {
-		if (cache_synced(nodes))
+		if (cache_synced(node_cache_base(nodes)))
 			n = node_cache_get(nodes, node);
 		if (n == NULL)
 			usleep(20 * 1000);
@@ -119,7 +119,7 @@ claim(int argc, char **argv)
 	json_decref(out);
 	cache_obj_unref(&n->obj);
 	cache_obj_unref(after != NULL ? &after->obj : NULL);
-	cache_free(nodes);
+	node_cache_free(nodes);
 	kube_free(k);
 	return 0;
 }

@@ -647,7 +647,7 @@ keys(struct cache *c)
 static void
 test_informer_resume_and_relist(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct cache *c = node_cache_base(node_cache_new());
 	struct kube *k;
 	const char *unsynced = NULL;
 
@@ -724,7 +724,7 @@ h_between_lists(int fd, const struct req *r)
 static void
 test_bad_stream_relists(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct cache *c = node_cache_base(node_cache_new());
 	struct kube *k;
 
 	(void)state;

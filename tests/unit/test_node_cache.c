@@ -140,7 +140,8 @@ count_pool(void *ctx, const struct node_info *n)
 static void
 test_cache_write_through_and_index(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct node_cache *nc = node_cache_new();
+	struct cache *c = node_cache_base(nc);
 	struct cache_sub *sub = cache_sub_new(4);
 	struct cache_event ev;
 	struct node_info *n;
@@ -159,11 +160,11 @@ test_cache_write_through_and_index(void **state)
 	}
 	assert_int_equal(cache_count(c), 300);
 	assert_true(cache_generation(c) >= g0 + 300);
-	assert_int_equal(node_cache_foreach(c, "gpu", count_pool, &count), 100);
+	assert_int_equal(node_cache_foreach(nc, "gpu", count_pool, &count), 100);
 	assert_int_equal(count, 100);
-	assert_int_equal(node_cache_foreach(c, "ci", count_pool, &count), 200);
-	assert_int_equal(node_cache_foreach(c, "none", count_pool, &count), 0);
-	assert_int_equal(node_cache_foreach(c, NULL, count_pool, &count), 300);
+	assert_int_equal(node_cache_foreach(nc, "ci", count_pool, &count), 200);
+	assert_int_equal(node_cache_foreach(nc, "none", count_pool, &count), 0);
+	assert_int_equal(node_cache_foreach(nc, NULL, count_pool, &count), 300);
 
 	/*
 	 * 300 adds overflowed the 4-slot queue: 4 events, then one RESYNC (re-read
@@ -186,18 +187,18 @@ test_cache_write_through_and_index(void **state)
 	j = node_json("node-001", "ci", "standby", 11);
 	assert_int_equal(cache_apply(c, j), 0);
 	json_decref(j);
-	n = node_cache_get(c, "node-001");
+	n = node_cache_get(nc, "node-001");
 	assert_non_null(n);
 	assert_string_equal(n->state, "running");
 	assert_int_equal(n->obj.rv, 12);
 	count = 0;
-	node_cache_foreach(c, "gpu", count_pool, &count);
+	node_cache_foreach(nc, "gpu", count_pool, &count);
 	assert_int_equal(count, 101);
 
 	/* A held reference outlives removal from the cache. */
 	assert_int_equal(cache_remove(c, "node-001", 11), 0);      /* cache holds 12 > 11 */
 	assert_int_equal(cache_remove(c, "node-001", 0), 1);
-	assert_null(node_cache_get(c, "node-001"));
+	assert_null(node_cache_get(nc, "node-001"));
 	assert_string_equal(node_info_name(n), "node-001");
 	cache_obj_unref(&n->obj);
 	assert_int_equal(cache_count(c), 299);
@@ -252,7 +253,7 @@ wait_thread(void *arg)
 static void
 test_cache_wait_wakes(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct cache *c = node_cache_base(node_cache_new());
 	struct waiter w = { .c = c };
 	pthread_t t;
 	json_t *j;
