@@ -14,6 +14,9 @@
 #define LIMITS_HTTP_CONNECTION_MEMORY   (16u * 1024)         /* per connection: headers + read buffer
                                                                  (zeroed by libmicrohttpd per request) */
 #define LIMITS_HTTP_ROUTES              64u                  /* routes per server */
+#define LIMITS_HTTP_BLOCKING_THREADS    8u                   /* default workers of blocking routes */
+#define LIMITS_HTTP_BLOCKING_QUEUE      64u                  /* blocking requests waiting for a
+                                                                 worker before 503 */
 #define LIMITS_HTTP_READY_CHECKS        32u                  /* /readyz checks */
 #define LIMITS_HTTP_RESPONSE_MIN        (1u * 1024 * 1024)   /* response cap is max(this, 2 x body cap) */
 #define LIMITS_TLS_FILE                 (1u * 1024 * 1024)   /* certificate, key or CA file */

@@ -50,6 +50,14 @@ typedef void (*server_handler_fn)(void *ctx, const struct server_request *req,
                                            400 with a reason otherwise; req->json_root set.
                                            No tree is built: read fields with jsonscan */
 #define SERVER_ROUTE_JSON_TREE   0x4u   /* with SERVER_ROUTE_JSON: also parse the body into req->json */
+/*
+ * The handler may wait (the extender's StartInstances, up to its EC2
+ * budget): it runs on the server's blocking workers, the connection is
+ * suspended meanwhile, and the event-loop threads go on answering every
+ * other connection (admission webhooks, health). When every blocking worker
+ * is busy and the queue is full, the request gets 503 at once.
+ */
+#define SERVER_ROUTE_BLOCKING    0x8u
 
 /* ---- The server itself ------------------------------------------------ */
 
@@ -108,7 +116,9 @@ struct server_options {
 	unsigned max_connections;       /* 0 = LIMITS_HTTP_CONNECTIONS_DEFAULT */
 	int64_t idle_timeout_ms;        /* idle connections, and requests not fully received in this
 	                                   time, are closed; 0 = never (not for production) */
-	unsigned threads;               /* worker threads; 0 = 1 */
+	unsigned threads;               /* event-loop threads; 0 = 1 */
+	unsigned blocking_threads;      /* workers of SERVER_ROUTE_BLOCKING handlers, started only when
+	                                   such a route exists; 0 = LIMITS_HTTP_BLOCKING_THREADS */
 	unsigned tls_check_interval_ms; /* 0 = SERVER_TLS_CHECK_INTERVAL_MS */
 	struct server_ready *ready;     /* checks behind /readyz; NULL = ready when running */
 };

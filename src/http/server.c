@@ -227,54 +227,83 @@ server__check_json(const struct server__req *r, bool want_tree, struct jsonscan_
 	return 0;
 }
 
-static enum MHD_Result
-server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req *r,
-    const char *method)
+void
+server__run_handler(struct server *s, struct server__req *r)
 {
 	const struct server__route *route = r->route;
 	struct server_request req;
 	struct server_response resp;
-	size_t cap, len;
+	size_t cap;
 	char why[400];
 	json_t *doc = NULL;
 	struct jsonscan_doc jdoc = { 0 };
 
 	memset(&req, 0, sizeof(req));
-	req.method = method;
+	req.method = r->method;
 	req.path = route->path;
 	req.body = r->body.data != NULL ? r->body.data : "";
 	req.body_len = r->body.len;
-	/* Checked once per connection, for every route, so any handler can tell. */
-	req.client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
+	req.client_cert_verified = r->client_cert_verified;
 	req.received_us = time_mono_us();
-	if (route->flags & (SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE)) {
-		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &jdoc,
-		    &req.json_root, &doc, why, sizeof(why)) < 0) {
-			jsonscan_doc_free(&jdoc);
-			return server__reply_error(s, mc, r, 400, NULL, "%s", why);
-		}
-		req.json = doc;
-	}
 	cap = s->opts.max_body_bytes * 2 > LIMITS_HTTP_RESPONSE_MIN ? s->opts.max_body_bytes * 2 :
 	    LIMITS_HTTP_RESPONSE_MIN;
 	resp.status = 200;
 	resp.content_type = "application/json";
 	buf_init(&resp.body, cap);
+	if (route->flags & (SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE)) {
+		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &jdoc,
+		    &req.json_root, &doc, why, sizeof(why)) < 0) {
+			jsonscan_doc_free(&jdoc);
+			server_json_error(&resp, 400, "%s", why);
+			goto done;
+		}
+		req.json = doc;
+	}
 	route->fn(route->ctx, &req, &resp);
 	json_decref(doc);
 	jsonscan_doc_free(&jdoc);
-	/* The body is not needed any more: give the memory back before sending. */
-	buf_free(&r->body);
 	if (resp.status < 200 || resp.status > 599) {
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:i}", "path", route->path, "status",
 		    resp.status), "handler returned an invalid HTTP status");
-		buf_free(&resp.body);
-		return server__reply_error(s, mc, r, 500, NULL, "internal error: invalid status");
+		server_json_error(&resp, 500, "internal error: invalid status");
 	}
-	len = resp.body.len;
-	return server__reply(s, mc, r, resp.status,
-	    resp.content_type != NULL ? resp.content_type : "application/json",
-	    buf_take(&resp.body), len, NULL);
+done:
+	/* The body is not needed any more: give the memory back before sending. */
+	buf_free(&r->body);
+	r->res_status = resp.status;
+	r->res_type = resp.content_type != NULL ? resp.content_type : "application/json";
+	r->res_body = resp.body;
+}
+
+/* Queues the answer server__run_handler kept in r. */
+static enum MHD_Result
+server__send_result(struct server *s, struct MHD_Connection *mc, struct server__req *r)
+{
+	size_t len = r->res_body.len;
+
+	return server__reply(s, mc, r, r->res_status, r->res_type, buf_take(&r->res_body), len,
+	    NULL);
+}
+
+static enum MHD_Result
+server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req *r)
+{
+	/* Checked once per connection, for every route, so any handler can tell. */
+	r->client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
+	if (r->route->flags & SERVER_ROUTE_BLOCKING) {
+		/* Suspended before it is queued, so the worker's resume cannot come first. */
+		r->mc = mc;
+		atomic_store(&r->blocking, SERVER__BLOCKING_RUNNING);
+		MHD_suspend_connection(mc);
+		if (server__blocking_submit(s, r) == 0)
+			return MHD_YES;
+		MHD_resume_connection(mc);
+		atomic_store(&r->blocking, SERVER__BLOCKING_NONE);
+		return server__reply_error(s, mc, r, 503, NULL,
+		    "%s: every worker is busy; try again", r->route->path);
+	}
+	server__run_handler(s, r);
+	return server__send_result(s, mc, r);
 }
 
 /* Sends the 404 or 405 decided on the headers. */
@@ -367,6 +396,14 @@ server__access(void *cls, struct MHD_Connection *mc, const char *url, const char
 	}
 	if (r->status != 0)
 		return MHD_YES;
+	switch (atomic_load(&r->blocking)) {
+	case SERVER__BLOCKING_DONE:
+		return server__send_result(s, mc, r);
+	case SERVER__BLOCKING_RUNNING:
+		return MHD_YES;         /* still suspended: nothing to do yet */
+	default:
+		break;
+	}
 	if (r->pending != 0)
 		return server__reply_pending(s, mc, r);
 	if (r->too_large)
@@ -375,7 +412,7 @@ server__access(void *cls, struct MHD_Connection *mc, const char *url, const char
 		    s->opts.max_body_bytes);
 	if (r->conn != NULL)
 		atomic_store(&r->conn->responding, true);
-	return server__dispatch(s, mc, r, method);
+	return server__dispatch(s, mc, r);
 }
 
 static void
@@ -414,6 +451,7 @@ server__completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:s,s:s,s:i}", "server", s->opts.name,
 		    "method", r->method, "path", r->path, "status", r->status), "request failed");
 	buf_free(&r->body);
+	buf_free(&r->res_body);
 	free(r);
 	atomic_fetch_sub(&s->inflight, 1);
 }
@@ -651,6 +689,8 @@ server_new(const struct server_options *opts)
 	pthread_mutex_init(&s->conns_lock, NULL);
 	pthread_mutex_init(&s->wd_lock, NULL);
 	time_cond_init(&s->wd_cond);
+	pthread_mutex_init(&s->blocking.lock, NULL);
+	pthread_cond_init(&s->blocking.cond, NULL);
 	server__metrics_init();
 	if (oom || server_route(s, "GET", "/healthz", 0, server__handle_healthz, s) < 0 ||
 	    server_route(s, "GET", "/readyz", 0, server__handle_readyz, s) < 0) {
@@ -750,7 +790,8 @@ server_start(struct server *s, struct server_error *err)
 	}
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 
-	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+	    MHD_ALLOW_SUSPEND_RESUME;
 	if (s->tls)
 		flags |= MHD_USE_TLS;
 	s->daemon = MHD_start_daemon(flags, 0, server__accept_policy, s, server__access, s,
@@ -765,6 +806,15 @@ server_start(struct server *s, struct server_error *err)
 		return -EIO;
 	}
 	atomic_store(&s->started, true);
+	for (size_t i = 0; i < s->nroutes; i++) {
+		if ((s->routes[i].flags & SERVER_ROUTE_BLOCKING) && s->blocking.nthreads == 0 &&
+		    (rc = server__blocking_start(s)) < 0) {
+			snprintf(err->message, sizeof(err->message), "%s server: blocking workers: %s",
+			    s->opts.name, strerror(-rc));
+			server_stop(s, 0);
+			return rc;
+		}
+	}
 	if (s->cred != NULL)
 		log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:I}", "server", s->opts.name,
 		    "serial", s->cred->serial, "not_after", (json_int_t)s->cred->not_after),
@@ -825,6 +875,8 @@ server_stop(struct server *s, int64_t grace_ms)
 	if (atomic_load(&s->inflight) > 0)
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:i}", "server", s->opts.name, "requests",
 		    atomic_load(&s->inflight)), "stopping with requests still in flight");
+	/* Blocking handlers finish (their waits are bounded) and resume their connections. */
+	server__blocking_stop(s);
 	MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
 	s->listen_fd = -1;
@@ -865,6 +917,8 @@ server_free(struct server *s)
 	pthread_mutex_destroy(&s->reload_lock);
 	pthread_mutex_destroy(&s->conns_lock);
 	pthread_mutex_destroy(&s->wd_lock);
+	pthread_mutex_destroy(&s->blocking.lock);
+	pthread_cond_destroy(&s->blocking.cond);
 	pthread_cond_destroy(&s->wd_cond);
 	free(s);
 }

@@ -92,6 +92,30 @@ struct server__req {
 	int64_t start_us;
 	char method[16];
 	char path[160];
+	/* SERVER_ROUTE_BLOCKING: the suspended connection and what the worker made of it. */
+	struct MHD_Connection *mc;
+	atomic_int blocking;            /* enum server__blocking */
+	bool client_cert_verified;
+	int res_status;
+	const char *res_type;
+	struct buf res_body;
+};
+
+enum server__blocking {
+	SERVER__BLOCKING_NONE,
+	SERVER__BLOCKING_RUNNING,       /* queued or on a worker; the connection is suspended */
+	SERVER__BLOCKING_DONE,          /* res_* filled; the connection was resumed */
+};
+
+/* The workers of SERVER_ROUTE_BLOCKING handlers (server_blocking.c). */
+struct server__blocking_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct server__req *queue[LIMITS_HTTP_BLOCKING_QUEUE];
+	size_t head, len;
+	pthread_t *threads;
+	unsigned nthreads;
+	bool stop;
 };
 
 struct server {
@@ -121,6 +145,8 @@ struct server {
 	pthread_mutex_t conns_lock;
 	struct server__conn *conns;
 
+	struct server__blocking_pool blocking;
+
 	pthread_t watchdog;
 	bool watchdog_running;
 	pthread_mutex_t wd_lock;
@@ -147,6 +173,16 @@ int server__cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, 
     const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
     unsigned int *pcert_length, gnutls_privkey_t *privkey);
 bool server__client_verified(struct server *s, struct server__conn *conn, struct MHD_Connection *mc);
+
+/* server.c: runs r's handler and keeps its answer in r->res_* (any thread). */
+void server__run_handler(struct server *s, struct server__req *r);
+
+/* server_blocking.c */
+int server__blocking_start(struct server *s);
+/* Queues r (its connection already suspended). -EBUSY when the queue is full. */
+int server__blocking_submit(struct server *s, struct server__req *r);
+/* Runs what is queued, joins the workers: every suspended connection is resumed. */
+void server__blocking_stop(struct server *s);
 
 /* server_conn.c */
 struct server__conn *server__conn_of(struct MHD_Connection *mc);
