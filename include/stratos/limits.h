@@ -52,6 +52,7 @@
 #define LIMITS_KUBE_LIST_PAGES          10000u               /* pages of one LIST before giving up */
 #define LIMITS_KUBE_WATCH_EVENT         (8u * 1024 * 1024)   /* one watch event (a JSON object) */
 #define LIMITS_KUBE_CONNECTIONS         16u                  /* pooled request handles per client */
+#define LIMITS_KUBE_EVENT_QUEUE         1024u                /* Events waiting to be posted */
 #define LIMITS_KUBE_TOKEN               (64u * 1024)         /* bearer token file */
 #define LIMITS_KUBECONFIG_FILE          (4u * 1024 * 1024)
 #define LIMITS_KUBE_PEM                 (1u * 1024 * 1024)   /* one inline or file PEM (CA bundle) */
