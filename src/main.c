@@ -8,13 +8,16 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "stratos/aws_credentials.h"
 #include "stratos/cache.h"
 #include "stratos/config.h"
 #include "stratos/crd_cache.h"
 #include "stratos/debug.h"
 #include "stratos/doctor.h"
+#include "stratos/ec2.h"
 #include "stratos/httpc.h"
 #include "stratos/kube.h"
+#include "stratos/kube_recorder.h"
 #include "stratos/kubeconfig.h"
 #include "stratos/leader.h"
 #include "stratos/limits.h"
@@ -22,6 +25,7 @@
 #include "stratos/mutate_pod.h"
 #include "stratos/node_cache.h"
 #include "stratos/pod_cache.h"
+#include "stratos/pool_ctx.h"
 #include "stratos/pools.h"
 #include "stratos/pools_file.h"
 #include "stratos/server.h"
@@ -147,7 +151,13 @@ struct main_serve {
 	struct crd_cache *nodepools;
 	struct crd_cache *nodeclasses;
 	struct leader *leader;          /* --leader-elect */
+	struct kube_recorder *events;
 	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file or the watches */
+	/* AWS: only with a cluster and --cluster-name (the instances are tagged with it). */
+	char region[LIMITS_AWS_REGION + 1];
+	struct aws_credentials_provider *aws;
+	struct ec2_client *ec2;
+	struct pool_ctx pool;           /* what the extender and the controller share */
 	struct mutate_pod *mutate_pod;
 	struct validate_webhook *validate_webhook;
 };
@@ -191,6 +201,8 @@ main__serve_init_kube(struct main_serve *m)
 	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s}", "server", kc.server, "config",
 	    kc.source, "namespace", m->namespace, "identity", m->identity), "Kubernetes API");
 	kube_config_free(&kc);
+	if ((m->events = kube_recorder_new(m->kube)) == NULL)
+		return 1;
 	m->nodes = node_cache_new();
 	m->pods = pod_cache_new();
 	if (m->nodes == NULL || m->pods == NULL ||
@@ -214,6 +226,50 @@ main__serve_init_kube(struct main_serve *m)
 		if (m->leader == NULL)
 			return 1;
 	}
+	return 0;
+}
+
+/*
+ * The AWS side: credentials, region and a warm EC2 client, when there is a
+ * cluster to manage (a Kubernetes configuration and --cluster-name). A
+ * cluster name without credentials is a configuration error: the daemon
+ * would answer every filter call without ever being able to start a node.
+ * Returns 0 or an exit status.
+ */
+static int
+main__serve_init_aws(struct main_serve *m)
+{
+	struct aws_credentials_error cerr;
+	struct ec2_options eo;
+	struct ec2_error eerr;
+	const char *source = NULL;
+
+	if (m->kube == NULL)
+		return 0;
+	if (m->cfg.cluster_name == NULL || m->cfg.cluster_name[0] == '\0') {
+		log_warn("no --cluster-name: the extender and the pool controller are off "
+		    "(webhooks and caches only)");
+		return 0;
+	}
+	if (aws_region_resolve(m->cfg.aws_region, NULL, m->region, sizeof(m->region), &source,
+	    &cerr) < 0) {
+		log_error("--aws-region: %s", cerr.message);
+		return 2;
+	}
+	struct aws_credentials_options co = { .region = m->region };
+	if (aws_credentials_provider_new(&co, &m->aws, &cerr) < 0) {
+		log_error("AWS credentials: %s", cerr.message);
+		return 2;
+	}
+	ec2_options_from_config(&m->cfg, m->region, m->aws, &eo);
+	if (ec2_client_new(&eo, &m->ec2, &eerr) < 0) {
+		log_error("EC2 client: %s", eerr.message);
+		return 2;
+	}
+	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s,s:s}", "cluster", m->cfg.cluster_name,
+	    "region", m->region, "region_from", source != NULL ? source : "", "endpoint",
+	    ec2_client_endpoint(m->ec2), "credentials", aws_credentials_source_name(
+	    aws_credentials_provider_source(m->aws))), "EC2 client ready");
 	return 0;
 }
 
@@ -248,6 +304,13 @@ main__serve_init_modules(struct main_serve *m)
 	}
 	if ((rc = main__serve_init_kube(m)) != 0)
 		return rc;
+	if ((rc = main__serve_init_aws(m)) != 0)
+		return rc;
+	m->pool = (struct pool_ctx){
+		.kube = m->kube, .nodes = m->nodes, .pods = m->pods, .nodepools = m->nodepools,
+		.pools = m->pools, .ec2 = m->ec2, .events = m->events, .cluster = m->cfg.cluster_name,
+		.region = m->region, .identity = m->identity, .start_budget_ms = m->cfg.start_budget_ms,
+	};
 	m->mutate_pod = mutate_pod_new(m->pools, &mo);
 	/* Without a cluster the node counts are unknown and the webhook says so. */
 	struct validate_webhook_options vo = {
@@ -329,6 +392,10 @@ main__serve_start_modules(struct main_serve *m)
 		log_error("cannot start the Kubernetes watches");
 		return 1;
 	}
+	/* The fast path must find its EC2 connections open (DESIGN §6.3: no TLS handshake there). */
+	if (m->ec2 != NULL && ec2_client_warm(m->ec2, time_mono_ms() + 5000) < 1)
+		log_warn("EC2 endpoint %s does not answer yet; calls will connect on demand",
+		    ec2_client_endpoint(m->ec2));
 	return 0;
 }
 
@@ -339,6 +406,12 @@ main__serve_stop_modules(struct main_serve *m)
 {
 	/* Leader work stops, then the Lease is released for the next replica. */
 	leader_free(m->leader);
+	ec2_client_free(m->ec2);
+	m->ec2 = NULL;
+	aws_credentials_provider_free(m->aws);
+	m->aws = NULL;
+	kube_recorder_free(m->events, 2000);
+	m->events = NULL;
 	crd_cache_free(m->nodeclasses);
 	crd_cache_free(m->nodepools);
 	pod_cache_free(m->pods);
@@ -383,6 +456,7 @@ main__serve_servers(struct main_serve *m)
 		.max_connections = (unsigned)m->cfg.max_connections,
 		.idle_timeout_ms = m->cfg.idle_timeout_ms,
 		.threads = (unsigned)m->cfg.threads,
+		.blocking_threads = (unsigned)m->cfg.blocking_threads,
 		.ready = m->ready,
 	};
 

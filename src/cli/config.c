@@ -71,6 +71,11 @@ static const struct config__option config_options[] = {
 	    "add the stratos.sh/pool-pod extended resource to pool pods"),
 	CONFIG__OPT("leader-elect", CONFIG_T_BOOL, leader_elect, "false", 0, 0,
 	    "run the pool controller only on the Lease holder"),
+	CONFIG__OPT("start-budget", CONFIG_T_DURATION, start_budget_ms, "2s", 0, 0,
+	    "time the extender's filter call gives StartInstances (keep well below the "
+	    "scheduler's httpTimeout)"),
+	CONFIG__OPT("blocking-threads", CONFIG_T_UINT, blocking_threads, "8", 1, 256,
+	    "workers for extender calls that may wait on EC2 (webhooks never wait for them)"),
 	CONFIG__OPT("aws-region", CONFIG_T_STRING, aws_region, NULL, 0, 0,
 	    "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, IMDS)"),
 	CONFIG__OPT("aws-endpoint-url", CONFIG_T_STRING, aws_endpoint_url, NULL, 0, 0,
