@@ -51,6 +51,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+import simtimeline
+
 try:
     import jsonpatch
 except ImportError:  # pragma: no cover - jsonpatch is on the machine
@@ -2047,6 +2049,7 @@ class Cluster:
         self.reap_heap = []
         self.reap_cond = threading.Condition(self.lock)
         self.stopping = False
+        self.timeline = simtimeline.Timeline()     # /_sim/timeline, fed by _commit
         self._install_builtins()
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "stratos-system"):
             self.create(self.types[("", "v1", "namespaces")], None,
@@ -2189,6 +2192,8 @@ class Cluster:
                             del store.node_index[old_node]
                 if new_node is not None:
                     store.node_index.setdefault(new_node, set()).add(key)
+        if store.home.kind in ("Pod", "Node") and not store.home.group:
+            self.timeline.observe(store.home.kind, etype, obj, prev)
         if self.batching:
             self.touched.add(store)
         else:
@@ -5289,6 +5294,8 @@ class Handler(BaseHTTPRequestHandler):
             with adm.lock:
                 return self.respond(200, {"services": {k: ("[%s]:%d" if ":" in h else "%s:%d") % (h, p)
                                                        for k, (h, p) in sorted(adm.service_map.items())}})
+        if path == "/_sim/timeline":
+            return self.respond(*cl.timeline.control(method, q, req))
         if path == "/_sim/bulk" and method == "POST":
             items = req.get("items") if isinstance(req, dict) else req
             if not isinstance(items, list):
