@@ -1145,9 +1145,10 @@ class KubeletSim:
         gen = k.gen
         host_net = bool((pod.get("spec") or {}).get("hostNetwork"))
         if host_net or k.network_ready:
-            run.waiting_since = None
+            self.timeline.add("pod", run.key, "volumes mounted", node=m.node, attempt=1)
             self.loop.after(self.dl(self.args.sandbox_seconds), self.sandbox_ready, m, gen, run)
             return
+        self.timeline.add("pod", run.key, "network not ready", node=m.node)
         run.mount_failures = [time.monotonic()]      # first attempt fails right away
         run.mount_backoff = 0.5
         run.registered_at = None
@@ -1176,6 +1177,7 @@ class KubeletSim:
     def sandbox_after_mount(self, m, gen, run):
         if not self.alive(m, gen) or self.runs.get(run.uid) is not run:
             return
+        self.timeline.add("pod", run.key, "volumes mounted", node=m.node, attempt=len(run.mount_failures) + 1)
         self.loop.after(self.dl(self.args.sandbox_seconds), self.sandbox_ready, m, gen, run)
 
     def sandbox_ready(self, m, gen, run):

@@ -164,6 +164,7 @@ class Extender:
         u = urlsplit(self.url)
         self.scheme = u.scheme
         self.host = u.hostname
+        self.netloc = u.netloc          # the Host header, as written in urlPrefix
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.base_path = u.path
         self.addr = host_map.get("%s:%d" % (self.host, self.port)) or host_map.get(self.host) or (self.host, self.port)
@@ -246,7 +247,7 @@ class Extender:
                         self.conn = self._connect(deadline)
                     self.conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
                     self.conn.request("POST", path, body=body, headers={
-                        "Content-Type": "application/json", "Host": "%s:%d" % (self.host, self.port),
+                        "Content-Type": "application/json", "Host": self.netloc,
                         "User-Agent": "kube-scheduler/v1.32.4 (linux/amd64) schedsim"})
                     resp = self.conn.getresponse()
                     raw = resp.read()
@@ -842,8 +843,9 @@ class Scheduler:
                 # are "node(s) didn't satisfy plugin(s) [NodeAffinity]"
                 # (findNodesThatFitPod, SetAbsentNodesStatus).
                 if not names:
-                    return ("unschedulable", "0/%d nodes are available: node(s) didn't satisfy plugin(s) "
-                            "[NodeAffinity]. %s." % (n_all, self.preemption_message(pod, n_all, {})), {"NodeAffinity"})
+                    # errReasonConflict, a PreFilter rejection for every node
+                    return ("unschedulable", "0/%d nodes are available: pod affinity terms conflict. %s"
+                            % (n_all, self.preemption_message(pod, n_all, {})), {"NodeAffinity"})
                 nodes = [sim.cache.nodes[n] for n in sorted(names)
                          if n in sim.cache.nodes and sim.cache.nodes[n].node is not None]
                 absent = ("NodeAffinity", UNRESOLVABLE, ["node(s) didn't satisfy plugin(s) [NodeAffinity]"])
@@ -1017,7 +1019,7 @@ class Scheduler:
             msg += " %s." % ", ".join(parts)
         post = self.preemption_message(pod, n_all, statuses)
         if post:
-            msg += " %s." % post
+            msg += " " + post
         return msg
 
     @staticmethod
@@ -1034,7 +1036,7 @@ class Scheduler:
             hist.append("%d No preemption victims found for incoming pod" % potential)
         if n_all - potential:
             hist.append("%d Preemption is not helpful for scheduling" % (n_all - potential))
-        return "preemption: 0/%d nodes are available: %s" % (n_all, ", ".join(sorted(hist)))
+        return "preemption: 0/%d nodes are available: %s." % (n_all, ", ".join(sorted(hist)))
 
     # ---- scores (framework/plugins/*, Score + NormalizeScore; prioritizeNodes)
 
@@ -1187,7 +1189,7 @@ class SchedSim:
         for m in args.extender_host_map or []:
             src, _, dst = m.partition("=")
             h, _, p = dst.rpartition(":")
-            self.host_map[src] = (h, int(p))
+            self.host_map[src.lower()] = (h, int(p))
         self.schedulers = []
         for i, c in enumerate(configs):
             self.schedulers.append(Scheduler(self, c, os.path.basename(c["file"]) if c.get("file") else "built-in"))
