@@ -918,8 +918,11 @@ class KubeletSim:
         path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/%s" % m.node
 
         def fn():
-            st, body = self.api.patch(path, {"spec": {"renewTime": now, "holderIdentity": m.node,
-                                                      "leaseDurationSeconds": duration}})
+            # The lease controller sets the Node as owner once it can (setNodeOwnerFunc).
+            patch = {"spec": {"renewTime": now, "holderIdentity": m.node, "leaseDurationSeconds": duration}}
+            if "ownerReferences" in lease["metadata"]:
+                patch["metadata"] = {"ownerReferences": lease["metadata"]["ownerReferences"]}
+            st, body = self.api.patch(path, patch)
             if st == 404:
                 self.api.post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease)
         self.writer.submit("lease/" + m.node, fn)
