@@ -2092,8 +2092,10 @@ def main(argv=None):
     d = p.add_argument_group("delays (simulated seconds)")
     d.add_argument("--boot-seconds", type=float, default=8.0,
                    help="instance running -> kubelet starts (OS boot, containerd, bootstrap.sh)")
-    d.add_argument("--ready-seconds", type=float, default=3.0, help="kubelet start -> Ready True")
-    d.add_argument("--cni-seconds", type=float, default=2.0, help="Ready -> NetworkUnavailable False (pods may start)")
+    d.add_argument("--ready-seconds", type=float, default=3.0,
+                   help="kubelet start -> runtime network ready and Ready True (pods may start)")
+    d.add_argument("--cni-seconds", type=float, default=2.0,
+                   help="Ready -> NetworkUnavailable False (the CNI agent's report, first boot)")
     d.add_argument("--device-plugin-seconds", type=float, default=5.0,
                    help="kubelet start -> the GPU device plugin registered")
     d.add_argument("--kubelet-healthz-seconds", type=float, default=1.0,
