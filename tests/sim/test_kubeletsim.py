@@ -142,8 +142,8 @@ class NodeTest(KubeletCase):
         self.assertGreater(t_ready - first(ev, "kubelet started"), self.sim.s(3) * 0.8)
         self.assertGreater(t_net - t_ready, self.sim.s(2) * 0.8)
         # The NoSchedule taints follow the conditions at once (an API round trip).
-        self.assertLess(first(ev, "taint removed node.kubernetes.io/not-ready:NoSchedule") - t_ready, 0.5)
-        self.assertLess(first(ev, "taint removed node.kubernetes.io/network-unavailable:NoSchedule") - t_net, 0.5)
+        self.assertLess(first(ev, "taint removed node.kubernetes.io/not-ready:NoSchedule") - t_ready, 1.0)
+        self.assertLess(first(ev, "taint removed node.kubernetes.io/network-unavailable:NoSchedule") - t_net, 1.0)
         self.assertIn("instance running", names)
         self.assertLess(first(ev, "instance running"), t_reg)
         path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/" + node
@@ -208,8 +208,8 @@ class NodeTest(KubeletCase):
                       and e["event"].endswith(":NoSchedule"))
         ne_gone = max(e["t"] for e in ev if e["event"].startswith("taint removed node.kubernetes.io/")
                       and e["event"].endswith(":NoExecute"))
-        self.assertLess(ns_gone - t_ready, 0.5)                          # at once
-        self.assertLess(ne_gone - t_ready, self.sim.s(5) + 0.5)           # on the next monitor pass
+        self.assertLess(ns_gone - t_ready, 1.0)                          # at once
+        self.assertLess(ne_gone - t_ready, self.sim.s(5) + 1.0)           # on the next monitor pass
         self.assertGreaterEqual(ne_gone, t_ready)
         # The pod's containers died with the machine: restarted, after the network.
         p = self.running("work", "on-stopped")
@@ -240,7 +240,8 @@ class NodeTest(KubeletCase):
         ev = self.sim.timeline("node", node)
         t_kubelet = first(ev, "kubelet started")
         t_off = first(ev, "user data powers the instance off")
-        self.assertAlmostEqual(t_off - t_kubelet, self.sim.s(5 + 30), delta=0.3)
+        self.assertGreaterEqual(t_off - t_kubelet, self.sim.s(5 + 30) - 0.05)
+        self.assertLess(t_off - t_kubelet, self.sim.s(5 + 30) + 1.0)
         self.assertIn("poweroff called", [e["event"] for e in ev])
         st, m = self.sim.control("kubeletsim", "GET", "/_sim/machines/" + iid)
         self.assertTrue(m["user_data_ran"])
@@ -292,7 +293,8 @@ class PodTest(KubeletCase):
         nev = wait_for(lambda: first(self.sim.timeline("node", node), "pull finished") and
                        self.sim.timeline("node", node), 5, what="pull in the timeline")
         t_pull, t_done = first(nev, "pull started"), first(nev, "pull finished")
-        self.assertAlmostEqual(t_done - t_pull, self.sim.s(0.5 + 2048 / 100.0), delta=0.3)
+        self.assertGreaterEqual(t_done - t_pull, self.sim.s(0.5 + 2048 / 100.0) - 0.05)
+        self.assertLess(t_done - t_pull, self.sim.s(0.5 + 2048 / 100.0) + 1.0)
         wait_for(lambda: any("my-registry.com/llama-3:70b" in img["names"]
                              for img in self.sim.node(node)["status"].get("images") or []), 10,
                  what="image in node.status.images")
@@ -322,21 +324,24 @@ class PodTest(KubeletCase):
         self.assertEqual((term["exitCode"], term["reason"]), (0, "Completed"))
         self.assertEqual((cond(p, "Ready")["status"], cond(p, "Ready")["reason"]), ("False", "PodCompleted"))
         ev = self.sim.timeline("pod", "work/job")
-        self.assertAlmostEqual(first(ev, "Succeeded") - first(ev, "container started"), self.sim.s(10), delta=0.3)
+        ran = first(ev, "Succeeded") - first(ev, "container started")
+        self.assertGreaterEqual(ran, self.sim.s(10) - 0.05)
+        self.assertLess(ran, self.sim.s(10) + 1.0)
         self.sim.ec2.terminate_instances(InstanceIds=[iid])
 
     def test_pod_bound_before_network_ready_waits_for_the_volume_backoff(self):
         """A pod bound to a stopped machine is synced when the kubelet starts,
         stops at "network is not ready", and its volume mounts back off
-        0.5 s, 1 s, 2 s, 4 s...: with the runtime network ready 5 s after the
-        kubelet starts, the mount succeeds at 7.5 s, not at 5 s."""
+        0.5 s, 1 s, 2 s, 4 s...: failed attempts at 0, 0.5, 1.5, 3.5, 7.5,
+        15.5 s; with the runtime network ready 20 s after the kubelet starts,
+        the mount succeeds at 31.5 s, not at 20 s."""
         (iid, node), = self.sim.launch("m5.large", user_data=seed_user_data(sleep=1))
         self.state(iid, "stopped", timeout=20)
         # schedulerName "manual": no scheduler of the sim takes them; the test binds them.
         self.sim.create("/api/v1/namespaces/work/pods", pod("early", image="busybox", schedulerName="manual"))
         self.bind("work", "early", node)
         self.sim.create("/api/v1/namespaces/work/pods", pod("late", image="busybox", schedulerName="manual"))
-        st, cfg = self.sim.control("kubeletsim", "POST", "/_sim/config", {"ready_seconds": 5})
+        st, cfg = self.sim.control("kubeletsim", "POST", "/_sim/config", {"ready_seconds": 20})
         self.addCleanup(self.sim.control, "kubeletsim", "POST", "/_sim/config", {"ready_seconds": 3})
         t0 = time.time()
         self.sim.ec2.start_instances(InstanceIds=[iid])
@@ -344,19 +349,20 @@ class PodTest(KubeletCase):
         nev = [e for e in self.sim.timeline("node", node) if e["t"] >= t0]
         t_kubelet = first(nev, "kubelet started")
         t_net = first(nev, "runtime network ready")
-        self.assertAlmostEqual(t_net - t_kubelet, self.sim.s(5), delta=0.15)
+        self.assertGreaterEqual(t_net - t_kubelet, self.sim.s(20) - 0.05)
         pev = wait_for(lambda: first(self.sim.timeline("pod", "work/early"), "volumes mounted") and
                        self.sim.timeline("pod", "work/early"), 5, what="mount in the timeline")
         self.assertIn("network not ready", [e["event"] for e in pev])
         t_mount = first(pev, "volumes mounted")
-        self.assertAlmostEqual(t_mount - t_kubelet, self.sim.s(7.5), delta=0.15)
-        self.assertGreater(t_mount - t_net, self.sim.s(1.0))
+        self.assertGreaterEqual(t_mount - t_kubelet, self.sim.s(31.5) - 0.05)
+        self.assertLess(t_mount - t_kubelet, self.sim.s(31.5) + 0.5)
+        self.assertGreater(t_mount - t_net, self.sim.s(8))
         # A pod bound once the network is ready mounts at once.
         self.bind("work", "late", node)
         t_bind = time.time()
         self.running("work", "late")
         t_late = wait_for(lambda: first(self.sim.timeline("pod", "work/late"), "volumes mounted"), 5)
-        self.assertLess(t_late - t_bind, 0.3)
+        self.assertLess(t_late - t_bind, 1.0)
         self.sim.ec2.terminate_instances(InstanceIds=[iid])
 
     def test_gpu_pod_rejected_before_the_device_plugin_reregisters(self):

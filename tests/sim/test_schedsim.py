@@ -433,7 +433,7 @@ class QueueTest(SchedCase):
         tick = SCALE          # flushBackoffQCompleted runs every second
         for i, (g, w) in enumerate(zip(got, want)):
             self.assertGreaterEqual(g, w * SCALE * 0.9, "retry %d: %.3fs < %gs (all %s)" % (i + 1, g, w * SCALE, got))
-            self.assertLessEqual(g, w * SCALE + tick + 0.35, "retry %d: %.3fs > %gs+tick (all %s)"
+            self.assertLessEqual(g, w * SCALE + tick + 1.0, "retry %d: %.3fs > %gs+tick (all %s)"
                                  % (i + 1, g, w * SCALE, got))
 
     def test_backoff_sequence_with_the_defaults(self):
@@ -572,7 +572,8 @@ class BundledConfigurationTest(SchedCase):
         self.assertIn("code 503", c["message"])
         wait_for(lambda: len(e.filter_calls("q")) >= 3, 10, what="retries")
         times = [x[0] for x in e.filter_calls("q")[:3]]
-        self.assertLess(times[2] - times[1], SCALE * 1 + SCALE + 0.35)
+        self.assertGreaterEqual(times[2] - times[1], SCALE * 0.9)
+        self.assertLess(times[2] - times[1], SCALE * 1 + SCALE + 1.0)
 
     def test_managed_resource_snippet(self):
         """The managed-resource snippet (tlsConfig.serverName, managedResources
