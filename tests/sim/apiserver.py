@@ -5417,6 +5417,9 @@ def main(argv=None):
                     help="simulate graceful pod termination: a deleted pod bound to a node keeps a "
                          "deletionTimestamp for min(grace, this) seconds (default 0: removed at once)")
     ap.add_argument("--latency", type=float, default=0.0, help="artificial delay per API request, seconds")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="multiply the simulated delays (--pod-termination-seconds) by F, as scripts/sim up "
+                         "--time-scale does for every simulator")
     ap.add_argument("--quiet", action="store_true", help="do not log each request")
     ap.add_argument("--webhook-service-map", action="append", default=[], metavar="NS/SVC[:PORT]=HOST:PORT",
                     help="where admission webhooks with clientConfig.service are reached (repeatable); TLS still "
@@ -5458,7 +5461,9 @@ def main(argv=None):
     sslctx.verify_mode = ssl.CERT_OPTIONAL
     sslctx.set_alpn_protocols(["http/1.1"])
 
-    cluster = Cluster(history_max=args.history, pod_termination=args.pod_termination_seconds)
+    if args.time_scale <= 0:
+        ap.error("--time-scale must be > 0")
+    cluster = Cluster(history_max=args.history, pod_termination=args.pod_termination_seconds * args.time_scale)
     server = ApiServer(("127.0.0.1", args.port), Handler)
     server.sslctx = sslctx
     server.cluster = cluster
