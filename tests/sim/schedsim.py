@@ -408,7 +408,8 @@ class Cache:
 
 
 # ---------------------------------------------------------------------------
-# The scheduling queue (pkg/scheduler/backend/queue/scheduling_queue.go).
+# The scheduling queue (pkg/scheduler/backend/queue/scheduling_queue.go;
+# pkg/scheduler/internal/queue before v1.32).
 
 class QueuedPod:
     __slots__ = ("key", "uid", "pod", "attempts", "timestamp", "initial", "rejectors", "where", "seq", "popped_at_event")

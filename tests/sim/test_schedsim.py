@@ -385,6 +385,28 @@ class ExtenderTest(SchedCase):
         self.assertGreaterEqual(len(e.filter_calls("p")), 2)
         self.assertGreater(e.filter_calls("p")[1][0], t)
 
+    def test_invalid_configurations_are_refused(self):
+        """Validation as kube-scheduler's (pkg/scheduler/apis/config/validation):
+        the process does not start."""
+        cases = [("weight", extender_config("http://127.0.0.1:1/x", weight=0), "positive weight"),
+                 ("two binders", dict(extender_config("http://127.0.0.1:1/x", bindVerb="bind"),
+                                      extenders=[{"urlPrefix": "http://a/x", "bindVerb": "b"},
+                                                 {"urlPrefix": "http://b/x", "bindVerb": "b"}]),
+                  "only one extender can implement bind"),
+                 ("kind", {"apiVersion": "v1", "kind": "ConfigMap"}, "not a kubescheduler.config.k8s.io/v1"),
+                 ("profiles", dict(extender_config("http://127.0.0.1:1/x"),
+                                   profiles=[{"schedulerName": "a"}, {"schedulerName": "a"}]), "duplicate profile")]
+        for label, cfg, message in cases:
+            with self.subTest(case=label):
+                path = os.path.join(self.cfgdir, "bad-%s.json" % label.replace(" ", "-"))
+                with open(path, "w") as f:
+                    json.dump(cfg, f)
+                r = subprocess.run([sys.executable, os.path.join(REPO, "tests", "sim", "schedsim.py"), "--dir",
+                                    self.sim.dir, "--scheduler-config", path, "--port", "0"],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(message, r.stderr)
+
     def test_managed_resources_and_ignored_by_scheduler(self):
         """managedResources: the extender is called only for pods that request
         (or limit) one of them; ignoredByScheduler keeps the in-tree fit from
