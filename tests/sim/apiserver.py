@@ -51,6 +51,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+import simtimeline
+
 try:
     import jsonpatch
 except ImportError:  # pragma: no cover - jsonpatch is on the machine
@@ -2443,6 +2445,7 @@ class Cluster:
         self.reap_heap = []
         self.reap_cond = threading.Condition(self.lock)
         self.stopping = False
+        self.timeline = simtimeline.Timeline()     # /_sim/timeline, fed by _commit
         self._install_builtins()
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "stratos-system"):
             self.create(self.types[("", "v1", "namespaces")], None,
@@ -2587,6 +2590,8 @@ class Cluster:
                             del store.node_index[old_node]
                 if new_node is not None:
                     store.node_index.setdefault(new_node, set()).add(key)
+        if store.home.kind in ("Pod", "Node") and not store.home.group:
+            self.timeline.observe(store.home.kind, etype, obj, prev)
         if self.batching:
             self.touched.add(store)
         else:
@@ -5736,6 +5741,8 @@ class Handler(BaseHTTPRequestHandler):
             with adm.lock:
                 return self.respond(200, {"services": {k: ("[%s]:%d" if ":" in h else "%s:%d") % (h, p)
                                                        for k, (h, p) in sorted(adm.service_map.items())}})
+        if path == "/_sim/timeline":
+            return self.respond(*cl.timeline.control(method, q, req))
         if path == "/_sim/bulk" and method == "POST":
             items = req.get("items") if isinstance(req, dict) else req
             if not isinstance(items, list):
@@ -5857,6 +5864,9 @@ def main(argv=None):
                     help="simulate graceful pod termination: a deleted pod bound to a node keeps a "
                          "deletionTimestamp for min(grace, this) seconds (default 0: removed at once)")
     ap.add_argument("--latency", type=float, default=0.0, help="artificial delay per API request, seconds")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="multiply the simulated delays (--pod-termination-seconds) by F, as scripts/sim up "
+                         "--time-scale does for every simulator")
     ap.add_argument("--quiet", action="store_true", help="do not log each request")
     ap.add_argument("--webhook-service-map", action="append", default=[], metavar="NS/SVC[:PORT]=HOST:PORT",
                     help="where admission webhooks with clientConfig.service are reached (repeatable); TLS still "
@@ -5898,7 +5908,9 @@ def main(argv=None):
     sslctx.verify_mode = ssl.CERT_OPTIONAL
     sslctx.set_alpn_protocols(["http/1.1"])
 
-    cluster = Cluster(history_max=args.history, pod_termination=args.pod_termination_seconds)
+    if args.time_scale <= 0:
+        ap.error("--time-scale must be > 0")
+    cluster = Cluster(history_max=args.history, pod_termination=args.pod_termination_seconds * args.time_scale)
     server = ApiServer(("127.0.0.1", args.port), Handler)
     server.sslctx = sslctx
     server.cluster = cluster
