@@ -34,7 +34,10 @@ slow_handler(void *ctx, const struct server_request *req, struct server_response
 	long ms = *(long *)ctx;
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
-	(void)req;
+	if (!req->on_worker && ctx != NULL && ((long *)ctx)[1] != 0) {
+		resp->defer = true;
+		return;
+	}
 	nanosleep(&ts, NULL);
 	buf_append_str(&resp->body, "{\"Error\":\"\"}");
 }
@@ -95,8 +98,9 @@ run(bool blocking, unsigned threads, unsigned waiting, long wait_ms, int samples
 	body[0] = '{';
 	body[sizeof(body) - 2] = '}';
 	body[sizeof(body) - 1] = '\0';
+	long handler_ctx[2] = { wait_ms, blocking };
 	server_route(s, "POST", "/scheduler/filter", blocking ? SERVER_ROUTE_BLOCKING : 0,
-	    slow_handler, &wait_ms);
+	    slow_handler, handler_ctx);
 	server_route(s, "POST", "/echo", 0, echo_handler, NULL);
 	if (server_start(s, &err) != 0) {
 		fprintf(stderr, "server: %s\n", err.message);

@@ -26,6 +26,8 @@ struct server_request {
 	json_t *json;                   /* the parsed body when the route has SERVER_ROUTE_JSON_TREE
 	                                   (always a JSON object), else NULL; borrowed: json_incref
 	                                   to keep it past the call */
+	bool on_worker;                 /* SERVER_ROUTE_BLOCKING: this is the call on a blocking
+	                                   worker, after the handler deferred; it may wait */
 };
 
 /* What a handler fills in. The server sends it and frees body. */
@@ -33,6 +35,8 @@ struct server_response {
 	int status;                     /* HTTP status; the server presets 200 */
 	struct buf body;                /* handler appends the body; capped by the server */
 	const char *content_type;       /* static string; preset "application/json" */
+	bool defer;                     /* SERVER_ROUTE_BLOCKING, event-loop call only: set it (and
+	                                   nothing else) to be called again on a blocking worker */
 };
 
 /*
@@ -51,11 +55,14 @@ typedef void (*server_handler_fn)(void *ctx, const struct server_request *req,
                                            No tree is built: read fields with jsonscan */
 #define SERVER_ROUTE_JSON_TREE   0x4u   /* with SERVER_ROUTE_JSON: also parse the body into req->json */
 /*
- * The handler may wait (the extender's StartInstances, up to its EC2
- * budget): it runs on the server's blocking workers, the connection is
- * suspended meanwhile, and the event-loop threads go on answering every
- * other connection (admission webhooks, health). When every blocking worker
- * is busy and the queue is full, the request gets 503 at once.
+ * The handler may have to wait (the extender's StartInstances, up to its
+ * EC2 budget). It is called first on the event loop (req->on_worker false)
+ * and answers there when it can (a pod that needs no start). Otherwise it
+ * sets resp->defer and returns: the connection is suspended, the handler is
+ * called again on a blocking worker (req->on_worker true) where it may
+ * wait, and the event-loop threads go on answering every other connection
+ * (admission webhooks, health). When every blocking worker is busy and the
+ * queue is full, the request gets 503 at once.
  */
 #define SERVER_ROUTE_BLOCKING    0x8u
 

@@ -244,11 +244,14 @@ server__run_handler(struct server *s, struct server__req *r)
 	req.body = r->body.data != NULL ? r->body.data : "";
 	req.body_len = r->body.len;
 	req.client_cert_verified = r->client_cert_verified;
-	req.received_us = time_mono_us();
+	req.received_us = r->received_us != 0 ? r->received_us : time_mono_us();
+	req.on_worker = atomic_load(&r->blocking) == SERVER__BLOCKING_RUNNING;
+	r->received_us = req.received_us;
 	cap = s->opts.max_body_bytes * 2 > LIMITS_HTTP_RESPONSE_MIN ? s->opts.max_body_bytes * 2 :
 	    LIMITS_HTTP_RESPONSE_MIN;
 	resp.status = 200;
 	resp.content_type = "application/json";
+	resp.defer = false;
 	buf_init(&resp.body, cap);
 	if (route->flags & (SERVER_ROUTE_JSON | SERVER_ROUTE_JSON_TREE)) {
 		if (server__check_json(r, route->flags & SERVER_ROUTE_JSON_TREE, &jdoc,
@@ -262,6 +265,12 @@ server__run_handler(struct server *s, struct server__req *r)
 	route->fn(route->ctx, &req, &resp);
 	json_decref(doc);
 	jsonscan_doc_free(&jdoc);
+	if (resp.defer && !req.on_worker && (route->flags & SERVER_ROUTE_BLOCKING)) {
+		/* Called again on a worker: keep the request body, drop this answer. */
+		buf_free(&resp.body);
+		r->deferred = true;
+		return;
+	}
 	if (resp.status < 200 || resp.status > 599) {
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:i}", "path", route->path, "status",
 		    resp.status), "handler returned an invalid HTTP status");
@@ -290,19 +299,16 @@ server__dispatch(struct server *s, struct MHD_Connection *mc, struct server__req
 {
 	/* Checked once per connection, for every route, so any handler can tell. */
 	r->client_cert_verified = s->opts.client_ca != NULL && server__client_verified(s, r->conn, mc);
-	if (r->route->flags & SERVER_ROUTE_BLOCKING) {
-		/* Suspended before it is queued, so the worker's resume cannot come first. */
+	server__run_handler(s, r);
+	if (r->deferred) {
 		r->mc = mc;
 		atomic_store(&r->blocking, SERVER__BLOCKING_RUNNING);
-		MHD_suspend_connection(mc);
 		if (server__blocking_submit(s, r) == 0)
 			return MHD_YES;
-		MHD_resume_connection(mc);
 		atomic_store(&r->blocking, SERVER__BLOCKING_NONE);
 		return server__reply_error(s, mc, r, 503, NULL,
 		    "%s: every worker is busy; try again", r->route->path);
 	}
-	server__run_handler(s, r);
 	return server__send_result(s, mc, r);
 }
 

@@ -77,6 +77,12 @@ server__blocking_submit(struct server *s, struct server__req *r)
 	if (b->nthreads == 0 || b->stop || b->len == LIMITS_HTTP_BLOCKING_QUEUE) {
 		rc = -EBUSY;
 	} else {
+		/*
+		 * Suspended only once a place is certain (a refusal is answered
+		 * at once, never from a suspended connection), and before it is
+		 * queued, so the worker's resume cannot come first.
+		 */
+		MHD_suspend_connection(r->mc);
 		b->queue[(b->head + b->len) % LIMITS_HTTP_BLOCKING_QUEUE] = r;
 		b->len++;
 		pthread_cond_signal(&b->cond);

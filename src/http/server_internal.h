@@ -95,7 +95,9 @@ struct server__req {
 	/* SERVER_ROUTE_BLOCKING: the suspended connection and what the worker made of it. */
 	struct MHD_Connection *mc;
 	atomic_int blocking;            /* enum server__blocking */
+	bool deferred;                  /* the event-loop call asked for a worker */
 	bool client_cert_verified;
+	long long received_us;
 	int res_status;
 	const char *res_type;
 	struct buf res_body;
@@ -179,7 +181,7 @@ void server__run_handler(struct server *s, struct server__req *r);
 
 /* server_blocking.c */
 int server__blocking_start(struct server *s);
-/* Queues r (its connection already suspended). -EBUSY when the queue is full. */
+/* Suspends r's connection (r->mc) and queues r; -EBUSY (nothing done) when the queue is full. */
 int server__blocking_submit(struct server *s, struct server__req *r);
 /* Runs what is queued, joins the workers: every suspended connection is resumed. */
 void server__blocking_stop(struct server *s);

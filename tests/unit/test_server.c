@@ -194,7 +194,10 @@ static void
 gated_handler(void *ctx, const struct server_request *req, struct server_response *resp)
 {
 	(void)ctx;
-	(void)req;
+	if (!req->on_worker) {
+		resp->defer = true;     /* waiting is for the workers */
+		return;
+	}
 	pthread_mutex_lock(&gate_lock);
 	gate_waiting++;
 	pthread_cond_broadcast(&gate_cond);
