@@ -42,7 +42,9 @@ int resources_parse_list(json_t *list, struct resources *out);
  * The scheduler's pod request (NodeResourcesFit): the sum over containers;
  * then, walking init containers in order, sidecars (restartPolicy Always)
  * add to the sum and to what later init containers run beside, and the
- * result is the max of that sum and every init container's need; plus
+ * result is the max of that sum and every init container's need; then the
+ * pod-level requests (spec.resources, PodLevelResources: beta and on by
+ * default since Kubernetes 1.34) replace cpu, memory and hugepages-*; plus
  * spec.overhead. A missing request defaults to the limit, as the API server
  * does. stratos.sh/pool-pod is ignored. spec is the pod's "spec". Thread-safe.
  */

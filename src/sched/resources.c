@@ -176,6 +176,54 @@ resources_parse_list(json_t *list, struct resources *out)
 	return resources__finish(&a, npods, out);
 }
 
+/* The resources pod-level requests may set (IsSupportedPodLevelResource). */
+static bool
+resources__pod_level(const char *name)
+{
+	return strcmp(name, "cpu") == 0 || strcmp(name, "memory") == 0 ||
+	    strncmp(name, "hugepages-", 10) == 0;
+}
+
+/*
+ * spec.resources (component-helpers resource.PodRequests with pod-level
+ * resources on): its requests replace the containers' aggregate for the
+ * resources above. A pod-level limit without a request stands in for it
+ * only where the containers request none (defaultPodRequests of
+ * pkg/apis/core/v1/defaults.go; the API server has normally filled the
+ * request already).
+ */
+static int
+resources__apply_pod_level(struct resources__acc *a, json_t *res)
+{
+	json_t *req = json_object_get(res, "requests"), *lim = json_object_get(res, "limits");
+	const char *name;
+	json_t *val;
+	int rc = 0;
+
+	json_object_foreach(req, name, val) {
+		int64_t v, *slot;
+		if (!resources__pod_level(name))
+			continue;
+		if (resources__parse_value(name, json_string_value(val), &v) < 0)
+			return -EINVAL;
+		if ((slot = resources__acc_slot(a, name, &rc)) == NULL)
+			return rc;
+		*slot = v;
+	}
+	json_object_foreach(lim, name, val) {
+		int64_t v, *slot;
+		if (!resources__pod_level(name) || json_object_get(req, name) != NULL)
+			continue;
+		if (resources__parse_value(name, json_string_value(val), &v) < 0)
+			return -EINVAL;
+		if ((slot = resources__acc_slot(a, name, &rc)) == NULL)
+			return rc;
+		if (*slot == 0)
+			*slot = v;
+	}
+	return 0;
+}
+
 int
 resources_pod_requests(json_t *spec, struct resources *out)
 {
@@ -213,6 +261,8 @@ resources_pod_requests(json_t *spec, struct resources *out)
 			return rc;
 	}
 	if ((rc = resources__acc_combine(&sum, &init_need, true)) < 0)
+		return rc;
+	if ((rc = resources__apply_pod_level(&sum, json_object_get(spec, "resources"))) < 0)
 		return rc;
 	if (json_object_get(spec, "overhead") != NULL) {
 		if ((rc = resources__acc_list(&c, json_object_get(spec, "overhead"))) < 0 ||
@@ -299,3 +349,4 @@ resources_sum_fits(const struct resources_sum *s, const struct resources *alloc,
 		*short_of = what;
 	return what == NULL;
 }
+
