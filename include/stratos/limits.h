@@ -68,6 +68,8 @@
 #define LIMITS_RESERVATION_POD          317u                 /* "namespace/name": 63 + 1 + 253 */
 #define LIMITS_WORKQUEUE_ITEMS          65536u               /* distinct keys queued or running in one
                                                                  work queue (nodes + pools, with room) */
+#define LIMITS_WORKQUEUE_WORKERS        64u                  /* worker threads of one work queue */
+#define LIMITS_WORKQUEUE_KEY            512u                 /* bytes of a key ("node/<253-byte name>") */
 
 /* AWS: SigV4, credentials, EC2. */
 #define LIMITS_SIGV4_HEADERS            16u                  /* signed headers per request */
