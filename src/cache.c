@@ -12,6 +12,7 @@
 #include "stratos/limits.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
+#include "stratos/siphash.h"
 #include "stratos/timeutil.h"
 
 #define CACHE_REGISTRY_MAX 16
@@ -80,16 +81,17 @@ static pthread_mutex_t cache_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cache *cache_registry[CACHE_REGISTRY_MAX];
 static size_t cache_nregistry;
 
+/*
+ * Keys and index values are names chosen by whoever creates the object (a
+ * pod's namespace/name, its spec.nodeName). Under a public hash (this was
+ * FNV-1a) they can be picked to share one home slot, and linear probing
+ * then walks the whole cluster on every lookup; a keyed hash leaves them
+ * nothing to aim at.
+ */
 static uint32_t
 cache__hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
+	return (uint32_t)siphash_table_str(s);
 }
 
 int
@@ -1137,6 +1139,31 @@ cache_ready_check(void *ctx, char *why, size_t why_len)
 	return false;
 }
 
+/* Longest probe (slots examined to reach a member) of a power-of-two linear-probing table. */
+#define CACHE__LONGEST_PROBE(arr, cap, out) do {                                   \
+	for (size_t i_ = 0; i_ < (cap); i_++) {                                     \
+		if ((arr)[i_] == NULL)                                              \
+			continue;                                                   \
+		size_t probe_ = ((i_ - ((arr)[i_]->hash & ((cap) - 1))) & ((cap) - 1)) + 1; \
+		if (probe_ > (out))                                                 \
+			(out) = probe_;                                             \
+	}                                                                           \
+} while (0)
+
+size_t
+cache_longest_probe(struct cache *c, size_t *index_longest)
+{
+	size_t objs = 0, groups = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	CACHE__LONGEST_PROBE(c->cur.slots, c->cur.cap, objs);
+	CACHE__LONGEST_PROBE(c->cur.groups, c->cur.gcap, groups);
+	pthread_rwlock_unlock(&c->lock);
+	if (index_longest != NULL)
+		*index_longest = groups;
+	return objs;
+}
+
 static json_t *
 cache__debug_entry(struct cache *c)
 {
@@ -1186,6 +1213,9 @@ cache_debug_json(const char *resource, size_t budget)
 			if (strcmp(c->type->resource, resource) != 0)
 				continue;
 			out = cache__debug_entry(c);
+			size_t index_probe = 0, probe = cache_longest_probe(c, &index_probe);
+			json_object_set_new(out, "longestProbe", json_integer((json_int_t)probe));
+			json_object_set_new(out, "longestIndexProbe", json_integer((json_int_t)index_probe));
 			n = cache_snapshot(c, NULL, &objs);
 			arr = json_array();
 			if (n > 0)
