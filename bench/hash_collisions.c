@@ -66,7 +66,7 @@ static void
 bench_run(const char *keys, const char *nodes, size_t n, size_t nnodes, long rounds,
     struct bench_result *r)
 {
-	struct cache *c = pod_cache_new();
+	struct cache *c = cache_new(&POD_CACHE_TYPE);
 	const char **held = calloc(nnodes, sizeof(*held));
 	json_t **pods = calloc(n, sizeof(*pods));
 	int64_t t0;

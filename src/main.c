@@ -8,13 +8,16 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "stratos/aws_credentials.h"
 #include "stratos/cache.h"
 #include "stratos/config.h"
 #include "stratos/crd_cache.h"
 #include "stratos/debug.h"
 #include "stratos/doctor.h"
+#include "stratos/ec2.h"
 #include "stratos/httpc.h"
 #include "stratos/kube.h"
+#include "stratos/kube_recorder.h"
 #include "stratos/kubeconfig.h"
 #include "stratos/leader.h"
 #include "stratos/limits.h"
@@ -22,12 +25,13 @@
 #include "stratos/mutate_pod.h"
 #include "stratos/node_cache.h"
 #include "stratos/pod_cache.h"
+#include "stratos/pool_ctx.h"
 #include "stratos/pools.h"
 #include "stratos/pools_file.h"
 #include "stratos/server.h"
 #include "stratos/timeutil.h"
-#include "stratos/validate_cli.h"
-#include "stratos/validate_resources.h"
+#include "stratos/validate_cmd.h"
+#include "stratos/validate_webhook.h"
 
 extern char **environ;
 
@@ -44,7 +48,7 @@ static int main_doctor(int argc, char **argv);
 
 static const struct main_command main_commands[] = {
 	{ "serve", "run the daemon: webhooks and extender over HTTPS, metrics and health", main_serve },
-	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cli_main },
+	{ "validate", "check NodePool/AWSNodeClass manifests offline (FILE... or -)", validate_cmd_main },
 	{ "doctor", "check AWS credentials, region, endpoint and EC2 permissions (exit 1 if missing)",
 	  main_doctor },
 	{ "version", "print the version", main_version },
@@ -142,14 +146,20 @@ struct main_serve {
 	struct kube *kube;
 	char *namespace;                /* of the Lease */
 	char identity[LEADER_IDENTITY_MAX];
-	struct cache *nodes;
-	struct cache *pods;
-	struct cache *nodepools;
-	struct cache *nodeclasses;
+	struct node_cache *nodes;
+	struct pod_cache *pods;
+	struct crd_cache *nodepools;
+	struct crd_cache *nodeclasses;
 	struct leader *leader;          /* --leader-elect */
+	struct kube_recorder *events;
 	struct pools *pools;            /* NodePools and AWSNodeClasses: --pools-file or the watches */
+	/* AWS: only with a cluster and --cluster-name (the instances are tagged with it). */
+	char region[LIMITS_AWS_REGION + 1];
+	struct aws_credentials_provider *aws;
+	struct ec2_client *ec2;
+	struct pool_ctx pool;           /* what the extender and the controller share */
 	struct mutate_pod *mutate_pod;
-	struct validate_resources *validate_resources;
+	struct validate_webhook *validate_webhook;
 };
 
 static bool
@@ -191,6 +201,8 @@ main__serve_init_kube(struct main_serve *m)
 	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s}", "server", kc.server, "config",
 	    kc.source, "namespace", m->namespace, "identity", m->identity), "Kubernetes API");
 	kube_config_free(&kc);
+	if ((m->events = kube_recorder_new(m->kube)) == NULL)
+		return 1;
 	m->nodes = node_cache_new();
 	m->pods = pod_cache_new();
 	if (m->nodes == NULL || m->pods == NULL ||
@@ -214,6 +226,50 @@ main__serve_init_kube(struct main_serve *m)
 		if (m->leader == NULL)
 			return 1;
 	}
+	return 0;
+}
+
+/*
+ * The AWS side: credentials, region and a warm EC2 client, when there is a
+ * cluster to manage (a Kubernetes configuration and --cluster-name). A
+ * cluster name without credentials is a configuration error: the daemon
+ * would answer every filter call without ever being able to start a node.
+ * Returns 0 or an exit status.
+ */
+static int
+main__serve_init_aws(struct main_serve *m)
+{
+	struct aws_credentials_error cerr;
+	struct ec2_options eo;
+	struct ec2_error eerr;
+	const char *source = NULL;
+
+	if (m->kube == NULL)
+		return 0;
+	if (m->cfg.cluster_name == NULL || m->cfg.cluster_name[0] == '\0') {
+		log_warn("no --cluster-name: the extender and the pool controller are off "
+		    "(webhooks and caches only)");
+		return 0;
+	}
+	if (aws_region_resolve(m->cfg.aws_region, NULL, m->region, sizeof(m->region), &source,
+	    &cerr) < 0) {
+		log_error("--aws-region: %s", cerr.message);
+		return 2;
+	}
+	struct aws_credentials_options co = { .region = m->region };
+	if (aws_credentials_provider_new(&co, &m->aws, &cerr) < 0) {
+		log_error("AWS credentials: %s", cerr.message);
+		return 2;
+	}
+	ec2_options_from_config(&m->cfg, m->region, m->aws, &eo);
+	if (ec2_client_new(&eo, &m->ec2, &eerr) < 0) {
+		log_error("EC2 client: %s", eerr.message);
+		return 2;
+	}
+	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s,s:s}", "cluster", m->cfg.cluster_name,
+	    "region", m->region, "region_from", source != NULL ? source : "", "endpoint",
+	    ec2_client_endpoint(m->ec2), "credentials", aws_credentials_source_name(
+	    aws_credentials_provider_source(m->aws))), "EC2 client ready");
 	return 0;
 }
 
@@ -248,14 +304,21 @@ main__serve_init_modules(struct main_serve *m)
 	}
 	if ((rc = main__serve_init_kube(m)) != 0)
 		return rc;
+	if ((rc = main__serve_init_aws(m)) != 0)
+		return rc;
+	m->pool = (struct pool_ctx){
+		.kube = m->kube, .nodes = m->nodes, .pods = m->pods, .nodepools = m->nodepools,
+		.pools = m->pools, .ec2 = m->ec2, .events = m->events, .cluster = m->cfg.cluster_name,
+		.region = m->region, .identity = m->identity, .start_budget_ms = m->cfg.start_budget_ms,
+	};
 	m->mutate_pod = mutate_pod_new(m->pools, &mo);
 	/* Without a cluster the node counts are unknown and the webhook says so. */
-	struct validate_resources_options vo = {
+	struct validate_webhook_options vo = {
 		.pool_nodes = m->nodes != NULL ? node_cache_pool_size : NULL,
 		.pool_nodes_ctx = m->nodes,
 	};
-	m->validate_resources = validate_resources_new(m->pools, &vo);
-	if (m->mutate_pod == NULL || m->validate_resources == NULL)
+	m->validate_webhook = validate_webhook_new(m->pools, &vo);
+	if (m->mutate_pod == NULL || m->validate_webhook == NULL)
 		return 1;
 	return 0;
 }
@@ -265,47 +328,52 @@ static void
 main__serve_free_modules(struct main_serve *m)
 {
 	mutate_pod_free(m->mutate_pod);
-	validate_resources_free(m->validate_resources);
+	validate_webhook_free(m->validate_webhook);
 	pools_free(m->pools);
 }
 
 /*
- * The route table of the HTTPS port. Admission webhooks expect JSON
+ * Every route of both servers, in one table. Admission webhooks expect JSON
  * (SERVER_ROUTE_JSON); the extender paths also need SERVER_ROUTE_CLIENT_CERT.
+ * Routes marked kube exist only when a Kubernetes configuration was found.
  */
 static int
 main__serve_routes(struct main_serve *m)
 {
-	static const char *const caches[] = { "nodes", "pods", "nodepools", "awsnodeclasses" };
-	static const struct {
+	const struct {
+		struct server *server;
+		const char *method;
 		const char *path;
+		unsigned flags;
 		server_handler_fn fn;
-	} admission[] = {
-		{ "/admission/mutate-pod", mutate_pod_handle },
-		{ "/admission/validate-nodepool", validate_resources_nodepool_handle },
-		{ "/admission/validate-awsnodeclass", validate_resources_nodeclass_handle },
+		void *ctx;
+		bool kube;
+	} routes[] = {
+		{ m->https, "POST", "/admission/mutate-pod", SERVER_ROUTE_JSON,
+		  mutate_pod_handle, m->mutate_pod, false },
+		{ m->https, "POST", "/admission/validate-nodepool", SERVER_ROUTE_JSON,
+		  validate_webhook_nodepool_handle, m->validate_webhook, false },
+		{ m->https, "POST", "/admission/validate-awsnodeclass", SERVER_ROUTE_JSON,
+		  validate_webhook_nodeclass_handle, m->validate_webhook, false },
+		{ m->metrics, "GET", "/metrics", 0, server_handle_metrics, NULL, false },
+		/* Read-only views of the caches. */
+		{ m->metrics, "GET", "/debug/caches", 0, debug_handle_caches, NULL, true },
+		{ m->metrics, "GET", "/debug/caches/nodes", 0, debug_handle_caches, "nodes", true },
+		{ m->metrics, "GET", "/debug/caches/pods", 0, debug_handle_caches, "pods", true },
+		{ m->metrics, "GET", "/debug/caches/nodepools", 0, debug_handle_caches, "nodepools",
+		  true },
+		{ m->metrics, "GET", "/debug/caches/awsnodeclasses", 0, debug_handle_caches,
+		  "awsnodeclasses", true },
 	};
 
-	for (size_t i = 0; i < sizeof(admission) / sizeof(admission[0]); i++) {
-		void *ctx = i == 0 ? (void *)m->mutate_pod : (void *)m->validate_resources;
-		if (server_route(m->https, "POST", admission[i].path, SERVER_ROUTE_JSON,
-		    admission[i].fn, ctx) < 0) {
-			fprintf(stderr, "stratosd: cannot route %s\n", admission[i].path);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (routes[i].kube && m->kube == NULL)
+			continue;
+		if (server_route(routes[i].server, routes[i].method, routes[i].path, routes[i].flags,
+		    routes[i].fn, routes[i].ctx) < 0) {
+			fprintf(stderr, "stratosd: cannot route %s %s\n", routes[i].method,
+			    routes[i].path);
 			return 1;
-		}
-	}
-	/* Read-only views of the caches on the metrics port. */
-	if (m->kube != NULL) {
-		char path[64];
-
-		if (server_route(m->metrics, "GET", "/debug/caches", 0, debug_handle_caches,
-		    NULL) < 0)
-			return 1;
-		for (size_t i = 0; i < sizeof(caches) / sizeof(caches[0]); i++) {
-			snprintf(path, sizeof(path), "/debug/caches/%s", caches[i]);
-			if (server_route(m->metrics, "GET", path, 0, debug_handle_caches,
-			    (void *)caches[i]) < 0)
-				return 1;
 		}
 	}
 	return 0;
@@ -324,6 +392,10 @@ main__serve_start_modules(struct main_serve *m)
 		log_error("cannot start the Kubernetes watches");
 		return 1;
 	}
+	/* The fast path must find its EC2 connections open (DESIGN §6.3: no TLS handshake there). */
+	if (m->ec2 != NULL && ec2_client_warm(m->ec2, time_mono_ms() + 5000) < 1)
+		log_warn("EC2 endpoint %s does not answer yet; calls will connect on demand",
+		    ec2_client_endpoint(m->ec2));
 	return 0;
 }
 
@@ -334,10 +406,16 @@ main__serve_stop_modules(struct main_serve *m)
 {
 	/* Leader work stops, then the Lease is released for the next replica. */
 	leader_free(m->leader);
-	cache_free(m->nodeclasses);
-	cache_free(m->nodepools);
-	cache_free(m->pods);
-	cache_free(m->nodes);
+	ec2_client_free(m->ec2);
+	m->ec2 = NULL;
+	aws_credentials_provider_free(m->aws);
+	m->aws = NULL;
+	kube_recorder_free(m->events, 2000);
+	m->events = NULL;
+	crd_cache_free(m->nodeclasses);
+	crd_cache_free(m->nodepools);
+	pod_cache_free(m->pods);
+	node_cache_free(m->nodes);
 	kube_free(m->kube);
 	free(m->namespace);
 }
@@ -378,13 +456,13 @@ main__serve_servers(struct main_serve *m)
 		.max_connections = (unsigned)m->cfg.max_connections,
 		.idle_timeout_ms = m->cfg.idle_timeout_ms,
 		.threads = (unsigned)m->cfg.threads,
+		.blocking_threads = (unsigned)m->cfg.blocking_threads,
 		.ready = m->ready,
 	};
 
 	m->metrics = server_new(&mo);
 	m->https = server_new(&ho);
-	if (m->metrics == NULL || m->https == NULL ||
-	    server_route(m->metrics, "GET", "/metrics", 0, server_handle_metrics, NULL) < 0) {
+	if (m->metrics == NULL || m->https == NULL) {
 		fprintf(stderr, "stratosd: out of memory\n");
 		return 1;
 	}

@@ -99,29 +99,46 @@ mutate_pod__warn(struct mutate_pod_outcome *out, const char *fmt, ...)
 struct mutate_pod__added {
 	size_t n;
 	const char *key[MUTATE_POD_TOLERATIONS_MAX];
-	const char *effect[MUTATE_POD_TOLERATIONS_MAX];
+	enum kube_taint_effect effect[MUTATE_POD_TOLERATIONS_MAX];
 };
 
-/* The pod's own tolerations, looked up once. */
+/* The pod's own tolerations, read once (all of them when they fit, else json is scanned). */
 struct mutate_pod__existing {
 	const json_t *json;
 	size_t n;
-	struct poolpod_toleration t[MUTATE_POD_TOLERATIONS_MAX];
+	bool all;
+	struct kube_toleration t[MUTATE_POD_TOLERATIONS_MAX];
 };
+
+static void
+mutate_pod__existing_read(struct mutate_pod__existing *ex, const json_t *tolerations)
+{
+	size_t i;
+	json_t *item;
+
+	ex->json = tolerations;
+	ex->n = 0;
+	ex->all = json_array_size(tolerations) <= MUTATE_POD_TOLERATIONS_MAX;
+	if (!ex->all)
+		return;
+	/* One the API server would refuse tolerates nothing: skipped. */
+	json_array_foreach(tolerations, i, item)
+		if (kube_toleration_read(item, &ex->t[ex->n]) == 0)
+			ex->n++;
+}
 
 /* Queues a toleration for the taint unless the pod, or one queued already, tolerates it. */
 static int
 mutate_pod__tolerate(const struct mutate_pod__existing *ex, struct mutate_pod__added *added,
-    const char *key, const char *value, const char *effect)
+    const char *key, const char *value, enum kube_taint_effect effect)
 {
-	bool tolerated = ex->n <= MUTATE_POD_TOLERATIONS_MAX ?
-	    poolpod_tolerates_list(ex->t, ex->n, key, value, effect) :
-	    poolpod_tolerates(ex->json, key, value, effect);
+	bool tolerated = ex->all ? kube_tolerations_tolerate(ex->t, ex->n, key, value, effect) :
+	    kube_tolerations_json_tolerate(ex->json, key, value, effect);
 
 	if (tolerated)
 		return 0;
 	for (size_t i = 0; i < added->n; i++)
-		if (strcmp(added->key[i], key) == 0 && strcmp(added->effect[i], effect) == 0)
+		if (strcmp(added->key[i], key) == 0 && added->effect[i] == effect)
 			return 0;
 	if (added->n == MUTATE_POD_TOLERATIONS_MAX)
 		return -E2BIG;
@@ -132,7 +149,7 @@ mutate_pod__tolerate(const struct mutate_pod__existing *ex, struct mutate_pod__a
 
 /* {"key":K,"operator":"Exists","effect":E} */
 static int
-mutate_pod__toleration_json(struct buf *out, const char *key, const char *effect)
+mutate_pod__toleration_json(struct buf *out, const char *key, enum kube_taint_effect effect)
 {
 	int rc = buf_append_str(out, "{\"key\":");
 
@@ -141,7 +158,7 @@ mutate_pod__toleration_json(struct buf *out, const char *key, const char *effect
 	if (rc == 0)
 		rc = buf_append_str(out, ",\"operator\":\"Exists\",\"effect\":");
 	if (rc == 0)
-		rc = jsonpatch_text_string(out, effect);
+		rc = jsonpatch_text_string(out, kube_effect_name(effect));
 	if (rc == 0)
 		rc = buf_append_str(out, "}");
 	return rc;
@@ -162,8 +179,7 @@ mutate_pod__tolerations(const struct poolpod_match *m, const json_t *spec, struc
 		existing = NULL;
 	if (existing != NULL && !json_is_array(existing))
 		return -EINVAL;
-	ex.json = existing;
-	ex.n = poolpod_tolerations(existing, ex.t, MUTATE_POD_TOLERATIONS_MAX);
+	mutate_pod__existing_read(&ex, existing);
 	for (i = 0; i < POOLPOD_STANDARD_TAINTS && rc == 0; i++)
 		rc = mutate_pod__tolerate(&ex, &added, POOLPOD_TAINTS[i].key,
 		    POOLPOD_TAINTS[i].value, POOLPOD_TAINTS[i].effect);
@@ -171,8 +187,7 @@ mutate_pod__tolerations(const struct poolpod_match *m, const json_t *spec, struc
 		const struct nodepool *np = m->pools[p];
 		for (i = 0; np != NULL && i < np->nstartup_taints && rc == 0; i++)
 			rc = mutate_pod__tolerate(&ex, &added, np->startup_taints[i].key,
-			    np->startup_taints[i].value,
-			    NODEPOOL_EFFECT_NAMES[np->startup_taints[i].effect]);
+			    np->startup_taints[i].value, np->startup_taints[i].effect);
 	}
 	if (rc < 0 || added.n == 0)
 		return rc;
@@ -236,7 +251,7 @@ mutate_pod__annotation(const json_t *pod, const char *value, struct buf *patch, 
 	int rc;
 
 	if (md == NULL || json_is_null(md)) {
-		rc = mutate_pod__map1(val, POOLPOD_ANNOTATION, value);
+		rc = mutate_pod__map1(val, NODESTATE_POD_ANN_POOL, value);
 		/* {"annotations":{...}} around it */
 		if (rc == 0) {
 			struct buf wrap;
@@ -255,21 +270,21 @@ mutate_pod__annotation(const json_t *pod, const char *value, struct buf *patch, 
 	if (!json_is_object(md))
 		return -EINVAL;
 	if (ann == NULL || json_is_null(ann)) {
-		rc = mutate_pod__map1(val, POOLPOD_ANNOTATION, value);
+		rc = mutate_pod__map1(val, NODESTATE_POD_ANN_POOL, value);
 		return rc == 0 ? jsonpatch_text_op(patch, "add", val->data, "metadata", "annotations",
 		    NULL) : rc;
 	}
 	if (!json_is_object(ann))
 		return -EINVAL;
-	cur = json_string_value(json_object_get(ann, POOLPOD_ANNOTATION));
+	cur = json_string_value(json_object_get(ann, NODESTATE_POD_ANN_POOL));
 	if (cur != NULL && strcmp(cur, value) == 0)
 		return 0;
 	rc = mutate_pod__string(val, value);
 	return rc == 0 ? jsonpatch_text_op(patch, "add", val->data, "metadata", "annotations",
-	    POOLPOD_ANNOTATION, NULL) : rc;
+	    NODESTATE_POD_ANN_POOL, NULL) : rc;
 }
 
-/* requests / limits of the first container: MUTATE_POD_RESOURCE: "1", creating what is absent. */
+/* requests / limits of the first container: NODESTATE_POOL_POD_RESOURCE: "1", creating what is absent. */
 static int
 mutate_pod__resource(const json_t *spec, struct buf *patch, struct buf *val)
 {
@@ -282,8 +297,8 @@ mutate_pod__resource(const json_t *spec, struct buf *patch, struct buf *val)
 	if (!json_is_object(c0))
 		return -EINVAL;
 	if (res == NULL || json_is_null(res))
-		return jsonpatch_text_op(patch, "add", "{\"requests\":{\"" MUTATE_POD_RESOURCE "\":\"1\"},"
-		    "\"limits\":{\"" MUTATE_POD_RESOURCE "\":\"1\"}}", "spec", "containers", "0",
+		return jsonpatch_text_op(patch, "add", "{\"requests\":{\"" NODESTATE_POOL_POD_RESOURCE "\":\"1\"},"
+		    "\"limits\":{\"" NODESTATE_POOL_POD_RESOURCE "\":\"1\"}}", "spec", "containers", "0",
 		    "resources", NULL);
 	if (!json_is_object(res))
 		return -EINVAL;
@@ -293,16 +308,16 @@ mutate_pod__resource(const json_t *spec, struct buf *patch, struct buf *val)
 		const char *cur;
 
 		if (l == NULL || json_is_null(l)) {
-			rc = jsonpatch_text_op(patch, "add", "{\"" MUTATE_POD_RESOURCE "\":\"1\"}", "spec",
+			rc = jsonpatch_text_op(patch, "add", "{\"" NODESTATE_POOL_POD_RESOURCE "\":\"1\"}", "spec",
 			    "containers", "0", "resources", lists[i], NULL);
 		} else if (!json_is_object(l)) {
 			return -EINVAL;
 		} else {
-			cur = json_string_value(json_object_get(l, MUTATE_POD_RESOURCE));
+			cur = json_string_value(json_object_get(l, NODESTATE_POOL_POD_RESOURCE));
 			if (cur != NULL && strcmp(cur, "1") == 0)
 				continue;
 			rc = jsonpatch_text_op(patch, "add", "\"1\"", "spec", "containers", "0",
-			    "resources", lists[i], MUTATE_POD_RESOURCE, NULL);
+			    "resources", lists[i], NODESTATE_POOL_POD_RESOURCE, NULL);
 		}
 		if (rc < 0)
 			return rc;
@@ -474,7 +489,7 @@ mutate_pod__essentials(const struct mutate_pod *mp, struct jsonscan_value pod)
 		if (md[0].type == JSONSCAN_OBJECT) {
 			/* Only the pool annotation is read: whether it is there, and its value. */
 			json_t *ann = mutate_pod__child(t, "annotations", json_object(), &oom);
-			mutate_pod__put(ann, POOLPOD_ANNOTATION, jsonscan_get(md[0], POOLPOD_ANNOTATION), &oom);
+			mutate_pod__put(ann, NODESTATE_POD_ANN_POOL, jsonscan_get(md[0], NODESTATE_POD_ANN_POOL), &oom);
 		} else {
 			mutate_pod__put(t, "annotations", md[0], &oom);
 		}

@@ -15,8 +15,8 @@
  *
  *   path                               handler                               ctx
  *   /admission/mutate-pod              mutate_pod_handle                     struct mutate_pod *        (mutate_pod.h)
- *   /admission/validate-nodepool       validate_resources_nodepool_handle    struct validate_resources * (validate_resources.h)
- *   /admission/validate-awsnodeclass   validate_resources_nodeclass_handle   struct validate_resources *
+ *   /admission/validate-nodepool       validate_webhook_nodepool_handle    struct validate_webhook * (validate_webhook.h)
+ *   /admission/validate-awsnodeclass   validate_webhook_nodeclass_handle   struct validate_webhook *
  *
  * None of them needs SERVER_ROUTE_CLIENT_CERT (the API server calls them).
  * They answer 405 to anything but POST and 400 with a JSON Status to a body

@@ -14,6 +14,13 @@ struct cache;
 struct cache_type;
 
 /*
+ * Each object may be filed under up to CACHE_INDEXES index values, each a
+ * hash lookup away (the pods of a node; the pending pods of a pool). Index
+ * 0 is "the" index of the functions without _in.
+ */
+#define CACHE_INDEXES 2
+
+/*
  * Header of every cached object. Objects are immutable once cached and
  * reference-counted: a reader may keep one (cache_obj_ref) after the cache
  * has replaced or dropped it. Typed objects (struct node_info, pod_info)
@@ -22,7 +29,7 @@ struct cache_type;
 struct cache_obj {
 	const struct cache_type *type;
 	const char *key;             /* "name" or "namespace/name"; owned by the object */
-	const char *index;           /* secondary index value (interned), e.g. pool or node; may be NULL */
+	const char *index[CACHE_INDEXES];   /* index values (interned), e.g. node or pool; NULL = not indexed */
 	uint64_t rv;                 /* metadata.resourceVersion as a number (etcd revision) */
 	uint32_t hash;               /* of key */
 	atomic_uint refs;
@@ -34,7 +41,7 @@ struct cache_type {
 	/*
 	 * New object (refs 1) from an API object, or NULL with *rc: -EINVAL
 	 * when the object cannot be cached (logged and skipped), -ENOMEM.
-	 * Must set key, index, rv and call cache_obj_init.
+	 * Must set key, index[], rv and call cache_obj_init.
 	 */
 	struct cache_obj *(*parse)(json_t *obj, int *rc);
 	/* Frees a typed object whose last reference went. */
@@ -123,14 +130,18 @@ size_t cache_count(struct cache *c);
 /*
  * The longest probe of the object table (slots a lookup examines to reach
  * the object farthest from its home slot) and, in *index_longest (may be
- * NULL), of the index table. Names are hashed with a per-process key
- * (siphash_table), so names chosen to collide cannot make these grow.
- * Walks the tables under the read lock: tests and /debug/caches/<resource>.
+ * NULL), the longest of the index tables. Names are hashed with a
+ * per-process key (siphash_table), so names chosen to collide cannot make
+ * these grow. Walks the tables under the read lock: tests and
+ * /debug/caches/<resource>.
  */
 size_t cache_longest_probe(struct cache *c, size_t *index_longest);
 
-/* Objects whose index equals index (a hash lookup, no walk). Thread-safe. */
+/* Objects whose index 0 equals index (a hash lookup, no walk). Thread-safe. */
 size_t cache_index_count(struct cache *c, const char *index);
+
+/* Objects whose index `which` (< CACHE_INDEXES) equals value. Thread-safe. */
+size_t cache_index_count_in(struct cache *c, unsigned which, const char *value);
 
 /*
  * Looks up by key; returns a new reference (cache_obj_unref it) or NULL.
@@ -147,12 +158,20 @@ struct cache_obj *cache_get(struct cache *c, const char *key);
 typedef int (*cache_visit_fn)(void *ctx, struct cache_obj *o);
 size_t cache_foreach(struct cache *c, const char *index, cache_visit_fn fn, void *ctx);
 
+/* The same over the objects whose index `which` equals value (not NULL). */
+size_t cache_foreach_in(struct cache *c, unsigned which, const char *value, cache_visit_fn fn,
+    void *ctx);
+
 /*
  * Copies references to the objects (all, or those of one index value) into
  * a new array (*out, caller frees with cache_objs_free). Returns the count
  * or -ENOMEM. Thread-safe; the read lock is held only for the copy.
  */
 long cache_snapshot(struct cache *c, const char *index, struct cache_obj ***out);
+
+/* The same for the objects whose index `which` equals value (not NULL). */
+long cache_snapshot_in(struct cache *c, unsigned which, const char *value,
+    struct cache_obj ***out);
 void cache_objs_free(struct cache_obj **objs, size_t n);
 
 /*

@@ -31,8 +31,10 @@ struct config {
 	/* scheduling integration */
 	char *scheduler_name;
 	bool managed_resource;
-	/* controller */
+	/* controller and extender */
 	bool leader_elect;
+	int64_t start_budget_ms;        /* StartInstances inside the filter call */
+	uint64_t blocking_threads;      /* HTTPS workers of the extender's blocking routes */
 	/* AWS */
 	char *aws_region;
 	char *aws_endpoint_url;

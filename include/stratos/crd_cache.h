@@ -23,9 +23,22 @@ struct crd_info {
 extern const struct cache_type CRD_NODEPOOLS_TYPE;       /* resource "nodepools" */
 extern const struct cache_type CRD_AWSNODECLASSES_TYPE;  /* resource "awsnodeclasses" */
 
+/*
+ * A cache of NodePools or of AWSNodeClasses: a struct cache of crd_info
+ * objects under a type of its own (not to be confused with the node or pod
+ * cache). crd_cache_base gives the generic cache.
+ */
+struct crd_cache;
+
 /* New cache of NodePools / AWSNodeClasses. NULL on ENOMEM. */
-struct cache *crd_cache_new_nodepools(void);
-struct cache *crd_cache_new_awsnodeclasses(void);
+struct crd_cache *crd_cache_new_nodepools(void);
+struct crd_cache *crd_cache_new_awsnodeclasses(void);
+
+/* Stops and frees. NULL-safe. */
+void crd_cache_free(struct crd_cache *cc);
+
+/* The generic cache behind cc (borrowed). */
+struct cache *crd_cache_base(struct crd_cache *cc);
 
 struct pools;
 
@@ -35,9 +48,9 @@ struct pools;
  * each completed list marks that kind synced (pools_loaded() for /readyz).
  * Returns 0 or -EINVAL (not a CRD cache). The registry must outlive the cache.
  */
-int crd_cache_feed_pools(struct cache *c, struct pools *p);
+int crd_cache_feed_pools(struct crd_cache *cc, struct pools *p);
 
 /* Starts the list+watch of the cache's resource (its type says which). Returns 0 or -errno. */
-int crd_cache_start(struct cache *c, struct kube *k);
+int crd_cache_start(struct crd_cache *cc, struct kube *k);
 
 #endif

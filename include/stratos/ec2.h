@@ -7,17 +7,13 @@
 #include <stdint.h>
 
 #include "stratos/buf.h"
+#include "stratos/nodestate.h"
 
 struct aws_credentials_provider;
 struct config;
 
 #define EC2_API_VERSION "2016-11-15"
 
-/* EC2 tag keys Stratos puts on every instance (DESIGN §4). */
-#define EC2_TAG_CLUSTER    "stratos.sh/cluster"
-#define EC2_TAG_POOL       "stratos.sh/pool"
-#define EC2_TAG_STATE      "stratos.sh/state"
-#define EC2_TAG_MANAGED_BY "managed-by"
 
 /* Instance state codes (low byte of instanceState/code). */
 #define EC2_STATE_PENDING       0

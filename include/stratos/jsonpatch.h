@@ -35,10 +35,12 @@ int jsonpatch_append_pointer(json_t *patch, const char *op, const char *pointer,
     json_t *value);
 
 /*
- * Appends {"op":"test","path":"/metadata/resourceVersion","value":rv}: the
- * optimistic-concurrency precondition the API server checks atomically.
+ * Appends {"op":"replace","path":"/metadata/resourceVersion","value":rv}: the
+ * optimistic-concurrency precondition. The patched object then carries rv,
+ * and the API server's store refuses it with 409 Conflict unless rv is the
+ * stored version (see kube_patch_guarded for why not a "test" op).
  */
-int jsonpatch_test_resource_version(json_t *patch, const char *resource_version);
+int jsonpatch_set_resource_version(json_t *patch, const char *resource_version);
 
 /*
  * Text patches, for hot paths (the mutating webhook) that should not build

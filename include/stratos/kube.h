@@ -19,14 +19,14 @@
 enum kube_err_class {
 	KUBE_ERR_NONE = 0,
 	KUBE_ERR_NOT_FOUND,          /* 404                                 → -ENOENT */
-	KUBE_ERR_CONFLICT,           /* 409 (stale resourceVersion, AlreadyExists) and 422
-	                                from a failed JSON Patch "test"      → -EBUSY */
+	KUBE_ERR_CONFLICT,           /* 409 (stale resourceVersion, AlreadyExists), and a
+	                                guarded patch that lost its race     → -EBUSY */
 	KUBE_ERR_GONE,               /* 410: resourceVersion too old; relist → -ESTALE */
 	KUBE_ERR_TOO_MANY_REQUESTS,  /* 429: throttled, or a PodDisruptionBudget forbids an
 	                                eviction now; see retry_after_s      → -EAGAIN */
 	KUBE_ERR_UNAUTHORIZED,       /* 401 even after re-reading the token → -EACCES */
 	KUBE_ERR_FORBIDDEN,          /* 403 (RBAC)                          → -EPERM */
-	KUBE_ERR_INVALID,            /* 400, 415, other 422                 → -EINVAL */
+	KUBE_ERR_INVALID,            /* 400, 415, 422                       → -EINVAL */
 	KUBE_ERR_TRANSPORT,          /* no HTTP response                    → httpc's code */
 	KUBE_ERR_OTHER,              /* 5xx and the rest                    → -EIO */
 };
@@ -114,8 +114,9 @@ struct jsonprune;
  * continue=...), query being extra parameters ("labelSelector=a%3Db") or
  * NULL. Items are parsed one at a time, after prune (may be NULL) cut the
  * members the caller never reads, so a page never becomes one big JSON
- * tree. *rv_out (caller frees; may be NULL) is the list's resourceVersion.
- * A continue token that expired mid-list is KUBE_ERR_GONE. fn's non-zero
+ * tree. *rv_out (caller frees; may be NULL) is the list's resourceVersion:
+ * the first page's, the snapshot every page is served from, to start a
+ * watch from. A continue token that expired mid-list is KUBE_ERR_GONE. fn's non-zero
  * return ends the list with that value. Thread-safe.
  */
 int kube_list(struct kube *k, const char *path, const char *query,
@@ -144,10 +145,13 @@ int kube_patch(struct kube *k, const char *path, enum kube_patch_type type, json
     json_t **out, struct kube_error *err);
 
 /*
- * JSON Patch guarded by {"op":"test","path":"/metadata/resourceVersion"}
- * (placed first): the optimistic-concurrency write every claim and state
- * transition uses. Another writer in between → KUBE_ERR_CONFLICT (-EBUSY),
- * whether the server says 409 or 422. out is the updated object.
+ * JSON Patch guarded by {"op":"replace","path":"/metadata/resourceVersion",
+ * "value":resource_version} (placed first): the optimistic-concurrency write
+ * every claim and state transition uses. Another writer in between →
+ * KUBE_ERR_CONFLICT (-EBUSY): the server's 409, or a 422 after which a GET
+ * shows the object moved on (an operation built for the older object no
+ * longer applied). A 422 on an unchanged object is KUBE_ERR_INVALID. out is
+ * the updated object.
  */
 int kube_patch_guarded(struct kube *k, const char *path, const char *resource_version,
     json_t *patch, json_t **out, struct kube_error *err);

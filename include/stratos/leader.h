@@ -45,9 +45,10 @@ struct leader *leader_new(struct kube *k, const struct leader_config *cfg);
 
 /*
  * Starts the election thread: try to acquire every retry period (the
- * record of another holder must stay unchanged for the lease duration, as
- * measured on this clock, before it is taken over); as leader, renew every
- * retry period with a PUT carrying the resourceVersion (409 = lost race).
+ * record of another holder must stay unchanged for the leaseDurationSeconds
+ * it states, as measured on this clock, before it is taken over); as leader,
+ * renew every retry period with a PUT carrying the resourceVersion (409 =
+ * lost race).
  * Sets the stratos_leader gauge. Returns 0 or -errno.
  */
 int leader_start(struct leader *l);

@@ -13,9 +13,10 @@
                                                                  the connection is dropped (no 413) */
 #define LIMITS_HTTP_CONNECTION_MEMORY   (16u * 1024)         /* per connection: headers + read buffer
                                                                  (zeroed by libmicrohttpd per request) */
-#define LIMITS_HTTP_TLS_READ_AHEAD      4096u                /* per TLS connection, once it sent data:
-                                                                 a small request in one recv() */
 #define LIMITS_HTTP_ROUTES              64u                  /* routes per server */
+#define LIMITS_HTTP_BLOCKING_THREADS    8u                   /* default workers of blocking routes */
+#define LIMITS_HTTP_BLOCKING_QUEUE      64u                  /* blocking requests waiting for a
+                                                                 worker before 503 */
 #define LIMITS_HTTP_READY_CHECKS        32u                  /* /readyz checks */
 #define LIMITS_HTTP_RESPONSE_MIN        (1u * 1024 * 1024)   /* response cap is max(this, 2 x body cap) */
 #define LIMITS_TLS_FILE                 (1u * 1024 * 1024)   /* certificate, key or CA file */
@@ -56,6 +57,7 @@
 #define LIMITS_KUBE_LIST_PAGES          10000u               /* pages of one LIST before giving up */
 #define LIMITS_KUBE_WATCH_EVENT         (8u * 1024 * 1024)   /* one watch event (a JSON object) */
 #define LIMITS_KUBE_CONNECTIONS         16u                  /* pooled request handles per client */
+#define LIMITS_KUBE_EVENT_QUEUE         1024u                /* Events waiting to be posted */
 #define LIMITS_KUBE_TOKEN               (64u * 1024)         /* bearer token file */
 #define LIMITS_KUBECONFIG_FILE          (4u * 1024 * 1024)
 #define LIMITS_KUBE_PEM                 (1u * 1024 * 1024)   /* one inline or file PEM (CA bundle) */

@@ -7,6 +7,7 @@
 
 #include "stratos/buf.h"
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 #include "stratos/poolpod.h"
 #include "stratos/pools.h"
 #include "stratos/server.h"
@@ -24,12 +25,10 @@
  *   ... after the server stopped: mutate_pod_free(mp)
  */
 
-/* The extended resource of the "extender on the cluster's scheduler" deployment (DESIGN §6.3). */
-#define MUTATE_POD_RESOURCE "stratos.sh/pool-pod"
 
 struct mutate_pod_options {
 	const char *scheduler_name;     /* --scheduler-name: set spec.schedulerName of pool pods; NULL: leave it */
-	bool managed_resource;          /* --managed-resource: add MUTATE_POD_RESOURCE: "1" to the first container */
+	bool managed_resource;          /* --managed-resource: add NODESTATE_POOL_POD_RESOURCE: "1" to the first container */
 };
 
 enum mutate_pod_result {

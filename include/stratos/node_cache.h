@@ -9,28 +9,11 @@
 
 #include "stratos/cache.h"
 #include "stratos/kube.h"
+#include "stratos/kube_types.h"
+#include "stratos/nodestate.h"
 #include "stratos/pod_cache.h"
 #include "stratos/resources.h"
 
-/* The contract of DESIGN §4. */
-#define NODE_LABEL_POOL            "stratos.sh/pool"
-#define NODE_LABEL_STATE           "stratos.sh/state"
-#define NODE_LABEL_INSTANCE_ID     "stratos.sh/instance-id"
-#define NODE_ANN_STATE_SINCE       "stratos.sh/state-since"
-#define NODE_ANN_STARTED_AT        "stratos.sh/started-at"
-#define NODE_ANN_STARTED_FOR       "stratos.sh/started-for"
-#define NODE_ANN_EMPTY_SINCE       "stratos.sh/empty-since"
-#define NODE_ANN_RESERVATIONS      "stratos.sh/reservations"
-#define NODE_ANN_LAST_WORKLOAD     "stratos.sh/last-workload"
-#define NODE_TAINT_STANDBY         "stratos.sh/standby"
-#define NODE_TAINT_WARMUP_FAILED   "stratos.sh/warmup-failed"
-
-struct kube_taint {
-	const char *key;             /* interned */
-	const char *value;           /* interned; NULL = "" */
-	uint8_t effect;              /* enum kube_taint_effect */
-	int64_t added_ms;            /* timeAdded, 0 when absent */
-};
 
 /*
  * One cached node; immutable while a reference is held. Labels are kept
@@ -80,7 +63,7 @@ node_info_name(const struct node_info *n)
 static inline const char *
 node_info_pool(const struct node_info *n)
 {
-	return n->obj.index;
+	return n->obj.index[0];
 }
 
 extern const struct cache_type NODE_CACHE_TYPE;
@@ -152,40 +135,57 @@ void node_patch_free(struct node_patch *p);
 
 /* ---- the cache ---- */
 
-struct cache *node_cache_new(void);
-int node_cache_start(struct cache *c, struct kube *k);
+/*
+ * The cache of Nodes: a struct cache of node_info objects indexed by pool,
+ * as a type of its own so that a node cache and a pod cache cannot be
+ * passed for each other. node_cache_base gives the generic cache for what
+ * every cache does (synced, subscriptions, write-through).
+ */
+struct node_cache;
+
+/* New, empty, registered for /readyz and /debug/caches. NULL on ENOMEM. */
+struct node_cache *node_cache_new(void);
+
+/* Stops and frees (objects still referenced live on). NULL-safe. */
+void node_cache_free(struct node_cache *nc);
+
+/* The generic cache behind nc (borrowed). */
+struct cache *node_cache_base(struct node_cache *nc);
+
+/* Starts the list+watch of every Node. Returns 0 or -errno. */
+int node_cache_start(struct node_cache *nc, struct kube *k);
 
 /* New reference or NULL. Thread-safe. */
-struct node_info *node_cache_get(struct cache *c, const char *name);
+struct node_info *node_cache_get(struct node_cache *nc, const char *name);
 
 /*
  * Calls fn for each node of pool (NULL = every node) under the read lock;
  * fn must be quick. Returns the number visited. Thread-safe.
  */
-size_t node_cache_foreach(struct cache *c, const char *pool,
+size_t node_cache_foreach(struct node_cache *nc, const char *pool,
     int (*fn)(void *ctx, const struct node_info *n), void *ctx);
 
 /*
  * Nodes labelled with pool, or -1 while the cache has not synced (an unknown
  * count must not pass for zero). The signature is that of
- * validate_resources_options.pool_nodes, with the cache as ctx. Thread-safe.
+ * validate_webhook_options.pool_nodes, with the struct node_cache as ctx. Thread-safe.
  */
 long node_cache_pool_size(void *cache, const char *pool);
 
 /*
  * The optimistic-concurrency write of every claim and state transition: a
- * JSON Patch (borrowed) guarded by a test on resource_version, PATCHed to
- * the node, and the reply written through to the cache at once so this
- * replica never acts on the state it just replaced. *out (may be NULL)
+ * JSON Patch (borrowed) guarded by resource_version (kube_patch_guarded),
+ * PATCHed to the node, and the reply written through to the cache at once so
+ * this replica never acts on the state it just replaced. *out (may be NULL)
  * gets a reference to the updated node. Another writer in between is
  * KUBE_ERR_CONFLICT (-EBUSY). Thread-safe.
  */
-int node_cache_patch(struct cache *c, struct kube *k, const char *name,
+int node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
     const char *resource_version, json_t *patch, struct node_info **out,
     struct kube_error *err);
 
 /* Same without the resourceVersion guard (merge patch), also written through. */
-int node_cache_merge_patch(struct cache *c, struct kube *k, const char *name, json_t *patch,
+int node_cache_merge_patch(struct node_cache *nc, struct kube *k, const char *name, json_t *patch,
     struct node_info **out, struct kube_error *err);
 
 #endif

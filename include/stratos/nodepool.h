@@ -8,6 +8,8 @@
 #include <jansson.h>
 
 #include "stratos/fieldcheck.h"
+#include "stratos/kube_types.h"
+#include "stratos/nodestate.h"
 
 #define NODEPOOL_API_VERSION "stratos.sh/v1alpha1"
 #define NODEPOOL_KIND        "NodePool"
@@ -20,16 +22,8 @@
 #define NODEPOOL_PREWARM_TIMEOUT_MAX_MS     (2 * 3600 * 1000LL)
 #define NODEPOOL_POOL_SIZE_MAX              1000
 
-/* The label every pool node carries (DESIGN §4). */
-#define NODEPOOL_LABEL_POOL "stratos.sh/pool"
 
 /* Enum values, in the order their names appear in NODEPOOL_*_NAMES (and in messages). */
-enum nodepool_taint_effect {
-	NODEPOOL_EFFECT_NO_SCHEDULE,
-	NODEPOOL_EFFECT_PREFER_NO_SCHEDULE,
-	NODEPOOL_EFFECT_NO_EXECUTE,
-};
-
 enum nodepool_taint_removal {
 	NODEPOOL_REMOVAL_WHEN_NETWORK_READY,    /* default */
 	NODEPOOL_REMOVAL_WHEN_READY,
@@ -50,7 +44,7 @@ extern const char *const NODEPOOL_NODE_CLASS_KINDS[];   /* "AWSNodeClass" */
 struct nodepool_taint {
 	char *key;
 	char *value;                            /* "" when absent */
-	enum nodepool_taint_effect effect;
+	enum kube_taint_effect effect;     /* never KUBE_EFFECT_ANY */
 };
 
 /*

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "stratos/cache.h"
+#include "stratos/kube_types.h"
 #include "stratos/resources.h"
 
 enum pod_phase {
@@ -18,68 +19,12 @@ enum pod_phase {
 	POD_PHASE_FAILED,
 };
 
-/* A condition's status; ABSENT when the pod does not report it. */
-enum kube_cond {
-	KUBE_COND_ABSENT,
-	KUBE_COND_TRUE,
-	KUBE_COND_FALSE,
-	KUBE_COND_UNKNOWN,
-};
-
 /* PodScheduled=False reasons the controller acts on. */
 enum pod_sched_reason {
 	POD_SCHED_REASON_NONE,
 	POD_SCHED_REASON_UNSCHEDULABLE,
 	POD_SCHED_REASON_SCHEDULER_ERROR,
 	POD_SCHED_REASON_OTHER,
-};
-
-enum kube_taint_effect {
-	KUBE_EFFECT_ANY,             /* tolerations only: empty effect matches all */
-	KUBE_EFFECT_NO_SCHEDULE,
-	KUBE_EFFECT_PREFER_NO_SCHEDULE,
-	KUBE_EFFECT_NO_EXECUTE,
-};
-
-/* A condition's status text: "True", "False", NULL (absent) or anything else (unknown). */
-enum kube_cond pod_cond_parse(const char *status);
-
-/*
- * A taint or toleration effect by name ("NoSchedule", "PreferNoSchedule",
- * "NoExecute"); NULL or "" is KUBE_EFFECT_ANY, which only a toleration may
- * have. Returns 0, or -EINVAL for any other name.
- */
-int pod_effect_parse(const char *name, uint8_t *out);
-
-struct kube_toleration {
-	const char *key;             /* interned; NULL = every key (with Exists) */
-	const char *value;           /* interned; NULL = "" */
-	bool exists;                 /* operator Exists (else Equal) */
-	uint8_t effect;              /* enum kube_taint_effect */
-	int64_t seconds;             /* tolerationSeconds, -1 when unset */
-};
-
-/* An interned, immutable list shared by every pod with the same tolerations. */
-struct kube_tolerations {
-	uint32_t n;
-	struct kube_toleration items[];
-};
-
-enum kube_selector_op {
-	KUBE_SEL_IN,
-	KUBE_SEL_NOT_IN,
-	KUBE_SEL_EXISTS,
-	KUBE_SEL_DOES_NOT_EXIST,
-	KUBE_SEL_GT,
-	KUBE_SEL_LT,
-};
-
-/* One matchExpressions requirement; its values are values[first .. first+n). */
-struct kube_selector_req {
-	const char *key;             /* interned */
-	uint16_t op;                 /* enum kube_selector_op */
-	uint16_t first;
-	uint16_t n;
 };
 
 /*
@@ -140,7 +85,7 @@ struct pod_info {
 static inline const char *
 pod_info_node(const struct pod_info *p)
 {
-	return p->obj.index;
+	return p->obj.index[0];
 }
 
 /* The Pod cache type, for cache_new. */
@@ -183,21 +128,49 @@ size_t pod_info_size(const struct pod_info *p);
 
 /* ---- the cache ---- */
 
+/*
+ * The cache of Pods: a struct cache of pod_info objects indexed by node
+ * (index 0) and, for pending pool pods, by pool (index 1), as a type of its
+ * own so that it cannot be passed where a node cache is expected.
+ */
+struct pod_cache;
+
+/* Index 1 of a pod: its (first) pool while it is unbound, Pending and not being deleted. */
+#define POD_CACHE_INDEX_PENDING 1u
+
 /* New pod cache (resource "pods"). NULL on ENOMEM. */
-struct cache *pod_cache_new(void);
+struct pod_cache *pod_cache_new(void);
+
+/* Stops and frees (objects still referenced live on). NULL-safe. */
+void pod_cache_free(struct pod_cache *pc);
+
+/* The generic cache behind pc (borrowed). */
+struct cache *pod_cache_base(struct pod_cache *pc);
 
 /* Starts watching every pod of the cluster. */
-int pod_cache_start(struct cache *c, struct kube *k);
+int pod_cache_start(struct pod_cache *pc, struct kube *k);
 
 /* New reference to namespace/name, or NULL. Thread-safe. */
-struct pod_info *pod_cache_get(struct cache *c, const char *ns, const char *name);
+struct pod_info *pod_cache_get(struct pod_cache *pc, const char *ns, const char *name);
 
 /*
  * Calls fn for each pod bound to node (NULL: every pod, bound or not) under
  * the read lock; fn must be quick and a non-zero return stops the walk.
  * Returns the number visited. Thread-safe.
  */
-size_t pod_cache_foreach_on_node(struct cache *c, const char *node,
+size_t pod_cache_foreach_on_node(struct pod_cache *pc, const char *node,
     int (*fn)(void *ctx, const struct pod_info *p), void *ctx);
+
+/*
+ * Calls fn for each pending pod of pool: unbound, phase Pending, not being
+ * deleted, annotated for pool (a pod allowed in several pools waits under
+ * the first one it names). A hash lookup, no walk of other pods. As
+ * pod_cache_foreach_on_node otherwise.
+ */
+size_t pod_cache_foreach_pending(struct pod_cache *pc, const char *pool,
+    int (*fn)(void *ctx, const struct pod_info *p), void *ctx);
+
+/* How many pods pod_cache_foreach_pending would visit. Thread-safe. */
+size_t pod_cache_pending_count(struct pod_cache *pc, const char *pool);
 
 #endif

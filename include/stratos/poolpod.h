@@ -6,17 +6,10 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "stratos/kube_types.h"
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 #include "stratos/pools.h"
-
-/*
- * The annotation the webhook puts on every pool pod. Its value is the pool
- * name, or for a pod whose node affinity allows several pools, their names
- * joined with "," in the order the pod lists them (pool names are DNS-1123
- * subdomains of at most 63 characters, so they never contain a comma).
- */
-#define POOLPOD_ANNOTATION "stratos.sh/pool"
-#define POOLPOD_LABEL_KEY  "stratos.sh/pool"
 
 enum poolpod_rule {
 	POOLPOD_NONE,           /* not a pool pod */
@@ -46,36 +39,11 @@ struct poolpod_match {
  */
 void poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct poolpod_match *m);
 
-/*
- * Kubernetes' Toleration.ToleratesTaint over a tolerations array (may be
- * NULL): true when one of them tolerates the taint (key, value, effect).
- */
-bool poolpod_tolerates(const json_t *tolerations, const char *key, const char *value,
-    const char *effect);
-
-/* One toleration with its fields looked up once (NULL: absent), for matching many taints. */
-struct poolpod_toleration {
-	const char *key;
-	const char *op;
-	const char *value;
-	const char *effect;
-};
-
-/*
- * Fills out with the tolerations of the array (borrowed strings). Returns
- * how many there are; when that is more than max only max are filled.
- */
-size_t poolpod_tolerations(const json_t *tolerations, struct poolpod_toleration *out, size_t max);
-
-/* ToleratesTaint over n tolerations from poolpod_tolerations(). */
-bool poolpod_tolerates_list(const struct poolpod_toleration *t, size_t n, const char *key,
-    const char *value, const char *effect);
-
 /* A taint to tolerate. */
 struct poolpod_taint {
 	const char *key;
 	const char *value;
-	const char *effect;
+	enum kube_taint_effect effect;
 };
 
 /*

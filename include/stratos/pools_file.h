@@ -8,7 +8,7 @@
 
 /*
  * Reads path (YAML, several documents), checks every document with the
- * rules of the validating webhooks (validate_documents(): documents of
+ * rules of the validating webhooks (crd_validate_documents(): documents of
  * other kinds, duplicates and every rule violation are errors) and, when
  * nothing is wrong, replaces the whole content of pools with it and marks
  * it loaded. Every problem and warning is printed to errout as

@@ -8,9 +8,8 @@
 #include <jansson.h>
 
 #include "stratos/limits.h"
+#include "stratos/nodestate.h"
 
-/* The extended resource the webhook adds for the scheduler's managedResources; never counted. */
-#define RESOURCES_POOL_POD "stratos.sh/pool-pod"
 
 /* One extended resource (nvidia.com/gpu, hugepages-2Mi, ...). name is interned. */
 struct resources_ext {

@@ -26,6 +26,8 @@ struct server_request {
 	json_t *json;                   /* the parsed body when the route has SERVER_ROUTE_JSON_TREE
 	                                   (always a JSON object), else NULL; borrowed: json_incref
 	                                   to keep it past the call */
+	bool on_worker;                 /* SERVER_ROUTE_BLOCKING: this is the call on a blocking
+	                                   worker, after the handler deferred; it may wait */
 };
 
 /* What a handler fills in. The server sends it and frees body. */
@@ -33,6 +35,8 @@ struct server_response {
 	int status;                     /* HTTP status; the server presets 200 */
 	struct buf body;                /* handler appends the body; capped by the server */
 	const char *content_type;       /* static string; preset "application/json" */
+	bool defer;                     /* SERVER_ROUTE_BLOCKING, event-loop call only: set it (and
+	                                   nothing else) to be called again on a blocking worker */
 };
 
 /*
@@ -50,6 +54,17 @@ typedef void (*server_handler_fn)(void *ctx, const struct server_request *req,
                                            400 with a reason otherwise; req->json_root set.
                                            No tree is built: read fields with jsonscan */
 #define SERVER_ROUTE_JSON_TREE   0x4u   /* with SERVER_ROUTE_JSON: also parse the body into req->json */
+/*
+ * The handler may have to wait (the extender's StartInstances, up to its
+ * EC2 budget). It is called first on the event loop (req->on_worker false)
+ * and answers there when it can (a pod that needs no start). Otherwise it
+ * sets resp->defer and returns: the connection is suspended, the handler is
+ * called again on a blocking worker (req->on_worker true) where it may
+ * wait, and the event-loop threads go on answering every other connection
+ * (admission webhooks, health). When every blocking worker is busy and the
+ * queue is full, the request gets 503 at once.
+ */
+#define SERVER_ROUTE_BLOCKING    0x8u
 
 /* ---- The server itself ------------------------------------------------ */
 
@@ -108,7 +123,9 @@ struct server_options {
 	unsigned max_connections;       /* 0 = LIMITS_HTTP_CONNECTIONS_DEFAULT */
 	int64_t idle_timeout_ms;        /* idle connections, and requests not fully received in this
 	                                   time, are closed; 0 = never (not for production) */
-	unsigned threads;               /* worker threads; 0 = 1 */
+	unsigned threads;               /* event-loop threads; 0 = 1 */
+	unsigned blocking_threads;      /* workers of SERVER_ROUTE_BLOCKING handlers, started only when
+	                                   such a route exists; 0 = LIMITS_HTTP_BLOCKING_THREADS */
 	unsigned tls_check_interval_ms; /* 0 = SERVER_TLS_CHECK_INTERVAL_MS */
 	struct server_ready *ready;     /* checks behind /readyz; NULL = ready when running */
 };

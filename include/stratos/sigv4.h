@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stratos/limits.h"
+
 /* "20150830T123600Z" plus the NUL. */
 #define SIGV4_DATE_LEN 17
 
@@ -58,6 +60,31 @@ int sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *
 
 /* Frees the strings of sig and zeroes it. NULL-safe. */
 void sigv4_signature_free(struct sigv4_signature *sig);
+
+/*
+ * Every header a signed request sends, for httpc_request.headers: the
+ * headers the request signed (req->headers), then Host, X-Amz-Date,
+ * X-Amz-Security-Token (only with a session token) and Authorization.
+ */
+struct sigv4_headers {
+	const char *lines[LIMITS_SIGV4_HEADERS + 5];   /* NULL-terminated */
+	char host[320];
+	char date[48];
+	char *token;                 /* holds the session token: wiped by sigv4_headers_free */
+	char *authorization;
+};
+
+/*
+ * Signs req with creds (req->amz_date NULL = now) and fills h with every
+ * header to send. The caller may wipe creds as soon as this returns; the
+ * only secret left is the session token in h, wiped by sigv4_headers_free.
+ * Returns 0 or as sigv4_sign (h is then empty). Thread-safe.
+ */
+int sigv4_sign_headers(const struct sigv4_request *req, const struct sigv4_credentials *creds,
+    struct sigv4_headers *h);
+
+/* Wipes the session token line and frees h's strings. NULL-safe. */
+void sigv4_headers_free(struct sigv4_headers *h);
 
 /* Formats a Unix time in milliseconds as an X-Amz-Date value. */
 void sigv4_format_date(int64_t unix_ms, char out[SIGV4_DATE_LEN]);

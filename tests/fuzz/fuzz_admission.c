@@ -13,7 +13,7 @@
 #include "stratos/mutate_pod.h"
 #include "stratos/pools.h"
 #include "stratos/pools_file.h"
-#include "stratos/validate_resources.h"
+#include "stratos/validate_webhook.h"
 
 #ifndef STRATOS_SOURCE_DIR
 #define STRATOS_SOURCE_DIR "."
@@ -29,7 +29,7 @@
  */
 static struct pools *fuzz_pools;
 static struct mutate_pod *fuzz_mutate;
-static struct validate_resources *fuzz_validate;
+static struct validate_webhook *fuzz_validate;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -116,7 +116,7 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct mutate_pod_options mo = { .scheduler_name = "stratos-scheduler" };
-	struct validate_resources_options vo = { 0 };
+	struct validate_webhook_options vo = { 0 };
 	FILE *devnull = fopen("/dev/null", "w");
 
 	(void)argc;
@@ -127,7 +127,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    STRATOS_SOURCE_DIR "/tests/fixtures/seed-examples.yaml", stderr) != 0)
 		abort();
 	fuzz_mutate = mutate_pod_new(fuzz_pools, &mo);
-	fuzz_validate = validate_resources_new(fuzz_pools, &vo);
+	fuzz_validate = validate_webhook_new(fuzz_pools, &vo);
 	if (fuzz_mutate == NULL || fuzz_validate == NULL)
 		abort();
 	return 0;
@@ -145,8 +145,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	body[size] = '\0';
 	for (int checked = 0; checked < 2; checked++) {
 		fuzz_call(mutate_pod_handle, fuzz_mutate, body, size, checked, true);
-		fuzz_call(validate_resources_nodepool_handle, fuzz_validate, body, size, checked, false);
-		fuzz_call(validate_resources_nodeclass_handle, fuzz_validate, body, size, checked, false);
+		fuzz_call(validate_webhook_nodepool_handle, fuzz_validate, body, size, checked, false);
+		fuzz_call(validate_webhook_nodeclass_handle, fuzz_validate, body, size, checked, false);
 	}
 	free(body);
 	return 0;

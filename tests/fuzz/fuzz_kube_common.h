@@ -57,7 +57,7 @@ fuzz_kube_summarize(const struct cache_type *type, json_t *obj, struct fuzz_kube
 		return;
 	}
 	snprintf(s->key, sizeof(s->key), "%s", o->key);
-	snprintf(s->index, sizeof(s->index), "%s", o->index != NULL ? o->index : "");
+	snprintf(s->index, sizeof(s->index), "%s", o->index[0] != NULL ? o->index[0] : "");
 	s->rv = (unsigned long long)o->rv;
 	s->size = type->size != NULL ? type->size(o) : 0;
 	cache_obj_unref(o);

@@ -10,7 +10,7 @@
 #include "stratos/log.h"
 #include "stratos/pools.h"
 #include "stratos/pools_file.h"
-#include "stratos/validate.h"
+#include "stratos/crd_validate.h"
 #include "stratos/yamljson.h"
 
 /*
@@ -70,7 +70,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct yamljson_error err;
-	struct validate_stats st = { 0 };
+	struct crd_validate_stats st = { 0 };
 	json_t *docs = NULL, *doc;
 	size_t i, nodes = 0;
 	char path[64];
@@ -87,7 +87,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr, "%zu nodes from %zu bytes\n", nodes, size);
 			abort();
 		}
-		(void)validate_documents("fuzz.yaml", docs, NULL, true, fuzz_devnull, &st);
+		(void)crd_validate_documents("fuzz.yaml", docs, NULL, true, fuzz_devnull, &st);
 		json_decref(docs);
 	} else if (err.message[0] == '\0') {
 		fprintf(stderr, "a refused parse must say why\n");

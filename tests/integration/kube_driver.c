@@ -10,6 +10,10 @@
  *     evict NAMESPACE POD           pods/eviction
  *     status NODEPOOL               merge patch of the NodePool's status subresource
  *     can-i VERB RESOURCE           SelfSubjectAccessReview
+ *     patch-guarded NODE RV PATCH   kube_patch_guarded of a JSON Patch (text) on a Node
+ *     list PATH [QUERY|- [PAUSE]]   kube_list page by page; with PAUSE, prints
+ *                                   {"paused":true} at the first item and waits
+ *                                   for that file, so a test can write between pages
  *
  * Syncs a node cache, prints {"ready":true,"rv":...} once it holds the node,
  * waits for the --go file to exist (so two drivers race), claims the node
@@ -49,10 +53,10 @@ claim_patch(const struct node_info *n, const char *identity)
 
 	time_format_rfc3339(time_real_ms(), now);
 	node_patch_init(&p, n);
-	node_patch_set_label(&p, NODE_LABEL_STATE, "running");
-	node_patch_set_annotation(&p, NODE_ANN_STARTED_FOR, identity);
-	node_patch_set_annotation(&p, NODE_ANN_STARTED_AT, now);
-	node_patch_remove_taint(&p, NODE_TAINT_STANDBY);
+	node_patch_set_label(&p, NODESTATE_LABEL_STATE, "running");
+	node_patch_set_annotation(&p, NODESTATE_ANN_STARTED_FOR, identity);
+	node_patch_set_annotation(&p, NODESTATE_ANN_STARTED_AT, now);
+	node_patch_remove_taint(&p, NODESTATE_TAINT_STANDBY);
 	return node_patch_take(&p, &rc);
 }
 
@@ -65,7 +69,7 @@ claim(int argc, char **argv)
 	struct kubeconfig_error kerr;
 	struct kube_error err;
 	struct node_info *n = NULL, *after = NULL;
-	struct cache *nodes;
+	struct node_cache *nodes;
 	struct kube *k;
 	char rv[32];
 	json_t *patch;
@@ -86,7 +90,7 @@ claim(int argc, char **argv)
 	if (k == NULL || nodes == NULL || node_cache_start(nodes, k) < 0)
 		return 1;
 	for (int64_t t0 = time_mono_ms(); n == NULL && time_mono_ms() - t0 < 20000;) {
-		if (cache_synced(nodes))
+		if (cache_synced(node_cache_base(nodes)))
 			n = node_cache_get(nodes, node);
 		if (n == NULL)
 			usleep(20 * 1000);
@@ -115,7 +119,7 @@ claim(int argc, char **argv)
 	json_decref(out);
 	cache_obj_unref(&n->obj);
 	cache_obj_unref(after != NULL ? &after->obj : NULL);
-	cache_free(nodes);
+	node_cache_free(nodes);
 	kube_free(k);
 	return 0;
 }
@@ -135,6 +139,27 @@ print_result(const char *op, int rc, const struct kube_error *err, json_t *extra
 	printf("%s\n", text);
 	free(text);
 	json_decref(out);
+}
+
+struct list_run {
+	json_t *names;
+	const char *pause;           /* file to wait for at the first item, or NULL */
+};
+
+static int
+list_item(void *ctx, json_t *item)
+{
+	struct list_run *lr = ctx;
+
+	if (lr->pause != NULL && json_array_size(lr->names) == 0) {
+		printf("{\"paused\":true}\n");
+		fflush(stdout);
+		while (access(lr->pause, F_OK) != 0)
+			usleep(1000);
+	}
+	json_array_append_new(lr->names, json_string(json_string_value(json_object_get(
+	    json_object_get(item, "metadata"), "name"))));
+	return 0;
 }
 
 /* One REST call per invocation: argv[0] is the operation, then --kubeconfig F, then its args. */
@@ -189,6 +214,23 @@ rest(int argc, char **argv)
 		    json_object_get(out, "status")));
 		json_decref(patch);
 		json_decref(out);
+	} else if (strcmp(op, "patch-guarded") == 0 && n >= 3) {
+		char path[KUBE_PATH_MAX];
+		json_t *patch = json_loads(a[2], 0, NULL), *out = NULL;
+		rc = kube_path(path, &KUBE_NODES, NULL, a[0], NULL);
+		if (rc == 0)
+			rc = kube_patch_guarded(k, path, a[1], patch, &out, &err);
+		print_result(op, rc, &err, json_pack("{s:s?}", "rv", json_string_value(
+		    json_object_get(json_object_get(out, "metadata"), "resourceVersion"))));
+		json_decref(patch);
+		json_decref(out);
+	} else if (strcmp(op, "list") == 0 && n >= 1) {
+		struct list_run lr = { .names = json_array(), .pause = n >= 3 ? a[2] : NULL };
+		char *rv = NULL;
+		rc = kube_list(k, a[0], n >= 2 && strcmp(a[1], "-") != 0 ? a[1] : NULL, NULL,
+		    list_item, &lr, &rv, &err);
+		print_result(op, rc, &err, json_pack("{s:s?,s:o}", "rv", rv, "names", lr.names));
+		free(rv);
 	} else if (strcmp(op, "can-i") == 0 && n >= 2) {
 		bool allowed = false;
 		rc = kube_check_access(k, a[0], "", a[1], NULL, NULL, &allowed, &err);
@@ -209,6 +251,6 @@ main(int argc, char **argv)
 		return claim(argc - 2, argv + 2);
 	if (argc >= 2)
 		return rest(argc - 1, argv + 1);
-	fprintf(stderr, "usage: kube_driver claim|event|bind|evict|status|can-i ...\n");
+	fprintf(stderr, "usage: kube_driver claim|event|bind|evict|status|can-i|patch-guarded|list ...\n");
 	return 2;
 }

@@ -1,6 +1,10 @@
-"""Two replicas race to claim one standby Node with the guarded JSON Patch:
-exactly one wins, the other gets a conflict, and the winner's own cache
-shows its write at once (write-through)."""
+"""Two replicas race to claim one standby Node with the guarded JSON Patch
+(the real code path: node cache, node_cache_patch, write-through): exactly one
+wins, the other gets a conflict, and the winner's own cache shows its write at
+once. The fake answers as kube-apiserver does: the loser's patch sets a stale
+metadata.resourceVersion and gets the store's 409 Conflict (store.go Update,
+OptimisticLockErrorMsg); a patch that no longer applies gets the cause-less
+422 of handlers/patch.go, which the client must still read as a lost race."""
 
 import json
 import os
@@ -53,9 +57,12 @@ class ClaimRace(unittest.TestCase):
         losers = [r for r in results if not r["won"]]
         self.assertEqual(len(winners), 1, results)
         for r in losers:
-            # The server answers 422 (failed test) or 409; both are a lost race.
+            # The claim's operations apply to any version of the node, so the
+            # server's answer is the 409 of the resourceVersion precondition.
             self.assertEqual(r["class"], "conflict", r)
-            self.assertIn(r["code"], (409, 422), r)
+            self.assertEqual(r["code"], 409, r)
+            self.assertIn("the object has been modified", r["message"])
+            self.assertIsNone(r["cacheState"], r)       # a failed write hands back no node
         st, node = self.sim.api.get("/api/v1/nodes/" + node_name)
         self.assertEqual(st, 200)
         w = winners[0]
@@ -76,7 +83,8 @@ class ClaimRace(unittest.TestCase):
         self.assertEqual(st, 201, body)
 
     def test_two_replicas_one_winner(self):
-        for i in range(5):
+        # Fifty rounds: both replicas read the same version, then PATCH together.
+        for i in range(50):
             name = "race-%d" % i
             self.standby(name)
             self.check(name, self.race(name, 2))
@@ -84,6 +92,40 @@ class ClaimRace(unittest.TestCase):
     def test_four_replicas_one_winner(self):
         self.standby("race-four")
         self.check("race-four", self.race("race-four", 4))
+
+    def guarded(self, node, rv, ops):
+        r = subprocess.run([self.driver, "patch-guarded", "--kubeconfig", self.sim.kubeconfig, node, rv,
+                            json.dumps(ops)], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def test_patch_built_for_an_older_node_is_a_conflict(self):
+        # Another writer removed the annotation this replica's patch removes:
+        # the patch fails to apply (422, before the version check), and only
+        # the node's moved version tells the lost race from a bad patch.
+        n = ks.node("moved", pool="ci-runners", state="running")
+        n["metadata"]["annotations"] = {"stratos.sh/empty-since": "2024-01-01T00:00:00Z"}
+        st, body = self.sim.api.post("/api/v1/nodes", n)
+        self.assertEqual(st, 201, body)
+        rv0 = body["metadata"]["resourceVersion"]
+        st, body = self.sim.api.patch("/api/v1/nodes/moved",
+                                      {"metadata": {"annotations": {"stratos.sh/empty-since": None}}})
+        self.assertEqual(st, 200, body)
+        rv1 = body["metadata"]["resourceVersion"]
+        drop = [{"op": "remove", "path": "/metadata/annotations/stratos.sh~1empty-since"}]
+        r = self.guarded("moved", rv0, drop)
+        self.assertEqual((r["ok"], r["class"], r["code"]), (False, "conflict", 422), r)
+        self.assertIn("expected %s" % rv0, r["message"])
+        # The same patch against the current version is simply invalid.
+        r = self.guarded("moved", rv1, drop)
+        self.assertEqual((r["ok"], r["class"], r["code"]), (False, "invalid", 422), r)
+        # A stale version with operations that apply: the 409.
+        label = [{"op": "add", "path": "/metadata/labels/stratos.sh~1state", "value": "stopping"}]
+        r = self.guarded("moved", rv0, label)
+        self.assertEqual((r["ok"], r["class"], r["code"]), (False, "conflict", 409), r)
+        r = self.guarded("moved", rv1, label)
+        self.assertTrue(r["ok"], r)
+        self.assertGreater(int(r["rv"]), int(rv1))
 
 
 if __name__ == "__main__":

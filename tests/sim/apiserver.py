@@ -51,6 +51,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+import simtimeline
+
 try:
     import jsonpatch
 except ImportError:  # pragma: no cover - jsonpatch is on the machine
@@ -152,8 +154,13 @@ class ApiError(Exception):
         self.details = details
         self.headers = headers or {}
 
+    list_meta = None            # Status.ListMeta (metadata.continue of an expired list)
+
     def status(self):
-        return status_obj(self.code, self.reason, self.message, self.details)
+        st = status_obj(self.code, self.reason, self.message, self.details)
+        if self.list_meta:
+            st["metadata"] = dict(self.list_meta)
+        return st
 
 
 def status_obj(code, reason, message, details=None, status="Failure"):
@@ -162,7 +169,8 @@ def status_obj(code, reason, message, details=None, status="Failure"):
         st["message"] = message
     if reason:
         st["reason"] = reason
-    if details:
+    if details is not None:
+        # A non-nil *StatusDetails whose fields are all empty is still sent, as {}.
         st["details"] = details
     st["code"] = code
     return st
@@ -258,6 +266,8 @@ def err_invalid(kind, group, name, errs):
     texts = [e.text() for e in errs]
     agg = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     d = {"name": name, "kind": kind, "causes": [e.cause() for e in errs]}
+    if not name:
+        del d["name"]           # StatusDetails.Name is omitempty
     if group:
         d["group"] = group
     return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (qk, name, agg), d)
@@ -738,14 +748,15 @@ def apply_json_patch(doc, ops):
         raise err_bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     try:
         return jsonpatch.JsonPatch(ops).apply(doc, in_place=False)
-    except jsonpatch.JsonPatchTestFailed as e:
-        why = "testing value %s failed: test failed" % next(
-            (o.get("path") for o in ops if isinstance(o, dict) and o.get("op") == "test"), "?")
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError,
-            IndexError, TypeError) as e:
-        why = str(e) or e.__class__.__name__
-    raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request",
-                   {"causes": [{"reason": "UnexpectedServerResponse", "message": why}]})
+            IndexError, TypeError):
+        pass
+    # handlers/patch.go applyJSPatch: patchObj.Apply's error (a failed "test",
+    # a missing path...) becomes errors.NewGenericServerResponse(422, "",
+    # schema.GroupResource{}, "", err.Error(), 0, false): reason Invalid, the
+    # generic message, and with isUnexpectedResponse=false no cause, so the
+    # error text is lost; details is an empty (non-nil) StatusDetails.
+    raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {})
 
 
 # --------------------------------------------------------------------------
@@ -1425,8 +1436,23 @@ def pod_spec_defaults(spec):
 def pod_scheme_defaults(pod):
     """What decoding a v1 Pod defaults (k8s.io/kubernetes/pkg/apis/core/v1 SetDefaults_*);
     applied again after every mutating webhook's patch, as the real server does."""
+    try:
+        decode_pod(pod)
+    except DecodeError:
+        pass                    # a create's body was checked already (decode_body)
     spec = pod.setdefault("spec", {})
     pod_spec_defaults(spec)
+    # SetDefaults_Pod (pkg/apis/core/v1/defaults.go): "If limits are specified,
+    # but requests are not, default requests to limits", per resource, for
+    # containers and init containers.
+    for group in ("containers", "initContainers"):
+        for c in spec.get(group) or []:
+            res = c.get("resources") if isinstance(c, dict) else None
+            if isinstance(res, dict) and isinstance(res.get("limits"), dict):
+                if not isinstance(res.get("requests"), dict):
+                    res["requests"] = {}
+                for k, v in res["limits"].items():
+                    res["requests"].setdefault(k, v)
     for k, v in (("enableServiceLinks", True), ("preemptionPolicy", "PreemptLowerPriority")):
         spec.setdefault(k, v)
 
@@ -1754,6 +1780,310 @@ def validate_lease(lease, old):
     return []
 
 
+# --------------------------------------------------------------------------
+# Decoding: what fails (400) or changes when the real server decodes JSON into
+# its Go types, for the fields that matter here.  Decoding happens before
+# admission and validation; a create or update that does not decode is
+# transformDecodeError's 400 (handlers/rest.go), a patched object that does
+# not decode is an Invalid "patch" error (handlers/patch.go).
+
+class DecodeError(Exception):
+    """The Go error text of a field that does not decode."""
+
+
+def _go_quote(s):
+    """Go's time.quote: double quotes, backslash before " and \\, \\x for the rest."""
+    out = ['"']
+    for ch in s:
+        if ch < " " or ord(ch) >= 0x80:
+            out.extend("\\x%02x" % b for b in ch.encode())
+        else:
+            out.append("\\" + ch if ch in '"\\' else ch)
+    return "".join(out) + '"'
+
+
+RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
+
+
+def go_parse_rfc3339_micro(value):
+    """time.Parse(metav1.RFC3339Micro, value) as Go does it, chunk by chunk
+    (time/format.go Parse), so the error text is Go's.  Exactly six
+    fractional digits are required: stdFracSecond0 "requires the exact
+    number of digits as specified in the layout".  Returns an aware
+    datetime; raises DecodeError."""
+    v = value
+
+    def fail(layout_elem, value_elem, msg=""):
+        if msg:
+            raise DecodeError("parsing time %s%s" % (_go_quote(value), msg))
+        raise DecodeError("parsing time %s as %s: cannot parse %s as %s" % (
+            _go_quote(value), _go_quote(RFC3339_MICRO), _go_quote(value_elem), _go_quote(layout_elem)))
+
+    def digit(i):
+        return len(v) > i and "0" <= v[i] <= "9"
+
+    def getnum(fixed):
+        if not digit(0):
+            return None
+        if not digit(1):
+            return None if fixed else (int(v[0]), v[1:])
+        return int(v[:2]), v[2:]
+
+    def go_atoi(t):
+        neg = t[:1] == "-"
+        if t[:1] in ("-", "+"):
+            t = t[1:]
+        if not t or not t.isdigit() or not t.isascii():
+            return None
+        return -int(t) if neg else int(t)
+
+    fields = {}
+    for prefix, std in (("", "2006"), ("-", "01"), ("-", "02"), ("T", "15"), (":", "04"), (":", "05"),
+                        ("", ".000000"), ("", "Z07:00")):
+        for ch in prefix:
+            if not v or v[0] != ch:
+                fail(prefix, v)
+            v = v[1:]
+        hold = v
+        if std == "2006":
+            if len(v) < 4 or not digit(0) or go_atoi(v[:4]) is None:
+                fail(std, hold)
+            fields["year"], v = go_atoi(v[:4]), v[4:]
+        elif std in ("01", "02", "15", "04", "05"):
+            got = getnum(std != "15")
+            if got is None:
+                fail(std, hold)
+            n, v = got
+            rng = {"01": ("month", 1, 12), "15": ("hour", 0, 23), "04": ("minute", 0, 59),
+                   "05": ("second", 0, 59)}.get(std)
+            if rng and not rng[1] <= n <= rng[2]:
+                fail(std, v, ": %s out of range" % rng[0])
+            fields[std] = n
+        elif std == ".000000":
+            if len(v) < 7 or v[0] not in ".,":
+                fail(std, hold)
+            ns = go_atoi(v[1:7])
+            if ns is None:
+                fail(std, hold)
+            if ns < 0:
+                fail(std, v[7:], ": fractional second out of range")
+            fields["us"], v = ns, v[7:]
+        else:
+            if v[:1] == "Z":
+                fields["tz"], v = 0, v[1:]
+                continue
+            if len(v) < 6 or v[3] != ":":
+                fail(std, hold)
+            sign, hh, mm, v = v[0], v[1:3], v[4:6], v[6:]
+            if not (hh.isdigit() and mm.isdigit() and hh.isascii() and mm.isascii()):
+                fail(std, hold)
+            if int(hh) > 24:
+                fail(std, v, ": time zone offset hour out of range")
+            if int(mm) > 60:
+                fail(std, v, ": time zone offset minute out of range")
+            if sign not in "+-":
+                fail(std, hold)
+            fields["tz"] = (int(hh) * 60 + int(mm)) * (1 if sign == "+" else -1)
+    if v:
+        fail("", v, ": extra text: " + _go_quote(v))
+    try:
+        local = datetime.datetime(fields["year"], fields["01"], fields["02"], fields["15"], fields["04"],
+                                  fields["05"], fields["us"])
+    except ValueError:
+        fail("", v, ": day out of range")
+    return (local - datetime.timedelta(minutes=fields["tz"])).replace(tzinfo=datetime.timezone.utc)
+
+
+def decode_micro_time(v):
+    """metav1.MicroTime.UnmarshalJSON (apimachinery/pkg/apis/meta/v1/micro_time.go):
+    null, or a string parsed with RFC3339Micro; MarshalJSON writes it back
+    in UTC with six digits.  Returns the stored form; raises DecodeError."""
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        kind = "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else \
+            "array" if isinstance(v, list) else "object"
+        raise DecodeError("json: cannot unmarshal %s into Go value of type string" % kind)
+    t = go_parse_rfc3339_micro(v)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%06dZ" % t.microsecond
+
+
+# Quantities (apimachinery/pkg/api/resource/quantity.go, suffix.go, amount.go).
+import functools  # noqa: E402  (kept here, with the one function that uses it)
+QUANTITY_RE = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+_DEC_SUFFIX = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BIN_SUFFIX = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_QUANTITY_MAX = 2 ** 63 - 1
+
+
+def parse_quantity(text):
+    """resource.ParseQuantity: (Fraction value, format) with the value
+    rounded up to the nano unit; raises DecodeError with upstream's errors."""
+    from fractions import Fraction
+    if text == "":
+        raise DecodeError("quantities must match the regular expression '%s'" % QUANTITY_RE)
+    if text == "0":
+        return Fraction(0), "DecimalSI"
+    # parseQuantityString: sign, digits, optional .digits, then the suffix.
+    pos, positive = 0, True
+    if text[0] in "+-":
+        positive, pos = text[0] == "+", 1
+    i = pos
+    while i < len(text) and "0" <= text[i] <= "9":
+        i += 1
+    num = text[pos:i]
+    denom = ""
+    if i < len(text) and text[i] == ".":
+        j = i + 1
+        while j < len(text) and "0" <= text[j] <= "9":
+            j += 1
+        denom, i = text[i + 1:j], j
+    suffix = text[i:]
+    j = 0
+    while j < len(suffix) and suffix[j] in "eEinumkKMGTP":
+        j += 1
+    if j < len(suffix) and suffix[j] in "+-":
+        j += 1
+    if not all("0" <= ch <= "9" for ch in suffix[j:]):
+        raise DecodeError("quantities must match the regular expression '%s'" % QUANTITY_RE)
+    # suffixHandler.interpret
+    if suffix in _DEC_SUFFIX:
+        base, exp, fmt = 10, _DEC_SUFFIX[suffix], "DecimalSI"
+    elif suffix in _BIN_SUFFIX:
+        base, exp, fmt = 2, _BIN_SUFFIX[suffix], "BinarySI"
+    elif len(suffix) > 1 and suffix[0] in "eE" and re.match(r"^[+-]?[0-9]+$", suffix[1:]):
+        base, exp, fmt = 10, int(suffix[1:]), "DecimalExponent"
+    else:
+        raise DecodeError("unable to parse quantity's suffix")
+    amount = Fraction(int(num or "0") * 10 ** len(denom) + int(denom or "0"), 10 ** len(denom))
+    amount *= Fraction(base) ** exp
+    # Non-zero values are rounded up to the nano unit; BinarySI is capped at
+    # 2^63-1, and below 1 it is DecimalSI ("avoids rounding").
+    nanos = amount * 10 ** 9
+    if nanos != int(nanos):
+        amount = Fraction(-(-nanos.numerator // nanos.denominator), 10 ** 9)
+    if fmt == "BinarySI" and amount > _QUANTITY_MAX:
+        amount = Fraction(_QUANTITY_MAX)
+    if fmt == "BinarySI" and 0 < amount < 1:
+        fmt = "DecimalSI"
+    return (amount if positive else -amount), fmt
+
+
+@functools.lru_cache(maxsize=4096)       # pods repeat the same few quantities
+def canonical_quantity(text):
+    """Quantity.String(): CanonicalizeBytes of the parsed value.  DecimalSI and
+    DecimalExponent: all factors of ten moved into the exponent, then the
+    exponent lowered to a multiple of three (AsCanonicalBytes), with the
+    suffix of that exponent; BinarySI (|q| >= 1024 and a whole number):
+    factors of 1024 into Ki..Ei (AsCanonicalBase1024Bytes), else DecimalSI."""
+    amount, fmt = parse_quantity(text)
+    if amount == 0:
+        return "0"
+    sign, mag = ("-" if amount < 0 else ""), abs(amount)
+    if fmt == "BinarySI":
+        if mag < 1024 or mag.denominator != 1:
+            fmt = "DecimalSI"
+        else:
+            m, e = int(mag), 0
+            while m % 1024 == 0 and e < 6:
+                m, e = m // 1024, e + 1
+            return sign + str(m) + ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][e]
+    # the value is n / 10^9 at most: find mantissa m and exponent e (multiple of 3)
+    e = -9
+    m = mag * 10 ** 9
+    m = m.numerator // m.denominator
+    while m % 10 == 0:
+        m, e = m // 10, e + 1
+    while e % 3:
+        m, e = m * 10, e - 1
+    if fmt == "DecimalExponent":
+        return sign + str(m) + ("e%d" % e if e else "")
+    suffix = {v: k for k, v in _DEC_SUFFIX.items()}.get(e, "")
+    return sign + str(m) + suffix
+
+
+def decode_quantity(v):
+    """Quantity.UnmarshalJSON: null, a JSON number or a (trimmed) string."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise DecodeError("quantities must match the regular expression '%s'" % QUANTITY_RE)
+    text = v.strip() if isinstance(v, str) else json.dumps(v)
+    return canonical_quantity(text)
+
+
+def _decode_map(obj, path, fn):
+    """Applies fn to every value of the map at path (a tuple) in obj, in place."""
+    m = _dig(obj, *path)
+    if isinstance(m, dict):
+        for k in list(m):
+            m[k] = fn(m[k])
+
+
+def _decode_fields(obj, path, fn):
+    parent = _dig(obj, *path[:-1]) if len(path) > 1 else obj
+    if isinstance(parent, dict) and path[-1] in parent:
+        parent[path[-1]] = fn(parent[path[-1]])
+
+
+def decode_pod(pod):
+    """Pod quantities in canonical form (containers' requests and limits,
+    overhead, pod-level resources)."""
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    if not isinstance(spec, dict):
+        return
+    for group in ("containers", "initContainers", "ephemeralContainers"):
+        for c in spec.get(group) or []:
+            if isinstance(c, dict):
+                for k in ("requests", "limits"):
+                    _decode_map(c, ("resources", k), decode_quantity)
+    _decode_map(pod, ("spec", "overhead"), decode_quantity)
+    for k in ("requests", "limits"):
+        _decode_map(pod, ("spec", "resources", k), decode_quantity)
+
+
+def decode_lease(lease):
+    for f in ("acquireTime", "renewTime"):
+        _decode_fields(lease, ("spec", f), decode_micro_time)
+
+
+def decode_event(ev):
+    _decode_fields(ev, ("eventTime",), decode_micro_time)
+    _decode_fields(ev, ("series", "lastObservedTime"), decode_micro_time)
+
+
+DECODERS = {("", "Pod"): decode_pod, ("coordination.k8s.io", "Lease"): decode_lease,
+            ("", "Event"): decode_event, ("events.k8s.io", "Event"): decode_event}
+
+
+def decode_body(rt, obj):
+    """A create or update body as the real server decodes it; a field that
+    does not decode is transformDecodeError's 400
+    ('<Kind> in version "<v>" cannot be handled as a <Kind>: <error>')."""
+    fn = DECODERS.get((rt.group, rt.kind))
+    if fn is None or not isinstance(obj, dict):
+        return
+    try:
+        fn(obj)
+    except DecodeError as e:
+        raise err_bad_request('%s in version "%s" cannot be handled as a %s: %s' % (rt.kind, rt.version, rt.kind, e))
+
+
+def decode_patched(rt, obj):
+    """A patched object as applyPatchToCurrentObject decodes it: a field that
+    does not decode is errors.NewInvalid(schema.GroupKind{}, "",
+    field.Invalid(field.NewPath("patch"), <patched JSON>, err))."""
+    fn = DECODERS.get((rt.group, rt.kind))
+    if fn is None or not isinstance(obj, dict):
+        return
+    raw = dumps(obj).decode()
+    try:
+        fn(obj)
+    except DecodeError as e:
+        fe = FieldErr("patch", "Invalid", str(e), raw, True)
+        raise ApiError(422, "Invalid", ' "" is invalid: ' + fe.text(), {"causes": [fe.cause()]})
+
+
 # events.k8s.io/v1 <-> core/v1 Event (one storage, like the real server).
 _EV_RENAMES = (("regarding", "involvedObject"), ("note", "message"),
                ("reportingController", "reportingComponent"), ("deprecatedSource", "source"),
@@ -1955,6 +2285,74 @@ TABLES = {
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
+def encode_continue(start, rv):
+    """storage.EncodeContinue (apiserver/pkg/storage/continue.go): unpadded
+    base64url of {"v":"meta.k8s.io/v1","rv":rv,"start":key}."""
+    return base64.urlsafe_b64encode(dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start})).decode().rstrip("=")
+
+
+def decode_continue(token):
+    """storage.DecodeContinue: (start key, rv); errors are the 400 of
+    storage.ValidateListOptions ("invalid continue token: ...")."""
+    def bad(why):
+        return err_bad_request("invalid continue token: continue key is not valid" + why)
+    try:
+        tok = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError) as e:
+        raise bad(": %s" % e)
+    if not isinstance(tok, dict):
+        raise bad(": json: cannot unmarshal into Go value of type storage.continueToken")
+    if tok.get("v") != "meta.k8s.io/v1":
+        raise bad(": server does not recognize this encoded version %s" % tok.get("v"))
+    rv, start = tok.get("rv"), tok.get("start")
+    if not isinstance(rv, int) or rv == 0:
+        raise bad(": incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    if not isinstance(start, str) or not start:
+        raise bad(": encoded start key empty (version meta.k8s.io/v1)")
+    return start, rv
+
+
+def validate_list_options(q, watch):
+    """ValidateListOptions (apimachinery/pkg/apis/meta/internalversion/validation/
+    validation.go) with the WatchList feature on; errors are the handler's
+    errors.NewInvalid(GroupKind{meta.k8s.io, ListOptions}, "", errs): 422."""
+    match = q.get("resourceVersionMatch", "")
+    initial = q.get("sendInitialEvents") or None      # absent (nil) or a value
+    errs = []
+    if watch:
+        if initial is not None and match != "NotOlderThan":
+            errs.append(FieldErr("resourceVersionMatch", "Forbidden",
+                                 "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"))
+        if match:
+            if initial is None:
+                errs.append(FieldErr("resourceVersionMatch", "Forbidden",
+                                     "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"))
+            if match != "NotOlderThan":
+                errs.append(FieldErr("resourceVersionMatch", "Unsupported", 'supported values: "NotOlderThan"',
+                                     match, True))
+            if q.get("continue"):
+                errs.append(FieldErr("resourceVersionMatch", "Forbidden",
+                                     "resourceVersionMatch is forbidden when continue is provided"))
+    else:
+        if match:
+            if not q.get("resourceVersion"):
+                errs.append(FieldErr("resourceVersionMatch", "Forbidden",
+                                     "resourceVersionMatch is forbidden unless resourceVersion is provided"))
+            if q.get("continue"):
+                errs.append(FieldErr("resourceVersionMatch", "Forbidden",
+                                     "resourceVersionMatch is forbidden when continue is provided"))
+            if match not in ("Exact", "NotOlderThan"):
+                errs.append(FieldErr("resourceVersionMatch", "Unsupported",
+                                     'supported values: "Exact", "NotOlderThan", ""', match, True))
+            if match == "Exact" and q.get("resourceVersion") == "0":
+                errs.append(FieldErr("resourceVersionMatch", "Forbidden",
+                                     'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'))
+        if initial is not None:
+            errs.append(FieldErr("sendInitialEvents", "Forbidden", "sendInitialEvents is forbidden for list"))
+    if errs:
+        raise err_invalid("ListOptions", "meta.k8s.io", "", errs)
+
+
 class ResourceType:
     """One served group/version/resource.  Several may share one Store
     (core and events.k8s.io Events, or the versions of a CRD)."""
@@ -2047,6 +2445,7 @@ class Cluster:
         self.reap_heap = []
         self.reap_cond = threading.Condition(self.lock)
         self.stopping = False
+        self.timeline = simtimeline.Timeline()     # /_sim/timeline, fed by _commit
         self._install_builtins()
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "stratos-system"):
             self.create(self.types[("", "v1", "namespaces")], None,
@@ -2103,7 +2502,9 @@ class Cluster:
         self.add_type(T("batch", "v1", "cronjobs", "CronJob", True, ["cj"], ["status"], ["all"], generation=True))
         self.add_type(T("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], ["status"],
                         generation=True, validate=validate_pdb))
-        self.add_type(T("coordination.k8s.io", "v1", "leases", "Lease", True, validate=validate_lease))
+        # pkg/registry/coordination/lease/strategy.go: AllowUnconditionalUpdate() is false.
+        self.add_type(T("coordination.k8s.io", "v1", "leases", "Lease", True, validate=validate_lease,
+                        unconditional=False))
         self.add_type(T("events.k8s.io", "v1", "events", "Event", True, ["ev"], fields=EVENTS_V1_FIELDS,
                         convert_out=event_core_to_v1, convert_in=event_v1_to_core,
                         validate=lambda o, old: validate_event(o, old, True) if old is None else []),
@@ -2189,6 +2590,8 @@ class Cluster:
                             del store.node_index[old_node]
                 if new_node is not None:
                     store.node_index.setdefault(new_node, set()).add(key)
+        if store.home.kind in ("Pod", "Node") and not store.home.group:
+            self.timeline.observe(store.home.kind, etype, obj, prev)
         if self.batching:
             self.touched.add(store)
         else:
@@ -2430,7 +2833,10 @@ class Cluster:
             if rv != cur["metadata"]["resourceVersion"]:
                 raise err_modified(rt.group, rt.plural, name)
         elif not rt.unconditional and not is_patch:
-            raise err_invalid(rt.kind, rt.group, name, [FieldErr(
+            # registry/generic/registry/store.go Update: qualifiedKind is
+            # GroupKind{Group: resource.Group, Kind: resource.Resource}, so
+            # the message names the plural ("leases.coordination.k8s.io").
+            raise err_invalid(rt.plural, rt.group, name, [FieldErr(
                 "metadata.resourceVersion", "Invalid", "must be specified for an update", GoValue("0x0"), True)])
 
     def _admitted_update(self, rt, ns, name, make_new, q, sub, admit, is_patch):
@@ -2514,6 +2920,7 @@ class Cluster:
             if pmeta.get("name") != name:
                 raise err_bad_request("the name of the object (%s) does not match the name on the URL (%s)"
                                       % (pmeta.get("name"), name))
+            decode_patched(rt, patched)
             return rt.convert_in(patched) if rt.convert_in else patched
 
         def apply_create():
@@ -2939,8 +3346,11 @@ class Cluster:
         return pdb
 
     def evict(self, ns, name, body):
+        """registry/core/pod/storage/eviction.go EvictionREST.Create."""
         rt = self.types[("", "v1", "pods")]
         body = body or {}
+        if (body.get("metadata") or {}).get("name") != name:
+            raise err_bad_request("name in URL does not match name in Eviction object")
         opts = body.get("deleteOptions") or {}
         with self.lock:
             pod = self.lookup(rt, ns, name)[0]
@@ -2971,9 +3381,13 @@ class Cluster:
             st = pdb["status"]
             allowed = False
             if not pod_is_ready(pod):
+                # An unready pod goes without using the budget under AlwaysAllow,
+                # or while the budget is met and non-zero; otherwise it falls
+                # through to checkAndDecrement like a ready one.
                 policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") or "IfHealthyBudget"
-                allowed = policy == "AlwaysAllow" or st["currentHealthy"] >= st["desiredHealthy"]
-            elif st["disruptionsAllowed"] > 0:
+                allowed = policy == "AlwaysAllow" or (st["currentHealthy"] >= st["desiredHealthy"] and
+                                                      st["desiredHealthy"] > 0)
+            if not allowed and st["disruptionsAllowed"] > 0:
                 allowed = True
             if not allowed:
                 raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
@@ -4631,8 +5045,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.route(method, path, q, body)
         except ApiError as e:
             hdrs = dict(e.headers)
-            if e.code == 429:
-                hdrs.setdefault("Retry-After", "1")
+            # responsewriters.ErrorNegotiated: Retry-After only when the Status
+            # asks for a delay (details.retryAfterSeconds > 0); a PDB's 429 has none.
+            ra = (e.details or {}).get("retryAfterSeconds") if isinstance(e.details, dict) else None
+            if isinstance(ra, int) and ra > 0:
+                hdrs.setdefault("Retry-After", str(ra))
             self.respond(e.code, e.status(), headers=hdrs)
         except (ConnectionError, ssl.SSLError, TimeoutError):
             self.close_connection = True
@@ -4748,6 +5165,8 @@ class Handler(BaseHTTPRequestHandler):
                     obj = json.loads(body or b"null")
             except (ValueError, yaml.YAMLError) as e:
                 raise err_bad_request("couldn't get version/kind; json parse error: %s" % e)
+            if verb in ("create", "update") and sub in (None, "status"):
+                decode_body(rt, obj)
         admit = None
         if verb in ("create", "update", "patch", "delete", "deletecollection") and rt.kind != "SelfSubjectAccessReview":
             admit = self.admission_run(rt, verb, q, obj)
@@ -4861,11 +5280,36 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise err_bad_request("invalid limit")
         cont = q.get("continue")
+        validate_list_options(q, False)
         with cl.lock:
             store = rt.store
             cur = cl.rv
             rvq, rvm = q.get("resourceVersion", ""), q.get("resourceVersionMatch", "")
-            if rvq not in ("", "0"):
+            # The version the list is served at.  Like the etcd3 store's GetList
+            # (storage/etcd3/store.go, storage.ValidateListOptions): a continue
+            # token carries the first page's version and every page is read at
+            # it; resourceVersion with Exact (or the legacy limit+resourceVersion)
+            # is read at that version; otherwise the current state.
+            at, start = cur, None
+            if cont:
+                start, tok_rv = decode_continue(cont)
+                if rvq not in ("", "0"):
+                    raise err_bad_request("specifying resource version is not allowed when using continue")
+                if tok_rv > 0:
+                    at = tok_rv
+                if 0 < tok_rv < store.compact_rv:
+                    # etcd3 handleCompactedErrorForPaging: 410 with a token (rv -1)
+                    # for the rest of the list at the latest version.
+                    e = err_expired(
+                        "The provided continue parameter is too old to display a consistent list "
+                        "result. You can start a new list without the continue parameter, or use the "
+                        "continue token in this response to retrieve the remainder of the results. "
+                        "Continuing with the provided token results in an inconsistent list - objects "
+                        "that were created, modified, or deleted between the time the first chunk was "
+                        "returned and now may show up in the list.")
+                    e.list_meta = {"continue": encode_continue(start, -1)}
+                    raise e
+            elif rvq not in ("", "0"):
                 try:
                     want = int(rvq)
                 except ValueError:
@@ -4874,23 +5318,18 @@ class Handler(BaseHTTPRequestHandler):
                     raise ApiError(504, "Timeout", "Too large resource version: %d, current: %d" % (want, cur),
                                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                                     "retryAfterSeconds": 1})
-                if rvm == "Exact" and want != cur:
-                    raise err_expired("too old resource version: %d (%d)" % (want, cur))
-            start = None
-            if cont:
-                try:
-                    tok = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
-                    start = tok["start"].rstrip("\x00")
-                    tok_rv = int(tok["rv"])
-                except (ValueError, KeyError, TypeError):
-                    raise err_bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
-                if tok_rv < store.compact_rv:
-                    raise err_expired("The provided continue parameter is too old to display a consistent list "
-                                      "result. You can start a new list without the continue parameter, or use the "
-                                      "continue token in this response to retrieve the remainder of the results. "
-                                      "Continuing with the provided token results in an inconsistent list - objects "
-                                      "that were created, modified, or deleted between the time the first chunk was "
-                                      "returned and now may show up in the list.")
+                if rvm == "Exact" or (rvm == "" and limit > 0):
+                    if want < store.compact_rv:
+                        raise err_expired("The resourceVersion for the provided list is too old.")
+                    at = want
+            # Objects as of `at`: the current ones, with every change made since
+            # undone from the history (the state before the first later event).
+            changed = {}
+            i = len(store.history) - 1
+            while i >= 0 and store.history_rvs[i] > at:
+                hm = store.history[i][2]["metadata"]
+                changed[obj_key(hm.get("namespace"), hm["name"])] = store.history[i][3]
+                i -= 1
             keys, objects = store.keys, store.objects
             field = match.field
             if store.node_index is not None and field is not None and "spec.nodeName" in field.equals:
@@ -4898,21 +5337,33 @@ class Handler(BaseHTTPRequestHandler):
                 keys = sorted(store.node_index.get(field.equals["spec.nodeName"], ()))
             if ns is None:
                 lo, hi = 0, len(keys)
+                ckeys = sorted(changed)
             else:
                 lo, hi = bisect.bisect_left(keys, ns + "/"), bisect.bisect_left(keys, ns + "0")
-            i = max(lo, bisect.bisect_right(keys, start)) if start is not None else lo
-            items = []
-            while i < hi and (limit <= 0 or len(items) < limit):
-                e = objects[keys[i]]
+                ckeys = sorted(k for k in changed if ns + "/" <= k < ns + "0")
+            # The start key is inclusive; a token's is the last key + "\x00".
+            ia = max(lo, bisect.bisect_left(keys, start)) if start is not None else lo
+            ib = bisect.bisect_left(ckeys, start) if start is not None else 0
+            items, last = [], None
+            while (ia < hi or ib < len(ckeys)) and (limit <= 0 or len(items) < limit):
+                ka = keys[ia] if ia < hi else None
+                kb = ckeys[ib] if ib < len(ckeys) else None
+                if kb is None or (ka is not None and ka <= kb):
+                    k, ia, ib = ka, ia + 1, ib + (kb == ka)
+                else:
+                    k, ib = kb, ib + 1
+                e = [changed[k], None] if k in changed else objects[k]
+                if e[0] is None:
+                    continue
+                last = k
                 if unfiltered or match(e[0]):
                     items.append(e)
-                i += 1
-            meta = {"resourceVersion": str(cur)}
-            if limit > 0 and i < hi:
-                meta["continue"] = base64.urlsafe_b64encode(dumps(
-                    {"v": "meta.k8s.io/v1", "rv": cur, "start": keys[i - 1] + "\x00"})).decode().rstrip("=")
+            meta = {"resourceVersion": str(at)}
+            if limit > 0 and (ia < hi or ib < len(ckeys)) and last is not None:
+                meta["continue"] = encode_continue(last + "\x00", at)
                 if unfiltered:
-                    meta["remainingItemCount"] = hi - i
+                    rest = (hi - ia) + sum((changed[k] is not None) - (k in objects) for k in ckeys[ib:])
+                    meta["remainingItemCount"] = rest
             if table:
                 return self.respond(200, table_of(rt, [e[0] for e in items], q.get("includeObject", "Partial"), meta))
             raws = [cl.raw(rt, e) for e in items]
@@ -4966,6 +5417,7 @@ class Handler(BaseHTTPRequestHandler):
             raise err_bad_request("invalid timeoutSeconds")
         if timeout <= 0:
             timeout = random.uniform(1800, 3600)
+        validate_list_options(q, True)
         allow_bm = q.get("allowWatchBookmarks") in ("true", "1")
         send_initial = q.get("sendInitialEvents") == "true"
         include = q.get("includeObject", "Partial")
@@ -5289,6 +5741,8 @@ class Handler(BaseHTTPRequestHandler):
             with adm.lock:
                 return self.respond(200, {"services": {k: ("[%s]:%d" if ":" in h else "%s:%d") % (h, p)
                                                        for k, (h, p) in sorted(adm.service_map.items())}})
+        if path == "/_sim/timeline":
+            return self.respond(*cl.timeline.control(method, q, req))
         if path == "/_sim/bulk" and method == "POST":
             items = req.get("items") if isinstance(req, dict) else req
             if not isinstance(items, list):
@@ -5410,6 +5864,9 @@ def main(argv=None):
                     help="simulate graceful pod termination: a deleted pod bound to a node keeps a "
                          "deletionTimestamp for min(grace, this) seconds (default 0: removed at once)")
     ap.add_argument("--latency", type=float, default=0.0, help="artificial delay per API request, seconds")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="multiply the simulated delays (--pod-termination-seconds) by F, as scripts/sim up "
+                         "--time-scale does for every simulator")
     ap.add_argument("--quiet", action="store_true", help="do not log each request")
     ap.add_argument("--webhook-service-map", action="append", default=[], metavar="NS/SVC[:PORT]=HOST:PORT",
                     help="where admission webhooks with clientConfig.service are reached (repeatable); TLS still "
@@ -5451,7 +5908,9 @@ def main(argv=None):
     sslctx.verify_mode = ssl.CERT_OPTIONAL
     sslctx.set_alpn_protocols(["http/1.1"])
 
-    cluster = Cluster(history_max=args.history, pod_termination=args.pod_termination_seconds)
+    if args.time_scale <= 0:
+        ap.error("--time-scale must be > 0")
+    cluster = Cluster(history_max=args.history, pod_termination=args.pod_termination_seconds * args.time_scale)
     server = ApiServer(("127.0.0.1", args.port), Handler)
     server.sslctx = sslctx
     server.cluster = cluster

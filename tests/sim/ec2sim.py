@@ -811,10 +811,11 @@ def reason_stamp(kind, now):
 class Overlay:
     """Authoritative instance states with timed transitions."""
 
-    def __init__(self, timings):
+    def __init__(self, timings, scale=1.0):
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        self.timings = dict(timings)
+        self.timings = dict(timings)    # simulated seconds; real ones are these x scale (--time-scale)
+        self.scale = scale
         self.instances = {}
         self.seq = 0
         self.transitions = collections.deque(maxlen=MAX_TRANSITIONS)
@@ -862,13 +863,13 @@ class Overlay:
 
     def begin(self, inst, state, now, why):
         """Enter a transitional (or final) state using the configured timings."""
-        t = self.timings
+        t, k = self.timings, self.scale
         if state == "pending":
-            self.move(inst, "pending", now, why, t["pending_seconds"], "running")
+            self.move(inst, "pending", now, why, t["pending_seconds"] * k, "running")
         elif state == "stopping":
-            self.move(inst, "stopping", now, why, t["stopping_seconds"], "stopped")
+            self.move(inst, "stopping", now, why, t["stopping_seconds"] * k, "stopped")
         elif state == "shutting-down":
-            self.move(inst, "shutting-down", now, why, t["shutting_down_seconds"], "terminated")
+            self.move(inst, "shutting-down", now, why, t["shutting_down_seconds"] * k, "terminated")
         else:
             self.move(inst, state, now, why)
 
@@ -889,13 +890,13 @@ class Overlay:
                     continue
                 self.move(inst, target, at, "timer")
             if (inst.state == "terminated" and not inst.purged and inst.terminated_at is not None
-                    and now >= inst.terminated_at + self.timings["terminated_visible_seconds"]):
+                    and now >= inst.terminated_at + self.timings["terminated_visible_seconds"] * self.scale):
                 inst.purged = True
                 self._record(inst, "terminated", "terminated", "purged from Describe", now)
 
     def next_due(self):
         dues = [i.due for i in self.instances.values() if i.due is not None]
-        dues += [i.terminated_at + self.timings["terminated_visible_seconds"]
+        dues += [i.terminated_at + self.timings["terminated_visible_seconds"] * self.scale
                  for i in self.instances.values()
                  if i.state == "terminated" and not i.purged and i.terminated_at is not None]
         return min(dues) if dues else None
@@ -1070,7 +1071,7 @@ class Emulator:
             "shutting_down_seconds": args.shutting_down_seconds,
             "terminated_visible_seconds": args.terminated_visible_seconds,
         }
-        self.overlay = Overlay(self.default_timings)
+        self.overlay = Overlay(self.default_timings, args.time_scale)
         self.verifier = SigV4Verifier(args.region)
         self.verifier.add_static(Credential(args.access_key_id, args.secret_access_key))
         self.faults = Faults(args.seed)
@@ -1997,7 +1998,8 @@ class Emulator:
     def _control(self, method, parts, q, doc):
         head = parts[0] if parts else ""
         if head == "health" and method == "GET":
-            return 200, {"ok": True, "moto_port": self.moto_port, "region": self.region}
+            return 200, {"ok": True, "moto_port": self.moto_port, "region": self.region,
+                         "time_scale": self.overlay.scale}
         if head == "reset" and method == "POST":
             self.reset()
             return 200, {"ok": True}
@@ -2291,6 +2293,9 @@ def main(argv=None):
     p.add_argument("--stopping-seconds", type=float, default=2.0)
     p.add_argument("--shutting-down-seconds", type=float, default=1.0)
     p.add_argument("--terminated-visible-seconds", type=float, default=3600.0)
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply every transition time (these options and PUT /_sim/timings) by F, "
+                        "e.g. 0.1 for a ten times faster simulation")
     p.add_argument("--access-key-id", default=DEFAULT_ACCESS_KEY_ID)
     p.add_argument("--secret-access-key", default=DEFAULT_SECRET_ACCESS_KEY)
     p.add_argument("--region", default=DEFAULT_REGION)
@@ -2302,6 +2307,8 @@ def main(argv=None):
                    help="stand-in AMI (repeatable; default %s)" % DEFAULT_IMAGES)
     p.add_argument("--seed", type=int, default=None, help="seed for fault probabilities")
     args = p.parse_args(argv)
+    if args.time_scale <= 0:
+        p.error("--time-scale must be > 0")
 
     os.makedirs(args.dir, exist_ok=True)
     stop = threading.Event()

@@ -4,6 +4,7 @@ kubectl against it, and raw HTTP for the semantics stratosd relies on.
 Run from the repository root:  python3 -m unittest tests/sim/test_apiserver.py
 """
 
+import base64
 import json
 import os
 import queue
@@ -361,7 +362,10 @@ spec:
         left = self.ok(self.c.get("/api/v1/namespaces/kdrain/pods"))["items"]
         self.assertEqual(len(left), 1)
         counts = self.ok(self.c.get("/_sim/requests"))["counts"]
-        self.assertGreaterEqual(counts.get("create pods/eviction", 0), 3, counts)
+        # One eviction per pod; the refused one is not retried within 3 s: a
+        # PDB's 429 carries no Retry-After (eviction.go: NewTooManyRequests(...,
+        # 0)), so client-go does not retry it and kubectl drain waits its own 5 s.
+        self.assertEqual(counts.get("create pods/eviction", 0), 2, counts)
         self.assertTrue(self.ok(self.c.get("/api/v1/nodes/drain-node"))["spec"]["unschedulable"])
         self.ok(self.c.delete("/apis/policy/v1/namespaces/kdrain/poddisruptionbudgets/dp"))
         self.kubectl("drain", "drain-node", "--force", "--timeout=10s")
@@ -637,21 +641,24 @@ class ListTest(ServerCase):
         st, first = self.c.get("/api/v1/namespaces/pages/configmaps?limit=100")
         self.assertEqual(first["metadata"]["remainingItemCount"], 1134)
         self.assertEqual(first["kind"], "ConfigMapList")
-        # With a label selector, and with objects created between pages.
-        seen, cont = [], None
+        # With a label selector, and with an object created between pages: the
+        # pages are read at the first page's snapshot, so it is not listed.
+        seen, cont, rvs = [], None, set()
         while True:
             p = "/api/v1/namespaces/pages/configmaps?limit=50&labelSelector=" + q("mod=1")
             if cont:
                 p += "&continue=" + cont
             body = self.ok(self.c.get(p))
             seen += [i["metadata"]["name"] for i in body["items"]]
+            rvs.add(body["metadata"]["resourceVersion"])
             if cont is None:
                 self.ok(self.c.post("/api/v1/namespaces/pages/configmaps", cm("zz-late", "pages", labels={"mod": "1"})), 201)
             cont = body["metadata"].get("continue")
             if not cont:
                 break
-        expect = ["cm-%04d" % i for i in range(1234) if i % 3 == 1] + ["zz-late"]
+        expect = ["cm-%04d" % i for i in range(1234) if i % 3 == 1]
         self.assertEqual(seen, expect)
+        self.assertEqual(len(rvs), 1, rvs)
 
     def test_continue_token_expires_after_compaction(self):
         self.ensure_ns("pages2")
@@ -1124,6 +1131,277 @@ class ControlTest(ServerCase):
         finally:
             self.ok(self.c.post("/_sim/config", {"podTerminationSeconds": 0}))
 
+
+
+# ---------------------------------------------------------------------------
+class UpstreamAnswersTest(ServerCase):
+    """Answers that must be kube-apiserver's exactly, because clients (stratosd
+    among them) decide by them. Each test names the upstream code it copies."""
+
+    GENERIC_422 = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "the server rejected our request due to an error in our request",
+                   "reason": "Invalid", "details": {}, "code": 422}
+
+    def node(self, name, **meta):
+        m = dict({"name": name}, **meta)
+        return self.ok(self.c.post("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": m}), 201)
+
+    def test_json_patch_that_does_not_apply_is_a_causeless_422(self):
+        # handlers/patch.go applyJSPatch: patchObj.Apply's error goes to
+        # errors.NewGenericServerResponse(422, "", GroupResource{}, "", err, 0,
+        # isUnexpectedResponse=false): generic message, empty details, no cause.
+        n = self.node("gen422-node", labels={"a": "1"})
+        path = "/api/v1/nodes/gen422-node"
+        for ops in ([{"op": "test", "path": "/metadata/resourceVersion", "value": "1"}],
+                    [{"op": "test", "path": "/metadata/labels/a", "value": "2"}],
+                    [{"op": "remove", "path": "/metadata/annotations/missing"}]):
+            st, body = self.c.patch(path, ops, ctype="application/json-patch+json")
+            self.assertEqual((st, body), (422, self.GENERIC_422), ops)
+        self.assertEqual(self.ok(self.c.get(path))["metadata"]["resourceVersion"], n["metadata"]["resourceVersion"])
+
+    def test_json_patch_setting_a_stale_resource_version_is_409(self):
+        # registry/generic/registry/store.go Update: the patched object's
+        # resourceVersion differs from the stored one -> apierrors.NewConflict(
+        # qualifiedResource, name, OptimisticLockErrorMsg).
+        n = self.node("rv409-node")
+        path = "/api/v1/nodes/rv409-node"
+        rv = n["metadata"]["resourceVersion"]
+        claim = [{"op": "replace", "path": "/metadata/resourceVersion", "value": rv},
+                 {"op": "add", "path": "/metadata/labels", "value": {"stratos.sh/state": "running"}}]
+        won = self.ok(self.c.patch(path, claim, ctype="application/json-patch+json"))
+        self.assertGreater(int(won["metadata"]["resourceVersion"]), int(rv))
+        st, body = self.c.patch(path, claim, ctype="application/json-patch+json")
+        self.assertEqual((st, body), (409, {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": 'Operation cannot be fulfilled on nodes "rv409-node": the object has been modified; '
+                       "please apply your changes to the latest version and try again",
+            "reason": "Conflict", "details": {"name": "rv409-node", "kind": "nodes"}, "code": 409}))
+        # The patch is applied before the versions are compared: an operation
+        # that no longer applies fails first, with the generic 422.
+        stale = [claim[0], {"op": "remove", "path": "/metadata/annotations/gone"}]
+        self.assertEqual(self.c.patch(path, stale, ctype="application/json-patch+json"), (422, self.GENERIC_422))
+
+    def test_list_pages_are_served_from_the_first_pages_snapshot(self):
+        # storage/etcd3/store.go GetList: the continue token carries the first
+        # page's revision (storage/continue.go EncodeContinue) and later pages
+        # are read at it: same resourceVersion, objects as of that revision.
+        self.ensure_ns("snap")
+        base = "/api/v1/namespaces/snap/configmaps"
+        self.ok(self.c.post("/_sim/bulk", [cm("s-%02d" % i, "snap") for i in range(30)]))
+        first = self.ok(self.c.get(base + "?limit=10"))
+        rv = first["metadata"]["resourceVersion"]
+        self.ok(self.c.delete(base + "/s-03"))       # on the page already read
+        self.ok(self.c.delete(base + "/s-25"))       # on a page still to come
+        self.ok(self.c.patch(base + "/s-15", {"data": {"k": "changed"}}))
+        self.ok(self.c.post(base, cm("s-27a", "snap")), 201)
+        names, cont, pages = [i["metadata"]["name"] for i in first["items"]], first["metadata"]["continue"], [first]
+        while cont:
+            page = self.ok(self.c.get(base + "?limit=10&continue=" + cont))
+            self.assertEqual(page["metadata"]["resourceVersion"], rv)
+            pages.append(page)
+            names += [i["metadata"]["name"] for i in page["items"]]
+            cont = page["metadata"].get("continue")
+        self.assertEqual(names, ["s-%02d" % i for i in range(30)])
+        s15 = [i for p in pages for i in p["items"] if i["metadata"]["name"] == "s-15"][0]
+        self.assertEqual(s15["data"], {"k": "v"})
+        self.assertLessEqual(int(s15["metadata"]["resourceVersion"]), int(rv))
+        self.assertEqual(pages[0]["metadata"]["remainingItemCount"], 20)
+        # A watch from the list's version brings every change since: nothing is lost.
+        w = self.c.watch(base + "?watch=1&resourceVersion=" + rv)
+        got = [w.next() for _ in range(4)]
+        w.close()
+        self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in got],
+                         [("DELETED", "s-03"), ("DELETED", "s-25"), ("MODIFIED", "s-15"), ("ADDED", "s-27a")])
+        # A new list sees the present.
+        now = [i["metadata"]["name"] for i in self.c.list_all(base, limit=10)[0]]
+        self.assertEqual(len(now), 29)
+        self.assertNotIn("s-25", now)
+        # continue with a resourceVersion: storage.ValidateListOptions refuses it.
+        st, body = self.c.get(base + "?limit=10&resourceVersion=" + rv + "&continue=" + first["metadata"]["continue"])
+        self.assertEqual((st, body["reason"], body["message"]),
+                         (400, "BadRequest", "specifying resource version is not allowed when using continue"))
+
+    def test_expired_continue_token_is_410_with_a_token_for_the_rest(self):
+        # etcd3 handleCompactedErrorForPaging: NewResourceExpired(inconsistentContinue)
+        # with ListMeta.Continue = a token of resourceVersion -1 (the latest).
+        self.ensure_ns("exp")
+        base = "/api/v1/namespaces/exp/configmaps"
+        self.ok(self.c.post("/_sim/bulk", [cm("e-%02d" % i, "exp") for i in range(20)]))
+        first = self.ok(self.c.get(base + "?limit=10"))
+        self.ok(self.c.post(base, cm("e-19z", "exp")), 201)
+        self.ok(self.c.post("/_sim/compact", {"resource": "configmaps"}))
+        st, body = self.c.get(base + "?limit=10&continue=" + first["metadata"]["continue"])
+        self.assertEqual((st, body["reason"], body["code"]), (410, "Expired", 410))
+        self.assertEqual(body["message"], (
+            "The provided continue parameter is too old to display a consistent list result. You can start a new "
+            "list without the continue parameter, or use the continue token in this response to retrieve the "
+            "remainder of the results. Continuing with the provided token results in an inconsistent list - "
+            "objects that were created, modified, or deleted between the time the first chunk was returned and "
+            "now may show up in the list."))
+        tok = json.loads(base64.urlsafe_b64decode(body["metadata"]["continue"] + "=="))
+        self.assertEqual(tok["rv"], -1)
+        rest = self.ok(self.c.get(base + "?limit=100&continue=" + body["metadata"]["continue"]))
+        self.assertEqual([i["metadata"]["name"] for i in rest["items"]], ["e-%02d" % i for i in range(10, 20)] + ["e-19z"])
+        self.assertGreater(int(rest["metadata"]["resourceVersion"]), int(first["metadata"]["resourceVersion"]))
+
+    def test_list_at_an_exact_resource_version(self):
+        # resourceVersionMatch=Exact is read at that revision, or 410 "The
+        # resourceVersion for the provided list is too old." once compacted.
+        self.ensure_ns("exact")
+        base = "/api/v1/namespaces/exact/configmaps"
+        self.ok(self.c.post(base, cm("x1", "exact")), 201)
+        rv = self.ok(self.c.get(base))["metadata"]["resourceVersion"]
+        self.ok(self.c.post(base, cm("x2", "exact")), 201)
+        got = self.ok(self.c.get(base + "?resourceVersionMatch=Exact&resourceVersion=" + rv))
+        self.assertEqual(([i["metadata"]["name"] for i in got["items"]], got["metadata"]["resourceVersion"]), (["x1"], rv))
+        self.ok(self.c.post("/_sim/compact", {"resource": "configmaps"}))
+        st, body = self.c.get(base + "?resourceVersionMatch=Exact&resourceVersion=" + rv)
+        self.assertEqual((st, body["reason"], body["message"]),
+                         (410, "Expired", "The resourceVersion for the provided list is too old."))
+
+    def test_list_options_validation(self):
+        # ValidateListOptions (meta/internalversion/validation/validation.go),
+        # wrapped by the list handler in errors.NewInvalid(ListOptions.meta.k8s.io, "").
+        base = "/api/v1/namespaces/default/configmaps"
+
+        def invalid(query, message, fields):
+            st, body = self.c.get(base + "?" + query)
+            self.assertEqual((st, body["reason"], body["message"]), (422, "Invalid", message), query)
+            self.assertEqual(body["details"]["kind"], "ListOptions")
+            self.assertEqual(body["details"]["group"], "meta.k8s.io")
+            self.assertNotIn("name", body["details"])
+            self.assertEqual([c["field"] for c in body["details"]["causes"]], fields)
+        invalid("resourceVersionMatch=NotOlderThan",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is '
+                "forbidden unless resourceVersion is provided", ["resourceVersionMatch"])
+        invalid("sendInitialEvents=true",
+                'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is '
+                "forbidden for list", ["sendInitialEvents"])
+        invalid("resourceVersion=1&resourceVersionMatch=Newest",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Unsupported value: "Newest": '
+                'supported values: "Exact", "NotOlderThan", ""', ["resourceVersionMatch"])
+        invalid("watch=1&sendInitialEvents=true",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents '
+                "requires setting resourceVersionMatch to NotOlderThan", ["resourceVersionMatch"])
+        invalid("watch=1&resourceVersionMatch=NotOlderThan",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is '
+                "forbidden for watch unless sendInitialEvents is provided", ["resourceVersionMatch"])
+        w = self.c.watch(base + "?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+                                "&allowWatchBookmarks=true")
+        self.assertEqual(w.status, 200)
+        w.close()
+
+    def test_lease_times_are_micro_time_and_updates_need_a_resource_version(self):
+        base = "/apis/coordination.k8s.io/v1/namespaces/stratos-system/leases"
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "micro"},
+                 "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
+                          "acquireTime": "2024-01-01T00:00:00.000000Z", "renewTime": "2024-01-01T00:00:00.123Z"}}
+        # metav1.MicroTime.UnmarshalJSON is time.Parse(RFC3339Micro, ...): exactly
+        # six digits; the decode error is handlers/rest.go transformDecodeError's 400.
+        st, body = self.c.post(base, lease)
+        self.assertEqual((st, body["reason"], body["message"]), (400, "BadRequest", (
+            'Lease in version "v1" cannot be handled as a Lease: parsing time "2024-01-01T00:00:00.123Z" as '
+            '"2006-01-02T15:04:05.000000Z07:00": cannot parse ".123Z" as ".000000"')))
+        lease["spec"]["renewTime"] = "2024-01-01T00:00:00Z"
+        st, body = self.c.post(base, lease)
+        self.assertEqual(st, 400)
+        self.assertTrue(body["message"].endswith('cannot parse "Z" as ".000000"'), body["message"])
+        # Any offset is accepted and stored in UTC (MicroTime.MarshalJSON).
+        lease["spec"]["renewTime"] = "2024-01-01T02:00:00.000001+02:00"
+        got = self.ok(self.c.post(base, lease), 201)
+        self.assertEqual(got["spec"]["renewTime"], "2024-01-01T00:00:00.000001Z")
+        # leaseStrategy.AllowUnconditionalUpdate() is false: store.go Update wants
+        # a resourceVersion, qualifiedKind being the resource ("leases").
+        del got["metadata"]["resourceVersion"]
+        st, body = self.c.put(base + "/micro", got)
+        self.assertEqual((st, body["reason"], body["message"]), (422, "Invalid", (
+            'leases.coordination.k8s.io "micro" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+            "must be specified for an update")))
+        self.assertEqual(body["details"]["kind"], "leases")
+        # A patch whose result does not decode: applyPatchToCurrentObject's Invalid "patch".
+        st, body = self.c.patch(base + "/micro", {"spec": {"renewTime": "2024-01-01T00:00:00.5Z"}})
+        self.assertEqual((st, body["reason"]), (422, "Invalid"))
+        self.assertTrue(body["message"].startswith(' "" is invalid: patch: Invalid value: "{'), body["message"])
+        self.assertTrue(body["message"].endswith('cannot parse ".5Z" as ".000000"'), body["message"])
+
+    def test_pod_requests_default_to_limits_and_quantities_are_canonical(self):
+        # core/v1 SetDefaults_Pod copies limits into missing requests; every
+        # Quantity is written back in canonical form (resource/quantity.go
+        # CanonicalizeBytes): suffix as large as possible without fractions.
+        base = "/api/v1/namespaces/default/pods"
+        p = pod("quant")
+        p["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "0.5", "memory": "1024Mi"},
+                                                   "requests": {"memory": "512000Ki"}}
+        p["spec"]["initContainers"] = [{"name": "init", "image": "i:1",
+                                        "resources": {"limits": {"cpu": 2, "memory": "1.5Gi"}}}]
+        got = self.ok(self.c.post(base, p), 201)
+        res = got["spec"]["containers"][0]["resources"]
+        self.assertEqual(res["limits"], {"cpu": "500m", "memory": "1Gi"})
+        self.assertEqual(res["requests"], {"cpu": "500m", "memory": "500Mi"})
+        init = got["spec"]["initContainers"][0]["resources"]
+        self.assertEqual(init["requests"], {"cpu": "2", "memory": "1536Mi"})
+        self.assertEqual(got["status"]["qosClass"], "Burstable")
+        for given, canonical in (("1000", "1k"), ("1500m", "1500m"), ("0.1m", "100u"), ("12e6", "12e6"),
+                                 ("1.5e3", "1500"), ("0.5Ki", "512"), ("2048Ki", "2Mi"), ("1000Mi", "1000Mi"),
+                                 (".5", "500m"), ("1e-3", "1e-3")):
+            q = pod("quant-x")
+            q["spec"]["containers"][0]["resources"] = {"requests": {"cpu": given}}
+            body = self.ok(self.c.post(base + "?dryRun=All", q), 201)
+            self.assertEqual(body["spec"]["containers"][0]["resources"]["requests"]["cpu"], canonical, given)
+        bad = pod("quant-bad")
+        bad["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "one"}}
+        st, body = self.c.post(base, bad)
+        self.assertEqual((st, body["message"]), (400, (
+            'Pod in version "v1" cannot be handled as a Pod: quantities must match the regular expression '
+            "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")))
+
+    def test_eviction_answers(self):
+        # registry/core/pod/storage/eviction.go: success is &metav1.Status{Status:
+        # Success} (201 from the create handler); a budget at zero is
+        # NewTooManyRequests(msg, 0) with a DisruptionBudget cause, so no Retry-After.
+        self.ensure_ns("evx")
+        base = "/api/v1/namespaces/evx/pods/"
+
+        def evict(name):
+            return self.c.post(base + name + "/eviction", {
+                "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "evx"}})
+        self.ok(self.c.post("/_sim/bulk", [pod("ok", "evx", node="n1", phase="Running", ready=True)]))
+        self.assertEqual(evict("ok"), (201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                             "status": "Success", "code": 201}))
+        self.ok(self.c.post("/_sim/bulk", [pod("held", "evx", labels={"app": "held"}, node="n1", phase="Running",
+                                               ready=True)]))
+        self.ok(self.c.post("/apis/policy/v1/namespaces/evx/poddisruptionbudgets", {
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "held"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "held"}}}}), 201)
+        conn = self.c.connect()
+        conn.request("POST", base + "held/eviction", body=json.dumps({
+            "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "held"}}),
+            headers=self.c.headers({"Content-Type": "application/json"}))
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        conn.close()
+        self.assertEqual(resp.status, 429)
+        self.assertIsNone(resp.getheader("Retry-After"))
+        self.assertEqual(body, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                                "reason": "TooManyRequests", "details": {"causes": [{
+                                    "reason": "DisruptionBudget",
+                                    "message": "The disruption budget held needs 1 healthy pods and has 1 currently"}]},
+                                "code": 429})
+        # An unready pod skips the budget only while it is met and non-zero;
+        # with minAvailable 0 and nothing healthy it falls to checkAndDecrement
+        # (0 disruptions allowed): 429. AlwaysAllow lets it go.
+        self.ok(self.c.post("/_sim/bulk", [pod("sick", "evx", labels={"app": "sick"}, node="n1", phase="Running")]))
+        self.ok(self.c.post("/apis/policy/v1/namespaces/evx/poddisruptionbudgets", {
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "sick"},
+            "spec": {"minAvailable": 0, "selector": {"matchLabels": {"app": "sick"}}}}), 201)
+        self.assertEqual(evict("sick")[0], 429)
+        self.ok(self.c.patch("/apis/policy/v1/namespaces/evx/poddisruptionbudgets/sick",
+                             {"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}}))
+        self.assertEqual(evict("sick")[0], 201)
+        st, body = self.c.post(base + "held/eviction", {"apiVersion": "policy/v1", "kind": "Eviction",
+                                                        "metadata": {"name": "other"}})
+        self.assertEqual((st, body["message"]), (400, "name in URL does not match name in Eviction object"))
 
 if __name__ == "__main__":
     unittest.main()

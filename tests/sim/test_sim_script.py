@@ -3,6 +3,7 @@
 Run from the repository root:  python3 -m unittest tests/sim/test_sim_script.py
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -126,6 +127,50 @@ class SimScriptTest(unittest.TestCase):
         r = sim("up", "--dir", d, "--no-such-flag", "1")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("no component accepts --no-such-flag", r.stderr)
+
+    def test_timeline_of_an_instance_and_a_pod(self):
+        """The whole environment at --time-scale 0.05: an instance boots into a
+        Node, schedsim binds a pod, kubeletsim runs it; `scripts/sim timeline`
+        shows each step."""
+        d = self.dirs[0]
+        r = sim("up", "--dir", d, "--time-scale", "0.05")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        env = self.read_env(d)
+        self.assertTrue(env["STRATOS_SIM_SCHEDSIM"].startswith("http://127.0.0.1:"))
+        import boto3
+        ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL_EC2"], verify=env["AWS_CA_BUNDLE"],
+                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"])
+        node = ec2.run_instances(ImageId="ami-0123456789abcdef0", InstanceType="m5.large", MinCount=1, MaxCount=1,
+                                 SubnetId="subnet-12345678")["Instances"][0]["PrivateDnsName"]
+        c = Client(d)
+        self.addCleanup(c.close)
+        self.assertEqual(c.post("/api/v1/namespaces/default/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}})[0], 201)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            st, p = c.get("/api/v1/namespaces/default/pods/web")
+            if p.get("status", {}).get("phase") == "Running":
+                break
+            time.sleep(0.1)
+        self.assertEqual(p["status"]["phase"], "Running", p)
+        self.assertEqual(p["spec"]["nodeName"], node)
+        time.sleep(0.3)         # the simulators post their timeline entries in batches
+        r = subprocess.run([sys.executable, SIM, "timeline", "--dir", d], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        self.assertIn("NODE %s" % node, out)
+        self.assertIn("POD default/web  on %s" % node, out)
+        for step in ("RunInstances called", "instance running", "kubelet started", "registered", "Ready=True",
+                     "NetworkUnavailable=False", "taint removed node.kubernetes.io/not-ready:NoSchedule",
+                     "created", "scheduling attempt 1", "bound", "container started", "Running"):
+            self.assertIn(" %s" % step, out)
+        r = subprocess.run([sys.executable, SIM, "timeline", "--dir", d, "--pod", "default/web", "--json"],
+                           capture_output=True, text=True, timeout=60)
+        doc = json.loads(r.stdout)
+        self.assertEqual([x["key"] for x in doc["pods"]], ["default/web"])
+        self.assertEqual(doc["nodes"], [])
 
     def test_help(self):
         r = sim("--help")

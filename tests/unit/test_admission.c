@@ -7,7 +7,7 @@
 #include "stratos/limits.h"
 #include "stratos/metrics.h"
 #include "stratos/pools_file.h"
-#include "stratos/validate_resources.h"
+#include "stratos/validate_webhook.h"
 #include "stratos/yamljson.h"
 
 static struct pools *pools;
@@ -85,7 +85,7 @@ assert_review_response(const json_t *resp, const char *uid)
 static void
 test_invalid_fixture_denied(void **state)
 {
-	struct validate_resources *vr = validate_resources_new(pools, NULL);
+	struct validate_webhook *vr = validate_webhook_new(pools, NULL);
 	struct metrics_family *denials;
 	char *body = test_read_file(FIXTURE("admission/nodepool-create-invalid.json"), NULL);
 	json_t *resp, *r, *st, *causes;
@@ -95,7 +95,7 @@ test_invalid_fixture_denied(void **state)
 	(void)state;
 	denials = metrics_register(METRICS_COUNTER, "stratos_admission_denials_total", "", NULL, NULL, 0);
 	before = metrics_value(denials, "NodePool");
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	assert_int_equal(status, 200);
 	assert_review_response(resp, "c0ffee00-1234-4abc-8def-0123456789ab");
 	r = json_object_get(resp, "response");
@@ -119,14 +119,14 @@ test_invalid_fixture_denied(void **state)
 	assert_true(metrics_value(denials, "NodePool") == before + 1);
 	json_decref(resp);
 	free(body);
-	validate_resources_free(vr);
+	validate_webhook_free(vr);
 }
 
 /* Every seed example, as a CREATE review: allowed, no patch, no warnings. */
 static void
 test_seed_examples_allowed(void **state)
 {
-	struct validate_resources *vr = validate_resources_new(pools, NULL);
+	struct validate_webhook *vr = validate_webhook_new(pools, NULL);
 	size_t i;
 	json_t *doc;
 
@@ -138,8 +138,8 @@ test_seed_examples_allowed(void **state)
 		json_t *resp, *r;
 		int status;
 
-		resp = call(pool ? validate_resources_nodepool_handle :
-		    validate_resources_nodeclass_handle, vr, body, &status);
+		resp = call(pool ? validate_webhook_nodepool_handle :
+		    validate_webhook_nodeclass_handle, vr, body, &status);
 		assert_int_equal(status, 200);
 		assert_review_response(resp, "u-seed");
 		r = json_object_get(resp, "response");
@@ -150,7 +150,7 @@ test_seed_examples_allowed(void **state)
 		json_decref(resp);
 		free(body);
 	}
-	validate_resources_free(vr);
+	validate_webhook_free(vr);
 }
 
 static long
@@ -163,8 +163,8 @@ four_nodes(void *ctx, const char *pool)
 static void
 test_warnings_and_transitions(void **state)
 {
-	struct validate_resources_options opt = { .pool_nodes = four_nodes };
-	struct validate_resources *vr = validate_resources_new(pools, &opt);
+	struct validate_webhook_options opt = { .pool_nodes = four_nodes };
+	struct validate_webhook *vr = validate_webhook_new(pools, &opt);
 	json_t *old = json_array_get(seed, 1), *obj = json_deep_copy(old), *resp, *w;
 	char *body;
 	int status;
@@ -174,7 +174,7 @@ test_warnings_and_transitions(void **state)
 	json_object_set_new(json_object_get(json_object_get(json_object_get(obj, "spec"), "template"),
 	    "nodeClassRef"), "name", json_string("gpu"));
 	body = review("u2", "NodePool", "CREATE", obj, NULL, NULL);
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	w = json_object_get(json_object_get(resp, "response"), "warnings");
 	assert_true(json_is_true(json_object_get(json_object_get(resp, "response"), "allowed")));
 	assert_int_equal(json_array_size(w), 1);
@@ -184,7 +184,7 @@ test_warnings_and_transitions(void **state)
 	free(body);
 	/* The same change as an UPDATE of a pool with 4 nodes. */
 	body = review("u3", "NodePool", "UPDATE", obj, old, NULL);
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	w = json_object_get(json_object_get(resp, "response"), "warnings");
 	assert_int_equal(json_array_size(w), 2);
 	assert_string_equal(json_string_value(json_array_get(w, 1)),
@@ -196,18 +196,18 @@ test_warnings_and_transitions(void **state)
 	/* Status writes and other kinds are not looked at. */
 	json_object_set_new(json_object_get(obj, "spec"), "poolSize", json_integer(0));
 	body = review("u4", "NodePool", "UPDATE", obj, old, "status");
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	assert_true(json_is_true(json_object_get(json_object_get(resp, "response"), "allowed")));
 	json_decref(resp);
 	free(body);
 	body = review("u5", "AWSNodeClass", "CREATE", obj, NULL, NULL);
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	assert_true(json_is_true(json_object_get(json_object_get(resp, "response"), "allowed")));
 	json_decref(resp);
 	free(body);
 	/* DELETE of a class in use: allowed, warned. */
 	body = review("u6", "AWSNodeClass", "DELETE", NULL, json_array_get(seed, 0), NULL);
-	resp = call(validate_resources_nodeclass_handle, vr, body, &status);
+	resp = call(validate_webhook_nodeclass_handle, vr, body, &status);
 	assert_review_response(resp, "u6");
 	assert_true(json_is_true(json_object_get(json_object_get(resp, "response"), "allowed")));
 	assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(resp,
@@ -217,19 +217,19 @@ test_warnings_and_transitions(void **state)
 	free(body);
 	/* CREATE without an object is a malformed review. */
 	body = review("u7", "NodePool", "CREATE", NULL, old, NULL);
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	assert_int_equal(status, 400);
 	json_decref(resp);
 	free(body);
 	json_decref(obj);
-	validate_resources_free(vr);
+	validate_webhook_free(vr);
 }
 
 /* Hundreds of violations: all counted, the message stays within its cap. */
 static void
 test_many_violations(void **state)
 {
-	struct validate_resources *vr = validate_resources_new(pools, NULL);
+	struct validate_webhook *vr = validate_webhook_new(pools, NULL);
 	json_t *obj = json_deep_copy(json_array_get(seed, 1)), *labels = json_object(), *resp, *st;
 	const char *msg;
 	char *body;
@@ -244,7 +244,7 @@ test_many_violations(void **state)
 	}
 	json_object_set_new(json_object_get(json_object_get(obj, "spec"), "template"), "labels", labels);
 	body = review("u8", "NodePool", "CREATE", obj, NULL, NULL);
-	resp = call(validate_resources_nodepool_handle, vr, body, &status);
+	resp = call(validate_webhook_nodepool_handle, vr, body, &status);
 	st = json_object_get(json_object_get(resp, "response"), "status");
 	msg = json_string_value(json_object_get(st, "message"));
 	assert_true(strlen(msg) <= LIMITS_ADMISSION_MESSAGE);
@@ -253,7 +253,7 @@ test_many_violations(void **state)
 	json_decref(resp);
 	free(body);
 	json_decref(obj);
-	validate_resources_free(vr);
+	validate_webhook_free(vr);
 }
 
 static void

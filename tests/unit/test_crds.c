@@ -14,7 +14,7 @@
 #include "stratos/nodeclass.h"
 #include "stratos/nodepool.h"
 #include "stratos/timeutil.h"
-#include "stratos/validate.h"
+#include "stratos/crd_validate.h"
 #include "stratos/yamljson.h"
 
 #define CRD(name) STRATOS_SOURCE_DIR "/manifests/crds/" name
@@ -263,7 +263,7 @@ webhook_accepts(bool pool, const char *base, const char *path_in_json, const cha
 	json_error_t err;
 	json_t *obj = json_loads(base, 0, &err), *parent = obj;
 	struct fieldcheck_report rep;
-	struct validate_input in = { .op = VALIDATE_CREATE, .nodes = -1 };
+	struct crd_validate_input in = { .op = CRD_VALIDATE_CREATE, .nodes = -1 };
 	char buf[128], *seg, *save = NULL, *last = NULL;
 	bool ok = true;
 
@@ -281,7 +281,7 @@ webhook_accepts(bool pool, const char *base, const char *path_in_json, const cha
 		json_object_set_new(parent, last, json_string(value));
 	in.object = obj;
 	fieldcheck_report_init(&rep);
-	assert_int_equal(pool ? validate_nodepool(&in, &rep) : validate_nodeclass(&in, &rep), 0);
+	assert_int_equal(pool ? crd_validate_nodepool(&in, &rep) : crd_validate_nodeclass(&in, &rep), 0);
 	for (size_t i = 0; i < rep.nviolations; i++)
 		if (strstr(rep.violations[i].field, field_name) != NULL)
 			ok = false;

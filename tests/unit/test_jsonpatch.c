@@ -33,13 +33,13 @@ test_patch_ops(void **state)
 	char *text;
 
 	(void)state;
-	assert_int_equal(jsonpatch_test_resource_version(patch, "42"), 0);
+	assert_int_equal(jsonpatch_set_resource_version(patch, "42"), 0);
 	assert_int_equal(jsonpatch_append(patch, "add", json_string("running"), "metadata",
 	    "labels", "stratos.sh/state", NULL), 0);
 	assert_int_equal(jsonpatch_append(patch, "remove", NULL, "spec", "taints", "0", NULL), 0);
 	text = json_dumps(patch, JSON_COMPACT);
 	assert_string_equal(text,
-	    "[{\"op\":\"test\",\"path\":\"/metadata/resourceVersion\",\"value\":\"42\"},"
+	    "[{\"op\":\"replace\",\"path\":\"/metadata/resourceVersion\",\"value\":\"42\"},"
 	    "{\"op\":\"add\",\"path\":\"/metadata/labels/stratos.sh~1state\",\"value\":\"running\"},"
 	    "{\"op\":\"remove\",\"path\":\"/spec/taints/0\"}]");
 	free(text);

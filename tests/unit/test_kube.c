@@ -55,24 +55,41 @@ client(const char *token, const char *token_file)
 
 /* ---- requests and errors ---- */
 
+/*
+ * The Status bodies kube-apiserver sends. A stale resourceVersion (a PUT, or a
+ * patch that sets one): apierrors.NewConflict(..., OptimisticLockErrorMsg)
+ * from registry/generic/registry/store.go. A JSON Patch that does not apply
+ * (a failed "test" among others): handlers/patch.go passes the apply error to
+ * errors.NewGenericServerResponse(422, ..., isUnexpectedResponse=false), which
+ * keeps neither the error text nor a cause: details is empty.
+ */
+#define STATUS_409_MODIFIED "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{}," \
+	"\"status\":\"Failure\",\"message\":\"Operation cannot be fulfilled on nodes \\\"n1\\\": " \
+	"the object has been modified; please apply your changes to the latest version and try " \
+	"again\",\"reason\":\"Conflict\",\"details\":{\"name\":\"n1\",\"kind\":\"nodes\"},\"code\":409}"
+#define STATUS_422_PATCH "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{}," \
+	"\"status\":\"Failure\",\"message\":\"the server rejected our request due to an error in " \
+	"our request\",\"reason\":\"Invalid\",\"details\":{},\"code\":422}"
+
 static void
 h_errors(int fd, const struct req *r)
 {
 	if (strstr(r->path, "/404"))
 		reply(fd, 404, NULL, "{\"kind\":\"Status\",\"reason\":\"NotFound\",\"message\":\"nodes \\\"x\\\" not found\",\"code\":404}");
 	else if (strstr(r->path, "/409"))
-		reply(fd, 409, NULL, "{\"kind\":\"Status\",\"reason\":\"Conflict\",\"message\":\"the object has been modified\",\"code\":409}");
+		reply(fd, 409, NULL, STATUS_409_MODIFIED);
 	else if (strstr(r->path, "/410"))
 		reply(fd, 410, NULL, "{\"kind\":\"Status\",\"reason\":\"Expired\",\"message\":\"too old\",\"code\":410}");
-	else if (strstr(r->path, "/422test"))
-		reply(fd, 422, NULL, "{\"kind\":\"Status\",\"reason\":\"Invalid\",\"message\":"
-		    "\"the server rejected our request due to an error in our request\",\"details\":"
-		    "{\"causes\":[{\"reason\":\"UnexpectedServerResponse\",\"message\":"
-		    "\"testing value /metadata/resourceVersion failed: test failed\"}]},\"code\":422}");
+	else if (strstr(r->path, "/422patch"))
+		reply(fd, 422, NULL, STATUS_422_PATCH);
 	else if (strstr(r->path, "/422"))
 		reply(fd, 422, NULL, "{\"kind\":\"Status\",\"reason\":\"Invalid\",\"message\":\"spec.x: Invalid value\",\"code\":422}");
 	else if (strstr(r->path, "/429"))
-		reply(fd, 429, "Retry-After: 3\r\n", "{\"kind\":\"Status\",\"reason\":\"TooManyRequests\",\"message\":\"Cannot evict pod as it would violate the pod's disruption budget.\",\"code\":429}");
+		reply(fd, 429, "Retry-After: 3\r\n", "{\"kind\":\"Status\",\"apiVersion\":\"v1\","
+		    "\"metadata\":{},\"status\":\"Failure\",\"message\":\"Cannot evict pod as it would "
+		    "violate the pod's disruption budget.\",\"reason\":\"TooManyRequests\",\"details\":"
+		    "{\"causes\":[{\"reason\":\"DisruptionBudget\",\"message\":\"The disruption budget "
+		    "web needs 2 healthy pods and has 2 currently\"}]},\"code\":429}");
 	else if (strstr(r->path, "/403"))
 		reply(fd, 403, NULL, "{\"kind\":\"Status\",\"reason\":\"Forbidden\",\"message\":\"no\",\"code\":403}");
 	else if (strstr(r->path, "/500"))
@@ -95,7 +112,7 @@ test_error_classes(void **state)
 		{ "/api/v1/nodes/404", KUBE_ERR_NOT_FOUND, -ENOENT, 404 },
 		{ "/api/v1/nodes/409", KUBE_ERR_CONFLICT, -EBUSY, 409 },
 		{ "/api/v1/nodes/410", KUBE_ERR_GONE, -ESTALE, 410 },
-		{ "/api/v1/nodes/422test", KUBE_ERR_CONFLICT, -EBUSY, 422 },
+		{ "/api/v1/nodes/422patch", KUBE_ERR_INVALID, -EINVAL, 422 },
 		{ "/api/v1/nodes/422", KUBE_ERR_INVALID, -EINVAL, 422 },
 		{ "/api/v1/nodes/429", KUBE_ERR_TOO_MANY_REQUESTS, -EAGAIN, 429 },
 		{ "/api/v1/nodes/403", KUBE_ERR_FORBIDDEN, -EPERM, 403 },
@@ -119,7 +136,9 @@ test_error_classes(void **state)
 	assert_int_equal(kube_get(k, "/api/v1/nodes/429", NULL, &err), -EAGAIN);
 	assert_int_equal(err.retry_after_s, 3);
 	assert_string_equal(err.reason, "TooManyRequests");
-	assert_non_null(strstr(err.message, "disruption budget"));
+	/* The budget is named only in the cause: it is added to the message. */
+	assert_string_equal(err.message, "Cannot evict pod as it would violate the pod's disruption "
+	    "budget.: The disruption budget web needs 2 healthy pods and has 2 currently");
 	assert_int_equal(kube_get(k, "/api/v1/nodes/500", NULL, &err), -EIO);
 	assert_string_equal(err.message, "<html>oops</html>");
 	assert_int_equal(kube_get(k, "/api/v1/nodes/notjson", &out, &err), -EBADMSG);
@@ -303,17 +322,18 @@ test_request_bodies(void **state)
 	assert_string_equal(path, "/apis/coordination.k8s.io/v1/namespaces/stratos-system/leases");
 	assert_int_equal(kube_path(path, &KUBE_NODES, NULL, NULL, "status"), -EINVAL);
 
-	/* A guarded JSON Patch: the test comes first, pointers are escaped. */
+	/* A guarded JSON Patch: the precondition comes first, pointers are escaped. */
 	patch = jsonpatch_new();
 	jsonpatch_append(patch, "replace", json_string("running"), "metadata", "labels",
-	    NODE_LABEL_STATE, NULL);
+	    NODESTATE_LABEL_STATE, NULL);
 	jsonpatch_append(patch, "add", json_string("a~b"), "metadata", "annotations", "x~y/z", NULL);
 	assert_int_equal(kube_patch_guarded(k, "/api/v1/nodes/n1", "7", patch, &out, &err), 0);
 	assert_string_equal(last.method, "PATCH");
 	assert_string_equal(last.ctype, "application/json-patch+json");
 	body = json_loads(last.body, 0, NULL);
 	assert_int_equal(json_array_size(body), 3);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(body, 0), "op")), "test");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(body, 0), "op")),
+	    "replace");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(body, 0), "path")),
 	    "/metadata/resourceVersion");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(body, 0), "value")), "7");
@@ -375,16 +395,104 @@ test_request_bodies(void **state)
 	kube_free(k);
 }
 
+/*
+ * One node per path, as the API server keeps it: "won" took our patch; on
+ * "lost" another replica wrote first (409); on "moved" the other replica's
+ * write made one of our operations inapplicable (the 422 comes before the
+ * version check); "bad" is a patch that does not apply to the very version
+ * we read; "gone" was deleted after the failed patch.
+ */
+static void
+h_guarded(int fd, const struct req *r)
+{
+	const char *name = strrchr(r->path, '/') + 1;
+	char node[160];
+
+	if (strcmp(r->method, "GET") == 0) {
+		if (strcmp(name, "gone") == 0) {
+			reply(fd, 404, NULL, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+			    "\"status\":\"Failure\",\"message\":\"nodes \\\"gone\\\" not found\","
+			    "\"reason\":\"NotFound\",\"details\":{\"name\":\"gone\",\"kind\":\"nodes\"},"
+			    "\"code\":404}");
+			return;
+		}
+		snprintf(node, sizeof(node), "{\"kind\":\"Node\",\"metadata\":{\"name\":\"%s\","
+		    "\"resourceVersion\":\"%s\"}}", name, strcmp(name, "bad") == 0 ? "7" : "8");
+		reply(fd, 200, NULL, node);
+	} else if (strcmp(name, "won") == 0) {
+		reply(fd, 200, NULL, "{\"kind\":\"Node\",\"metadata\":{\"name\":\"won\","
+		    "\"resourceVersion\":\"8\"}}");
+	} else if (strcmp(name, "lost") == 0) {
+		reply(fd, 409, NULL, STATUS_409_MODIFIED);
+	} else {
+		reply(fd, 422, NULL, STATUS_422_PATCH);
+	}
+}
+
+/* A lost race is a conflict however the real server words it; an invalid patch is not. */
+static void
+test_guarded_patch_outcomes(void **state)
+{
+	static const struct {
+		const char *node;
+		int rc;
+		enum kube_err_class cls;
+		long code;
+		const char *requests;       /* what the client sent, in order */
+	} cases[] = {
+		{ "won", 0, KUBE_ERR_NONE, 0, "PATCH /api/v1/nodes/won\n" },
+		{ "lost", -EBUSY, KUBE_ERR_CONFLICT, 409, "PATCH /api/v1/nodes/lost\n" },
+		{ "moved", -EBUSY, KUBE_ERR_CONFLICT, 422,
+		  "PATCH /api/v1/nodes/moved\nGET /api/v1/nodes/moved\n" },
+		{ "bad", -EINVAL, KUBE_ERR_INVALID, 422,
+		  "PATCH /api/v1/nodes/bad\nGET /api/v1/nodes/bad\n" },
+		{ "gone", -ENOENT, KUBE_ERR_NOT_FOUND, 404,
+		  "PATCH /api/v1/nodes/gone\nGET /api/v1/nodes/gone\n" },
+	};
+	struct kube *k;
+	struct kube_error err;
+	char path[KUBE_PATH_MAX];
+
+	(void)state;
+	handler = h_guarded;
+	k = client("t", NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *patch = jsonpatch_new(), *out = NULL;
+		jsonpatch_append(patch, "remove", NULL, "metadata", "annotations",
+		    NODESTATE_ANN_EMPTY_SINCE, NULL);
+		snprintf(path, sizeof(path), "/api/v1/nodes/%s", cases[i].node);
+		paths_log[0] = '\0';
+		assert_int_equal(kube_patch_guarded(k, path, "7", patch, &out, &err), cases[i].rc);
+		assert_int_equal(err.class, cases[i].cls);
+		assert_int_equal(err.code, cases[i].code);
+		assert_string_equal(paths_log, cases[i].requests);
+		if (cases[i].rc == 0)
+			assert_non_null(out);
+		else
+			assert_null(out);
+		if (cases[i].cls == KUBE_ERR_CONFLICT && cases[i].code == 422)
+			assert_non_null(strstr(err.message, "expected 7"));
+		json_decref(out);
+		json_decref(patch);
+	}
+	kube_free(k);
+}
+
 static void
 h_pages(int fd, const struct req *r)
 {
 	if (strstr(r->path, "expire=1") != NULL && strstr(r->path, "continue=") != NULL)
 		reply(fd, 410, NULL, "{\"kind\":\"Status\",\"reason\":\"Expired\",\"message\":"
 		    "\"The provided continue parameter is too old\",\"code\":410}");
+	/*
+	 * Later pages at newer versions: a real server repeats the first page's
+	 * (they are served from its snapshot), but a server that does not must
+	 * not make the client resume its watch past changes to the first page.
+	 */
 	else if (strstr(r->path, "continue=tok%2F2") != NULL)
-		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"900\"},\"items\":[{\"n\":3}]}");
+		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"990\"},\"items\":[{\"n\":3}]}");
 	else if (strstr(r->path, "continue=tok1") != NULL)
-		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"900\",\"continue\":\"tok/2\"},\"items\":[{\"n\":2}]}");
+		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"950\",\"continue\":\"tok/2\"},\"items\":[{\"n\":2}]}");
 	else
 		reply(fd, 200, NULL, "{\"metadata\":{\"resourceVersion\":\"900\",\"continue\":\"tok1\"},\"items\":[{\"n\":0},{\"n\":1}]}");
 }
@@ -412,7 +520,7 @@ test_list_pages(void **state)
 	assert_int_equal(kube_list(k, "/api/v1/pods", "labelSelector=a%3Db", NULL, collect_items, &seq,
 	    &rv, &err), 0);
 	assert_int_equal(seq, 123);                 /* 0, 1, 2, 3 in order */
-	assert_string_equal(rv, "900");
+	assert_string_equal(rv, "900");             /* the first page's */
 	assert_non_null(strstr(paths_log, "GET /api/v1/pods?limit=500&labelSelector=a%3Db\n"));
 	assert_non_null(strstr(paths_log, "&continue=tok1\n"));
 	assert_non_null(strstr(paths_log, "&continue=tok%2F2\n"));
@@ -539,7 +647,7 @@ keys(struct cache *c)
 static void
 test_informer_resume_and_relist(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct cache *c = node_cache_base(node_cache_new());
 	struct kube *k;
 	const char *unsynced = NULL;
 
@@ -616,7 +724,7 @@ h_between_lists(int fd, const struct req *r)
 static void
 test_bad_stream_relists(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct cache *c = node_cache_base(node_cache_new());
 	struct kube *k;
 
 	(void)state;
@@ -644,6 +752,7 @@ main(void)
 		cmocka_unit_test(test_token_rotation_on_401),
 		cmocka_unit_test(test_exec_plugin_token),
 		cmocka_unit_test(test_request_bodies),
+		cmocka_unit_test(test_guarded_patch_outcomes),
 		cmocka_unit_test(test_list_pages),
 		cmocka_unit_test(test_informer_resume_and_relist),
 		cmocka_unit_test(test_bad_stream_relists),

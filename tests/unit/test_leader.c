@@ -79,9 +79,9 @@ holder(void)
 	return out;
 }
 
-/* Another replica's renewal: the record changes. */
+/* Another replica's renewal, stating its lease duration: the record changes. */
 static void
-renew_as(const char *who)
+renew_as(const char *who, int duration_s)
 {
 	char now[TIME_RFC3339_LEN], rv[16];
 
@@ -91,7 +91,8 @@ renew_as(const char *who)
 		lease = json_pack("{s:{s:s,s:s}}", "metadata", "name", "stratos-controller",
 		    "namespace", "ns");
 	json_object_set_new(lease, "spec", json_pack("{s:s,s:i,s:s,s:s,s:i}", "holderIdentity", who,
-	    "leaseDurationSeconds", 1, "acquireTime", now, "renewTime", now, "leaseTransitions", 3));
+	    "leaseDurationSeconds", duration_s, "acquireTime", now, "renewTime", now,
+	    "leaseTransitions", 3));
 	snprintf(rv, sizeof(rv), "%d", ++lease_rv);
 	json_object_set_new(json_object_get(lease, "metadata"), "resourceVersion", json_string(rv));
 	pthread_mutex_unlock(&store_lock);
@@ -283,21 +284,24 @@ test_waits_for_a_live_holder(void **state)
 
 	(void)state;
 	reset_store();
-	renew_as("other_9");
+	renew_as("other_9", 2);
 	l = elector(k, "me_2", &c);
 	assert_int_equal(leader_start(l), 0);
 	/* While the other replica keeps renewing, never take over. */
 	for (int i = 0; i < 15; i++) {
-		renew_as("other_9");
+		renew_as("other_9", 2);
 		usleep(150 * 1000);
 		assert_false(leader_is_leader(l));
 	}
 	leader_holder(l, who, sizeof(who));
 	assert_string_equal(who, "other_9");
-	/* It stops renewing: take over after a lease duration (1.5 s) of no change. */
+	/*
+	 * It stops renewing: take over after the record's lease duration (2 s) of
+	 * no change, not after this replica's own 1.5 s.
+	 */
 	int64_t t0 = time_mono_ms();
-	assert_true(wait_until(is_leader, l, 3000 * fake_http_slowdown()));
-	assert_true(time_mono_ms() - t0 >= 1300);
+	assert_true(wait_until(is_leader, l, 4000 * fake_http_slowdown()));
+	assert_true(time_mono_ms() - t0 >= 1900);
 	assert_string_equal(holder(), "me_2");
 	pthread_mutex_lock(&store_lock);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(lease, "spec"),
@@ -305,10 +309,38 @@ test_waits_for_a_live_holder(void **state)
 	pthread_mutex_unlock(&store_lock);
 
 	/* Someone else writes the Lease while we lead: we stop at once. */
-	renew_as("thief_1");
+	renew_as("thief_1", 2);
 	assert_true(wait_until(not_leader, l, 1000 * fake_http_slowdown()));
 	wait_count(&c.stopped, 1);
 	assert_int_equal(atomic_load(&c.stopped), 1);
+	leader_free(l);
+	kube_free(k);
+}
+
+/*
+ * client-go judges a record by the duration it states (isLeaseValid:
+ * observedTime + observedRecord.LeaseDurationSeconds): a holder with a 1 s
+ * lease that stops renewing is replaced after 1 s, though ours is 1.5 s.
+ */
+static void
+test_record_duration_decides(void **state)
+{
+	struct kube *k = client();
+	struct calls c = { 0 };
+	struct leader *l;
+	int64_t t0, took;
+
+	(void)state;
+	reset_store();
+	renew_as("quick_1", 1);
+	l = elector(k, "me_3", &c);
+	t0 = time_mono_ms();
+	assert_int_equal(leader_start(l), 0);
+	assert_true(wait_until(is_leader, l, 3000 * fake_http_slowdown()));
+	took = time_mono_ms() - t0;
+	assert_true(took >= 950);
+	assert_true(took < 1450 * fake_http_slowdown());
+	assert_string_equal(holder(), "me_3");
 	leader_free(l);
 	kube_free(k);
 }
@@ -335,6 +367,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_acquire_renew_lose_and_release),
 		cmocka_unit_test(test_waits_for_a_live_holder),
+		cmocka_unit_test(test_record_duration_decides),
 		cmocka_unit_test(test_bad_config),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

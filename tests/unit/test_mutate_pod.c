@@ -481,10 +481,10 @@ test_affinity_detection(void **state)
 	assert_string_equal(out.pools, "gpu,ci-runners");
 	/* 4 standard + nvidia.com/gpu + example.com/booting + eks not-ready (shared, once) */
 	assert_int_equal(json_array_size(json_object_get(json_object_get(got, "spec"), "tolerations")), 7);
-	assert_true(poolpod_tolerates(json_object_get(json_object_get(got, "spec"), "tolerations"),
-	    "example.com/booting", "", "NoExecute"));
-	assert_true(poolpod_tolerates(json_object_get(json_object_get(got, "spec"), "tolerations"),
-	    "nvidia.com/gpu", "present", "NoSchedule"));
+	assert_true(kube_tolerations_json_tolerate(json_object_get(json_object_get(got, "spec"),
+	    "tolerations"), "example.com/booting", "", KUBE_EFFECT_NO_EXECUTE));
+	assert_true(kube_tolerations_json_tolerate(json_object_get(json_object_get(got, "spec"),
+	    "tolerations"), "nvidia.com/gpu", "present", KUBE_EFFECT_NO_SCHEDULE));
 	mutate_pod_outcome_free(&out);
 	json_decref(got);
 	json_decref(pod);

@@ -33,8 +33,8 @@ test_standby_fixture(void **state)
 	assert_null(node_info_annotation(n, "node.alpha.kubernetes.io/ttl"));
 	assert_null(n->reservations);
 	assert_int_equal(n->ntaints, 5);
-	assert_true(node_info_has_taint(n, NODE_TAINT_STANDBY, KUBE_EFFECT_NO_EXECUTE));
-	assert_false(node_info_has_taint(n, NODE_TAINT_STANDBY, KUBE_EFFECT_NO_SCHEDULE));
+	assert_true(node_info_has_taint(n, NODESTATE_TAINT_STANDBY, KUBE_EFFECT_NO_EXECUTE));
+	assert_false(node_info_has_taint(n, NODESTATE_TAINT_STANDBY, KUBE_EFFECT_NO_SCHEDULE));
 	assert_true(node_info_has_taint(n, "node.kubernetes.io/unreachable", KUBE_EFFECT_ANY));
 	assert_int_equal(n->allocatable.cpu_milli, 7910);
 	assert_int_equal(n->allocatable.memory, 31369588LL * 1024);
@@ -66,7 +66,7 @@ test_extender_nodes_and_selection(void **state)
 		assert_non_null(n);
 		/* The pod selects ci-runners nodes and tolerates their standby taint. */
 		assert_true(node_info_selected_by(n, p));
-		assert_true(pod_info_tolerates(p, NODE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE));
+		assert_true(pod_info_tolerates(p, NODESTATE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE));
 		cache_obj_unref(&n->obj);
 	}
 	cache_obj_unref(&p->obj);
@@ -123,7 +123,7 @@ node_json(const char *name, const char *pool, const char *state, unsigned rv)
 
 	snprintf(rvs, sizeof(rvs), "%u", rv);
 	return json_pack("{s:{s:s,s:s,s:{s:s,s:s}},s:{s:{s:s,s:s}}}", "metadata", "name", name,
-	    "resourceVersion", rvs, "labels", NODE_LABEL_POOL, pool, NODE_LABEL_STATE, state,
+	    "resourceVersion", rvs, "labels", NODESTATE_LABEL_POOL, pool, NODESTATE_LABEL_STATE, state,
 	    "status", "allocatable", "cpu", "2", "pods", "10");
 }
 
@@ -140,7 +140,8 @@ count_pool(void *ctx, const struct node_info *n)
 static void
 test_cache_write_through_and_index(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct node_cache *nc = node_cache_new();
+	struct cache *c = node_cache_base(nc);
 	struct cache_sub *sub = cache_sub_new(4);
 	struct cache_event ev;
 	struct node_info *n;
@@ -159,11 +160,11 @@ test_cache_write_through_and_index(void **state)
 	}
 	assert_int_equal(cache_count(c), 300);
 	assert_true(cache_generation(c) >= g0 + 300);
-	assert_int_equal(node_cache_foreach(c, "gpu", count_pool, &count), 100);
+	assert_int_equal(node_cache_foreach(nc, "gpu", count_pool, &count), 100);
 	assert_int_equal(count, 100);
-	assert_int_equal(node_cache_foreach(c, "ci", count_pool, &count), 200);
-	assert_int_equal(node_cache_foreach(c, "none", count_pool, &count), 0);
-	assert_int_equal(node_cache_foreach(c, NULL, count_pool, &count), 300);
+	assert_int_equal(node_cache_foreach(nc, "ci", count_pool, &count), 200);
+	assert_int_equal(node_cache_foreach(nc, "none", count_pool, &count), 0);
+	assert_int_equal(node_cache_foreach(nc, NULL, count_pool, &count), 300);
 
 	/*
 	 * 300 adds overflowed the 4-slot queue: 4 events, then one RESYNC (re-read
@@ -186,18 +187,18 @@ test_cache_write_through_and_index(void **state)
 	j = node_json("node-001", "ci", "standby", 11);
 	assert_int_equal(cache_apply(c, j), 0);
 	json_decref(j);
-	n = node_cache_get(c, "node-001");
+	n = node_cache_get(nc, "node-001");
 	assert_non_null(n);
 	assert_string_equal(n->state, "running");
 	assert_int_equal(n->obj.rv, 12);
 	count = 0;
-	node_cache_foreach(c, "gpu", count_pool, &count);
+	node_cache_foreach(nc, "gpu", count_pool, &count);
 	assert_int_equal(count, 101);
 
 	/* A held reference outlives removal from the cache. */
 	assert_int_equal(cache_remove(c, "node-001", 11), 0);      /* cache holds 12 > 11 */
 	assert_int_equal(cache_remove(c, "node-001", 0), 1);
-	assert_null(node_cache_get(c, "node-001"));
+	assert_null(node_cache_get(nc, "node-001"));
 	assert_string_equal(node_info_name(n), "node-001");
 	cache_obj_unref(&n->obj);
 	assert_int_equal(cache_count(c), 299);
@@ -252,7 +253,7 @@ wait_thread(void *arg)
 static void
 test_cache_wait_wakes(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct cache *c = node_cache_base(node_cache_new());
 	struct waiter w = { .c = c };
 	pthread_t t;
 	json_t *j;
@@ -287,12 +288,12 @@ test_transition_patch(void **state)
 	assert_non_null(n);
 	/* The claim of DESIGN §6.3 against a node that has labels, annotations and taints. */
 	node_patch_init(&p, n);
-	node_patch_set_label(&p, NODE_LABEL_STATE, "running");
-	node_patch_set_annotation(&p, NODE_ANN_STARTED_FOR, "ci/runner-1");
-	node_patch_remove_annotation(&p, NODE_ANN_EMPTY_SINCE);     /* absent: no op */
-	node_patch_remove_annotation(&p, NODE_ANN_STATE_SINCE);
+	node_patch_set_label(&p, NODESTATE_LABEL_STATE, "running");
+	node_patch_set_annotation(&p, NODESTATE_ANN_STARTED_FOR, "ci/runner-1");
+	node_patch_remove_annotation(&p, NODESTATE_ANN_EMPTY_SINCE);     /* absent: no op */
+	node_patch_remove_annotation(&p, NODESTATE_ANN_STATE_SINCE);
 	node_patch_remove_label(&p, "not-there");
-	node_patch_remove_taint(&p, NODE_TAINT_STANDBY);
+	node_patch_remove_taint(&p, NODESTATE_TAINT_STANDBY);
 	node_patch_add_taint(&p, "node.kubernetes.io/unreachable", NULL, KUBE_EFFECT_NO_SCHEDULE);
 	node_patch_set_unschedulable(&p, false);                      /* unchanged: no op */
 	patch = node_patch_take(&p, &rc);
@@ -318,10 +319,10 @@ test_transition_patch(void **state)
 	b = node_info_parse(bare, &rc);
 	assert_non_null(b);
 	node_patch_init(&p, b);
-	node_patch_set_label(&p, NODE_LABEL_POOL, "gpu");
-	node_patch_set_label(&p, NODE_LABEL_STATE, "warmup");
-	node_patch_set_annotation(&p, NODE_ANN_STATE_SINCE, "2026-11-28T07:00:00Z");
-	node_patch_add_taint(&p, NODE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE);
+	node_patch_set_label(&p, NODESTATE_LABEL_POOL, "gpu");
+	node_patch_set_label(&p, NODESTATE_LABEL_STATE, "warmup");
+	node_patch_set_annotation(&p, NODESTATE_ANN_STATE_SINCE, "2026-11-28T07:00:00Z");
+	node_patch_add_taint(&p, NODESTATE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE);
 	node_patch_set_unschedulable(&p, true);
 	patch = node_patch_take(&p, &rc);
 	text = json_dumps(patch, JSON_COMPACT | JSON_SORT_KEYS);
@@ -338,7 +339,7 @@ test_transition_patch(void **state)
 
 	/* Nothing to change: an empty patch. */
 	node_patch_init(&p, n);
-	node_patch_add_taint(&p, NODE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE);
+	node_patch_add_taint(&p, NODESTATE_TAINT_STANDBY, "true", KUBE_EFFECT_NO_EXECUTE);
 	patch = node_patch_take(&p, &rc);
 	assert_int_equal(json_array_size(patch), 0);
 	json_decref(patch);

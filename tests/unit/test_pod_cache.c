@@ -139,7 +139,7 @@ test_requests_arithmetic(void **state)
 	assert_int_equal(p->requests.memory, (64LL << 20) + (1LL << 30));
 	assert_int_equal(p->requests.ephemeral, 2LL << 30);
 	assert_int_equal(resources_ext_get(&p->requests, "nvidia.com/gpu"), 1);
-	assert_int_equal(resources_ext_get(&p->requests, RESOURCES_POOL_POD), 0);
+	assert_int_equal(resources_ext_get(&p->requests, NODESTATE_POOL_POD_RESOURCE), 0);
 	assert_int_equal(p->requests.next, 1);
 	assert_int_equal(p->containers, 2);
 	cache_obj_unref(&p->obj);
@@ -364,6 +364,77 @@ describe(const struct pod_info *p, char *out, size_t len)
 }
 
 /* The cache parses pruned text: it must give exactly what the whole object gives. */
+static int
+count_pod(void *ctx, const struct pod_info *p)
+{
+	(void)p;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* A pod JSON for the pending index: its pool annotation, node, phase, deletion. */
+static json_t *
+pending_pod(const char *name, const char *pool, const char *node, const char *phase,
+    bool deleting)
+{
+	json_t *pod = json_pack("{s:{s:s,s:s,s:s,s:s,s:{}},s:{s:[{s:s,s:s}]},s:{s:s}}",
+	    "metadata", "name", name, "namespace", "ns", "uid", name, "resourceVersion", "9",
+	    "annotations", "spec", "containers", "name", "c", "image", "busybox",
+	    "status", "phase", phase);
+	json_t *meta = json_object_get(pod, "metadata");
+
+	if (pool != NULL)
+		json_object_set_new(json_object_get(meta, "annotations"), "stratos.sh/pool",
+		    json_string(pool));
+	if (node != NULL)
+		json_object_set_new(json_object_get(pod, "spec"), "nodeName", json_string(node));
+	if (deleting)
+		json_object_set_new(meta, "deletionTimestamp", json_string("2026-12-06T10:00:00Z"));
+	return pod;
+}
+
+/* The controller finds a pool's waiting pods by one lookup (pod_cache_foreach_pending). */
+static void
+test_pending_index(void **state)
+{
+	struct pod_cache *pc = pod_cache_new();
+	struct cache *c = pod_cache_base(pc);
+	json_t *pods[] = {
+		pending_pod("a", "ci", NULL, "Pending", false),        /* counted under ci */
+		pending_pod("b", "ci", NULL, "Pending", false),        /* counted under ci */
+		pending_pod("c", "ci", "node-1", "Pending", false),    /* bound: not waiting */
+		pending_pod("d", "ci", NULL, "Succeeded", false),      /* finished */
+		pending_pod("e", "ci", NULL, "Pending", true),         /* being deleted */
+		pending_pod("f", NULL, NULL, "Pending", false),        /* not a pool pod */
+		pending_pod("g", "gpu,ci", NULL, "Pending", false),    /* several pools: the first */
+	};
+	int n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++) {
+		assert_int_equal(cache_apply(c, pods[i]), 1);
+		json_decref(pods[i]);
+	}
+	assert_int_equal(pod_cache_pending_count(pc, "ci"), 2);
+	assert_int_equal(pod_cache_foreach_pending(pc, "ci", count_pod, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(pod_cache_pending_count(pc, "gpu"), 1);
+	assert_int_equal(pod_cache_pending_count(pc, "gpu,ci"), 0);
+	/* The node index still holds the bound pod. */
+	n = 0;
+	assert_int_equal(pod_cache_foreach_on_node(pc, "node-1", count_pod, &n), 1);
+
+	/* Bound by the scheduler: it leaves the pending index at once. */
+	json_t *bound = pending_pod("a", "ci", "node-2", "Pending", false);
+	json_object_set_new(json_object_get(bound, "metadata"), "resourceVersion", json_string("10"));
+	assert_int_equal(cache_apply(c, bound), 1);
+	json_decref(bound);
+	assert_int_equal(pod_cache_pending_count(pc, "ci"), 1);
+	assert_int_equal(cache_remove(c, "ns/b", 0), 1);
+	assert_int_equal(pod_cache_pending_count(pc, "ci"), 0);
+	pod_cache_free(pc);
+}
+
 static void
 test_pruned_parse_is_identical(void **state)
 {
@@ -432,6 +503,7 @@ main(void)
 		cmocka_unit_test(test_owner_key_function),
 		cmocka_unit_test(test_interned_memory_returns),
 		cmocka_unit_test(test_pruned_parse_is_identical),
+		cmocka_unit_test(test_pending_index),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

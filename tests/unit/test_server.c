@@ -184,6 +184,30 @@ slow_handler(void *ctx, const struct server_request *req, struct server_response
 	buf_append_str(&resp->body, "{\"slow\":true}");
 }
 
+/* The blocking route's gate: its handlers wait until the test opens it. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static int gate_waiting;
+
+static void
+gated_handler(void *ctx, const struct server_request *req, struct server_response *resp)
+{
+	(void)ctx;
+	if (!req->on_worker) {
+		resp->defer = true;     /* waiting is for the workers */
+		return;
+	}
+	pthread_mutex_lock(&gate_lock);
+	gate_waiting++;
+	pthread_cond_broadcast(&gate_cond);
+	while (!gate_open)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	gate_waiting--;
+	pthread_mutex_unlock(&gate_lock);
+	buf_append_str(&resp->body, "{\"gated\":true}");
+}
+
 static bool
 flag_check(void *ctx, char *why, size_t len)
 {
@@ -236,6 +260,8 @@ start(bool tls, bool client_ca, size_t max_body, int64_t idle_ms)
 	    SERVER_ROUTE_CLIENT_CERT | SERVER_ROUTE_JSON, echo_handler, NULL), 0);
 	assert_int_equal(server_route(f->srv, "GET", "/bad", 0, bad_status_handler, NULL), 0);
 	assert_int_equal(server_route(f->srv, "GET", "/slow", 0, slow_handler, NULL), 0);
+	assert_int_equal(server_route(f->srv, "GET", "/gated", SERVER_ROUTE_BLOCKING, gated_handler,
+	    NULL), 0);
 	assert_int_equal(server_route(f->srv, "POST", "/echo", 0, echo_handler, NULL), -EEXIST);
 	assert_int_equal(server_route(f->srv, "GET", "no-slash", 0, echo_handler, NULL), -EINVAL);
 	if (server_start(f->srv, &err) != 0)
@@ -781,6 +807,72 @@ test_graceful_stop(void **state)
 	stop(f);
 }
 
+struct gated_call {
+	struct fixture *f;
+	long status;
+	char body[64];
+};
+
+static void *
+gated_call_main(void *arg)
+{
+	struct gated_call *c = arg;
+	struct httpc *h = httpc_new(NULL);
+
+	c->status = call(h, c->f, "GET", "/gated", NULL, c->body, sizeof(c->body), NULL);
+	httpc_free(h);
+	return NULL;
+}
+
+/*
+ * While handlers of a blocking route wait (the extender's StartInstances),
+ * the event loop answers every other request: three waiting handlers run in
+ * place would hold up both event-loop threads of the fixture.
+ */
+static void
+test_blocking_route_keeps_others_answered(void **state)
+{
+	struct fixture *f = start(false, false, 0, 10000);
+	struct gated_call calls[3];
+	pthread_t t[3];
+	struct httpc *h = httpc_new(NULL);
+	char body[256];
+
+	(void)state;
+	pthread_mutex_lock(&gate_lock);
+	gate_open = false;
+	pthread_mutex_unlock(&gate_lock);
+	for (int i = 0; i < 3; i++) {
+		calls[i] = (struct gated_call){ .f = f };
+		pthread_create(&t[i], NULL, gated_call_main, &calls[i]);
+	}
+	pthread_mutex_lock(&gate_lock);
+	while (gate_waiting < 3) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 10;
+		if (pthread_cond_timedwait(&gate_cond, &gate_lock, &until) == ETIMEDOUT)
+			fail_msg("the blocking handlers did not start");
+	}
+	pthread_mutex_unlock(&gate_lock);
+	/* Three handlers are waiting: health and the other routes still answer. */
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(call(h, f, "GET", "/healthz", NULL, body, sizeof(body), NULL), 200);
+		assert_int_equal(call(h, f, "POST", "/echo", "{}", body, sizeof(body), NULL), 200);
+	}
+	pthread_mutex_lock(&gate_lock);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(calls[i].status, 200);
+		assert_string_equal(calls[i].body, "{\"gated\":true}");
+	}
+	httpc_free(h);
+	stop(f);
+}
+
 static void
 test_stop_fails_readiness_everywhere(void **state)
 {
@@ -862,6 +954,7 @@ main(void)
 		cmocka_unit_test(test_tls_reload_bad_files_keep_serving),
 		cmocka_unit_test(test_graceful_stop),
 		cmocka_unit_test(test_stop_fails_readiness_everywhere),
+		cmocka_unit_test(test_blocking_route_keeps_others_answered),
 		cmocka_unit_test(test_bad_options),
 	};
 

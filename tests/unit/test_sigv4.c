@@ -67,6 +67,28 @@ test_vectors(void **state)
 		assert_null(sig.canonical_request);
 		assert_null(sig.string_to_sign);
 		sigv4_signature_free(&sig);
+
+		/* The headers to send: the signed ones, Host, X-Amz-Date, the token, Authorization. */
+		struct sigv4_headers sh;
+		char want[1024];
+		size_t k = 0;
+		assert_int_equal(sigv4_sign_headers(&req, &creds, &sh), 0);
+		for (; k < n; k++)
+			assert_string_equal(sh.lines[k], lines[k]);
+		snprintf(want, sizeof(want), "Host: %s", req.host);
+		assert_string_equal(sh.lines[k++], want);
+		snprintf(want, sizeof(want), "X-Amz-Date: %s", req.amz_date);
+		assert_string_equal(sh.lines[k++], want);
+		if (creds.session_token != NULL && creds.session_token[0] != '\0') {
+			snprintf(want, sizeof(want), "X-Amz-Security-Token: %s", creds.session_token);
+			assert_string_equal(sh.lines[k++], want);
+		}
+		snprintf(want, sizeof(want), "Authorization: %s",
+		    json_string_value(json_object_get(v, "authorization")));
+		assert_string_equal(sh.lines[k++], want);
+		assert_null(sh.lines[k]);
+		sigv4_headers_free(&sh);
+		assert_null(sh.token);
 	}
 	json_decref(vectors);
 }

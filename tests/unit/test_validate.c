@@ -12,7 +12,7 @@
 
 #include "stratos/fieldcheck.h"
 #include "stratos/pools_file.h"
-#include "stratos/validate.h"
+#include "stratos/crd_validate.h"
 #include "stratos/yamljson.h"
 
 #define BASE_POOL "{'apiVersion':'stratos.sh/v1alpha1','kind':'NodePool','metadata':{'name':'p1'}," \
@@ -109,14 +109,14 @@ run_cases(const char *base, bool pool, const struct rule_case *cases, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		json_t *obj = J(base);
 		struct fieldcheck_report rep;
-		struct validate_input in = { .op = VALIDATE_CREATE, .snap = snap, .nodes = -1 };
+		struct crd_validate_input in = { .op = CRD_VALIDATE_CREATE, .snap = snap, .nodes = -1 };
 		char *got;
 
 		if (cases[i].path != NULL)
 			set_path(obj, cases[i].path, cases[i].value != NULL ? J(cases[i].value) : NULL);
 		in.object = obj;
 		fieldcheck_report_init(&rep);
-		assert_int_equal(pool ? validate_nodepool(&in, &rep) : validate_nodeclass(&in, &rep), 0);
+		assert_int_equal(pool ? crd_validate_nodepool(&in, &rep) : crd_validate_nodeclass(&in, &rep), 0);
 		got = issues(rep.violations, rep.nviolations);
 		if (strcmp(got, cases[i].violations) != 0)
 			fail_msg("case %zu (%s = %s):\ngot:\n%s\nwant:\n%s", i, cases[i].path,
@@ -302,7 +302,7 @@ test_nodepool_lists_capped(void **state)
 {
 	json_t *obj = J(BASE_POOL), *images = json_array(), *labels = json_object();
 	struct fieldcheck_report rep;
-	struct validate_input in = { .op = VALIDATE_CREATE, .nodes = -1 };
+	struct crd_validate_input in = { .op = CRD_VALIDATE_CREATE, .nodes = -1 };
 
 	(void)state;
 	for (int i = 0; i < 65; i++) {
@@ -316,7 +316,7 @@ test_nodepool_lists_capped(void **state)
 	set_path(obj, "spec.template.labels", labels);
 	in.object = obj;
 	fieldcheck_report_init(&rep);
-	assert_int_equal(validate_nodepool(&in, &rep), 0);
+	assert_int_equal(crd_validate_nodepool(&in, &rep), 0);
 	assert_issues(rep.violations, rep.nviolations,
 	    "spec.template.labels: must have at most 64 entries\n"
 	    "spec.preWarm.imagesToPull: must have at most 64 items");
@@ -450,7 +450,7 @@ test_nodeclass_user_data_size(void **state)
 	json_t *obj = J(BASE_CLASS);
 	char *big = malloc(16386);
 	struct fieldcheck_report rep;
-	struct validate_input in = { .op = VALIDATE_CREATE, .nodes = -1 };
+	struct crd_validate_input in = { .op = CRD_VALIDATE_CREATE, .nodes = -1 };
 
 	(void)state;
 	memset(big, 'x', 16384);
@@ -458,13 +458,13 @@ test_nodeclass_user_data_size(void **state)
 	set_path(obj, "spec.userData", json_string(big));
 	in.object = obj;
 	fieldcheck_report_init(&rep);
-	assert_int_equal(validate_nodeclass(&in, &rep), 0);
+	assert_int_equal(crd_validate_nodeclass(&in, &rep), 0);
 	assert_int_equal(rep.nviolations, 0);
 	fieldcheck_report_free(&rep);
 	big[16384] = 'x';
 	big[16385] = '\0';
 	set_path(obj, "spec.userData", json_string(big));
-	assert_int_equal(validate_nodeclass(&in, &rep), 0);
+	assert_int_equal(crd_validate_nodeclass(&in, &rep), 0);
 	assert_issues(rep.violations, rep.nviolations,
 	    "spec.userData: must be at most 16384 bytes (the EC2 limit before base64), not 16385");
 	fieldcheck_report_free(&rep);
@@ -521,13 +521,13 @@ test_invalid_fixture(void **state)
 	json_error_t err;
 	json_t *review = json_load_file(FIXTURE("admission/nodepool-create-invalid.json"), 0, &err);
 	struct fieldcheck_report rep;
-	struct validate_input in = { .op = VALIDATE_CREATE, .nodes = -1 };
+	struct crd_validate_input in = { .op = CRD_VALIDATE_CREATE, .nodes = -1 };
 
 	(void)state;
 	assert_non_null(review);
 	in.object = json_object_get(json_object_get(review, "request"), "object");
 	fieldcheck_report_init(&rep);
-	assert_int_equal(validate_nodepool(&in, &rep), 0);
+	assert_int_equal(crd_validate_nodepool(&in, &rep), 0);
 	assert_issues(rep.violations, rep.nviolations,
 	    "spec.minStandby: must not be greater than spec.poolSize (3)\n"
 	    "spec.template.startupTaints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute\n"
@@ -551,11 +551,11 @@ test_seed_examples(void **state)
 	assert_int_equal(json_array_size(docs), 6);
 	json_array_foreach(docs, i, doc) {
 		struct fieldcheck_report rep;
-		struct validate_input in = { .op = VALIDATE_CREATE, .object = doc, .nodes = -1 };
+		struct crd_validate_input in = { .op = CRD_VALIDATE_CREATE, .object = doc, .nodes = -1 };
 		bool pool = strcmp(json_string_value(json_object_get(doc, "kind")), "NodePool") == 0;
 
 		fieldcheck_report_init(&rep);
-		assert_int_equal(pool ? validate_nodepool(&in, &rep) : validate_nodeclass(&in, &rep), 0);
+		assert_int_equal(pool ? crd_validate_nodepool(&in, &rep) : crd_validate_nodeclass(&in, &rep), 0);
 		assert_issues(rep.violations, rep.nviolations, "");
 		assert_issues(rep.warnings, rep.nwarnings, "");
 		fieldcheck_report_free(&rep);
@@ -574,7 +574,7 @@ test_seed_examples(void **state)
 		assert_int_equal(ci->nstartup_taints, 1);
 		assert_string_equal(ci->startup_taints[0].key, "node.eks.amazonaws.com/not-ready");
 		assert_string_equal(ci->startup_taints[0].value, "true");
-		assert_int_equal(ci->startup_taints[0].effect, NODEPOOL_EFFECT_NO_SCHEDULE);
+		assert_int_equal(ci->startup_taints[0].effect, KUBE_EFFECT_NO_SCHEDULE);
 		assert_int_equal(ci->startup_taint_removal, NODEPOOL_REMOVAL_WHEN_NETWORK_READY);
 		assert_int_equal(ci->prewarm_timeout_ms, 15 * 60 * 1000);
 		assert_int_equal(ci->prewarm_timeout_action, NODEPOOL_TIMEOUT_TERMINATE);
@@ -665,12 +665,12 @@ run_update(const char *old_json, const char *new_json, bool pool, long nodes,
     const struct pools_snapshot *snap, const char *violations, const char *warnings)
 {
 	json_t *old = J(old_json), *obj = J(new_json);
-	struct validate_input in = { .op = VALIDATE_UPDATE, .object = obj, .old_object = old,
+	struct crd_validate_input in = { .op = CRD_VALIDATE_UPDATE, .object = obj, .old_object = old,
 		.snap = snap, .nodes = nodes };
 	struct fieldcheck_report rep;
 
 	fieldcheck_report_init(&rep);
-	assert_int_equal(pool ? validate_nodepool(&in, &rep) : validate_nodeclass(&in, &rep), 0);
+	assert_int_equal(pool ? crd_validate_nodepool(&in, &rep) : crd_validate_nodeclass(&in, &rep), 0);
 	assert_issues(rep.violations, rep.nviolations, violations);
 	assert_issues(rep.warnings, rep.nwarnings, warnings);
 	fieldcheck_report_free(&rep);
@@ -748,7 +748,7 @@ test_nodeclass_update_and_delete(void **state)
 	const struct pools_snapshot *snap = pools_acquire(p);
 	json_t *changed = J(BASE_CLASS);
 	struct fieldcheck_report rep;
-	struct validate_input in = { .op = VALIDATE_DELETE, .snap = snap, .nodes = 2 };
+	struct crd_validate_input in = { .op = CRD_VALIDATE_DELETE, .snap = snap, .nodes = 2 };
 	char *text;
 
 	(void)state;
@@ -763,7 +763,7 @@ test_nodeclass_update_and_delete(void **state)
 	/* Deleting a class that pools still name: allowed, with a warning. */
 	in.old_object = changed;
 	fieldcheck_report_init(&rep);
-	assert_int_equal(validate_nodeclass(&in, &rep), 0);
+	assert_int_equal(crd_validate_nodeclass(&in, &rep), 0);
 	assert_int_equal(rep.nviolations, 0);
 	assert_issues(rep.warnings, rep.nwarnings,
 	    "AWSNodeClass c1 is used by NodePool p1; they cannot launch nodes without it");
@@ -772,7 +772,7 @@ test_nodeclass_update_and_delete(void **state)
 	json_decref(changed);
 	changed = J(BASE_POOL);
 	in.old_object = changed;
-	assert_int_equal(validate_nodepool(&in, &rep), 0);
+	assert_int_equal(crd_validate_nodepool(&in, &rep), 0);
 	assert_issues(rep.warnings, rep.nwarnings,
 	    "deleting NodePool p1 drains its 2 node(s) and terminates their instances");
 	fieldcheck_report_free(&rep);
@@ -782,7 +782,7 @@ test_nodeclass_update_and_delete(void **state)
 }
 
 static char *
-run_documents(const char *yaml, bool other_kinds_ok, struct validate_stats *st)
+run_documents(const char *yaml, bool other_kinds_ok, struct crd_validate_stats *st)
 {
 	struct yamljson_error yerr;
 	json_t *docs;
@@ -792,7 +792,7 @@ run_documents(const char *yaml, bool other_kinds_ok, struct validate_stats *st)
 
 	assert_int_equal(yamljson_parse(yaml, strlen(yaml), &docs, &yerr), 0);
 	memset(st, 0, sizeof(*st));
-	assert_int_equal(validate_documents("f.yaml", docs, NULL, other_kinds_ok, f, st), 0);
+	assert_int_equal(crd_validate_documents("f.yaml", docs, NULL, other_kinds_ok, f, st), 0);
 	fclose(f);
 	json_decref(docs);
 	return out;
@@ -801,7 +801,7 @@ run_documents(const char *yaml, bool other_kinds_ok, struct validate_stats *st)
 static void
 test_documents_output(void **state)
 {
-	struct validate_stats st;
+	struct crd_validate_stats st;
 	char *out;
 	const char *yaml =
 	    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\n"
