@@ -36,7 +36,7 @@ static void
 test_colliding_names_stay_short_probes(void **state)
 {
 	char *keys = calloc(COLLIDING_PODS, NAME_LEN), *nodes = calloc(COLLIDING_NODES, NAME_LEN);
-	struct cache *c = pod_cache_new();
+	struct cache *c = cache_new(&POD_CACHE_TYPE);
 	size_t index_probe = 0;
 
 	(void)state;
@@ -92,7 +92,7 @@ test_colliding_names_stay_short_probes(void **state)
 static void
 test_empty_cache_probe(void **state)
 {
-	struct cache *c = pod_cache_new();
+	struct cache *c = cache_new(&POD_CACHE_TYPE);
 	size_t index_probe = 99;
 
 	(void)state;
