@@ -62,6 +62,10 @@ struct bench_result {
 	double intern_ns;      /* intern_str of a present name (node names) */
 };
 
+/*
+ * The generic cache with the Pod parser (cache_new, not pod_cache_new): the
+ * same calls on this tree and on the baseline, whatever the typed wrapper.
+ */
 static void
 bench_run(const char *keys, const char *nodes, size_t n, size_t nnodes, long rounds,
     struct bench_result *r)
