@@ -77,7 +77,8 @@ cache_node(struct cache *c, const char *name, const char *rv, const char *empty_
 static void
 test_request_and_write_through(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct node_cache *nc = node_cache_new();
+	struct cache *c = node_cache_base(nc);
 	struct kube *k = client();
 	struct kube_error err;
 	struct node_info *out = NULL, *cached;
@@ -90,7 +91,7 @@ test_request_and_write_through(void **state)
 	cache_node(c, "n1", "10", "2026-11-28T07:00:00Z");
 	gen = cache_generation(c);
 	paths_log[0] = '\0';
-	assert_int_equal(node_cache_merge_patch(c, k, "n1", patch, &out, &err), 0);
+	assert_int_equal(node_cache_merge_patch(nc, k, "n1", patch, &out, &err), 0);
 
 	assert_string_equal(paths_log, "PATCH /api/v1/nodes/n1\n");
 	assert_string_equal(last.method, "PATCH");
@@ -112,7 +113,7 @@ test_request_and_write_through(void **state)
 	assert_null(node_info_annotation(out, NODESTATE_ANN_EMPTY_SINCE));
 	assert_int_equal(out->empty_since_ms, 0);
 	assert_int_equal(out->allocatable.cpu_milli, 2000);
-	cached = node_cache_get(c, "n1");
+	cached = node_cache_get(nc, "n1");
 	assert_ptr_equal(cached, out);
 	assert_true(cache_generation(c) > gen);
 	cache_obj_unref(&cached->obj);
@@ -120,8 +121,8 @@ test_request_and_write_through(void **state)
 
 	/* out may be NULL: the cache is still written. */
 	cache_node(c, "n1", "16", "2026-11-28T07:10:00Z");       /* the watch moves on */
-	assert_int_equal(node_cache_merge_patch(c, k, "n1", patch, NULL, &err), 0);
-	cached = node_cache_get(c, "n1");
+	assert_int_equal(node_cache_merge_patch(nc, k, "n1", patch, NULL, &err), 0);
+	cached = node_cache_get(nc, "n1");
 	assert_int_equal(cached->obj.rv, 16);                    /* 15 is older: kept 16 */
 	cache_obj_unref(&cached->obj);
 
@@ -134,7 +135,8 @@ test_request_and_write_through(void **state)
 static void
 test_reply_older_than_the_watch(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct node_cache *nc = node_cache_new();
+	struct cache *c = node_cache_base(nc);
 	struct kube *k = client();
 	struct kube_error err;
 	struct node_info *out = NULL;
@@ -142,7 +144,7 @@ test_reply_older_than_the_watch(void **state)
 
 	(void)state;
 	cache_node(c, "ahead", "20", "2026-11-28T07:00:00Z");
-	assert_int_equal(node_cache_merge_patch(c, k, "ahead", patch, &out, &err), 0);
+	assert_int_equal(node_cache_merge_patch(nc, k, "ahead", patch, &out, &err), 0);
 	assert_non_null(out);
 	assert_int_equal(out->obj.rv, 20);
 	assert_int_equal(out->empty_since_ms, 1795849200000LL);
@@ -156,7 +158,8 @@ test_reply_older_than_the_watch(void **state)
 static void
 test_error_leaves_the_cache(void **state)
 {
-	struct cache *c = node_cache_new();
+	struct node_cache *nc = node_cache_new();
+	struct cache *c = node_cache_base(nc);
 	struct kube *k = client();
 	struct kube_error err;
 	struct node_info *out = (struct node_info *)&out, *cached;
@@ -165,11 +168,11 @@ test_error_leaves_the_cache(void **state)
 
 	(void)state;
 	cache_node(c, "gone", "5", "2026-11-28T07:00:00Z");
-	assert_int_equal(node_cache_merge_patch(c, k, "gone", patch, &out, &err), -ENOENT);
+	assert_int_equal(node_cache_merge_patch(nc, k, "gone", patch, &out, &err), -ENOENT);
 	assert_null(out);
 	assert_int_equal(err.class, KUBE_ERR_NOT_FOUND);
 	assert_int_equal(err.code, 404);
-	cached = node_cache_get(c, "gone");
+	cached = node_cache_get(nc, "gone");
 	assert_non_null(cached);                     /* the watch, not the write, removes it */
 	assert_int_equal(cached->obj.rv, 5);
 	assert_int_equal(cached->empty_since_ms, 1795849200000LL);
