@@ -30,6 +30,7 @@ node__destroy(struct cache_obj *o)
 	for (uint32_t i = 0; i < 2 * n->nannotations; i++)
 		free((char *)n->annotations[i]);
 	resources_release(&n->allocatable);
+	reservations_free(n->reserved);
 	free(n->labels);
 	free(n->taints);
 	free(n->annotations);
@@ -159,6 +160,15 @@ node__annotations(struct node_info *n, json_t *annotations)
 	n->empty_since_ms = node__time(node_info_annotation(n, NODESTATE_ANN_EMPTY_SINCE));
 	n->started_for = node_info_annotation(n, NODESTATE_ANN_STARTED_FOR);
 	n->reservations = node_info_annotation(n, NODESTATE_ANN_RESERVATIONS);
+	/* Parsed here, once per version of the node, not on every filter call. */
+	if (n->reservations != NULL) {
+		int rc = reservations_parse(n->reservations, &n->reserved);
+
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0)
+			n->reservations_invalid = true;
+	}
 	if (node_info_annotation(n, NODESTATE_ANN_LAST_WORKLOAD) != NULL &&
 	    (n->last_workload = intern_str(node_info_annotation(n, NODESTATE_ANN_LAST_WORKLOAD))) == NULL)
 		return -ENOMEM;
