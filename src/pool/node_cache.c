@@ -622,10 +622,10 @@ node__write_through(struct node_cache *nc, json_t *obj, const char *name, struct
 	return rc < 0 ? rc : 0;
 }
 
-int
-node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
-    const char *resource_version, json_t *patch, struct node_info **out,
-    struct kube_error *err)
+/* One write of a Node: guarded JSON Patch (resource_version set) or merge patch, written through. */
+static int
+node__patch(struct node_cache *nc, struct kube *k, const char *name, const char *resource_version,
+    json_t *patch, struct node_info **out, struct kube_error *err)
 {
 	char path[KUBE_PATH_MAX];
 	json_t *obj = NULL;
@@ -635,7 +635,9 @@ node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
 		*out = NULL;
 	if ((rc = kube_path(path, &KUBE_NODES, NULL, name, NULL)) < 0)
 		return rc;
-	rc = kube_patch_guarded(k, path, resource_version, patch, &obj, err);
+	rc = resource_version != NULL ?
+	    kube_patch_guarded(k, path, resource_version, patch, &obj, err) :
+	    kube_patch(k, path, KUBE_PATCH_MERGE, patch, &obj, err);
 	if (rc == 0)
 		rc = node__write_through(nc, obj, name, out);
 	json_decref(obj);
@@ -643,20 +645,18 @@ node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
 }
 
 int
+node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
+    const char *resource_version, json_t *patch, struct node_info **out,
+    struct kube_error *err)
+{
+	/* Never a merge patch by accident: kube_patch_guarded refuses an empty version. */
+	return node__patch(nc, k, name, resource_version != NULL ? resource_version : "", patch,
+	    out, err);
+}
+
+int
 node_cache_merge_patch(struct node_cache *nc, struct kube *k, const char *name, json_t *patch,
     struct node_info **out, struct kube_error *err)
 {
-	char path[KUBE_PATH_MAX];
-	json_t *obj = NULL;
-	int rc;
-
-	if (out != NULL)
-		*out = NULL;
-	if ((rc = kube_path(path, &KUBE_NODES, NULL, name, NULL)) < 0)
-		return rc;
-	rc = kube_patch(k, path, KUBE_PATCH_MERGE, patch, &obj, err);
-	if (rc == 0)
-		rc = node__write_through(nc, obj, name, out);
-	json_decref(obj);
-	return rc;
+	return node__patch(nc, k, name, NULL, patch, out, err);
 }
