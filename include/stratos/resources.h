@@ -51,6 +51,14 @@ int resources_pod_requests(json_t *spec, struct resources *out);
 /* Value of an extended resource, 0 when absent. */
 int64_t resources_ext_get(const struct resources *r, const char *name);
 
+/*
+ * The list as a ResourceList object (new reference; NULL on ENOMEM):
+ * cpu in cores or millicores ("2", "1500m"), the rest as plain integers;
+ * zero values and "pods" are left out. resources_parse_list reads it back
+ * to the same values. Thread-safe.
+ */
+json_t *resources_format_list(const struct resources *r);
+
 /* Drops the ext blob reference. */
 void resources_release(struct resources *r);
 

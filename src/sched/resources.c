@@ -1,5 +1,6 @@
 /* Resource lists and the scheduler's pod-request arithmetic over compact integers. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -298,4 +299,41 @@ resources_sum_fits(const struct resources_sum *s, const struct resources *alloc,
 	if (short_of != NULL)
 		*short_of = what;
 	return what == NULL;
+}
+
+/* Adds name: "<value><suffix>" to obj unless the value is 0. */
+static int
+resources__format_one(json_t *obj, const char *name, int64_t v, bool milli)
+{
+	char text[32];
+
+	if (v == 0)
+		return 0;
+	if (milli && v % 1000 != 0)
+		snprintf(text, sizeof(text), "%lldm", (long long)v);
+	else
+		snprintf(text, sizeof(text), "%lld", (long long)(milli ? v / 1000 : v));
+	return json_object_set_new(obj, name, json_string(text));
+}
+
+json_t *
+resources_format_list(const struct resources *r)
+{
+	json_t *obj = json_object();
+	int rc;
+
+	if (obj == NULL)
+		return NULL;
+	rc = resources__format_one(obj, "cpu", r->cpu_milli, true);
+	if (rc == 0)
+		rc = resources__format_one(obj, "memory", r->memory, false);
+	if (rc == 0)
+		rc = resources__format_one(obj, "ephemeral-storage", r->ephemeral, false);
+	for (uint32_t i = 0; rc == 0 && i < r->next; i++)
+		rc = resources__format_one(obj, r->ext[i].name, r->ext[i].value, false);
+	if (rc < 0) {
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
 }
