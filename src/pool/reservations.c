@@ -126,10 +126,13 @@ static json_t *
 reservations__entry_json(const char *uid, const char *pod, const struct resources *req,
     int64_t since_ms)
 {
+	struct resources counted = *req;
 	char when[TIME_RFC3339_LEN];
-	json_t *requests = resources_format_list(req);
+	json_t *requests = NULL;
 
-	if (requests == NULL)
+	/* The pod slot is implied: never written. */
+	counted.pods = 0;
+	if (resources_format_list(&counted, &requests) < 0)
 		return NULL;
 	time_format_rfc3339(since_ms, when);
 	return json_pack("{s:s,s:s,s:o,s:s}", "uid", uid, "pod", pod != NULL ? pod : "",
@@ -196,45 +199,21 @@ reservations_format(const struct reservations *r, char **out)
 	return reservations__text(r, NULL, NULL, out);
 }
 
-/* Requested so far of extended resource name (interned: pointer equality). */
-static int64_t
-reservations__ext_used(const struct resources_sum *s, const char *name)
-{
-	for (size_t i = 0; i < s->next; i++)
-		if (s->ext_name[i] == name || strcmp(s->ext_name[i], name) == 0)
-			return s->ext_value[i];
-	return 0;
-}
-
 bool
 reservations_fit(const struct resources *alloc, const struct resources_sum *used,
     const struct reservations *r, const char *except_uid, const struct resources *pod,
     const char **short_of)
 {
 	struct resources_sum s = *used;
-	const char *what = NULL;
 
-	for (size_t i = 0; r != NULL && i < r->n && what == NULL; i++) {
+	for (size_t i = 0; r != NULL && i < r->n; i++) {
 		if (except_uid != NULL && strcmp(r->v[i].uid, except_uid) == 0)
 			continue;
-		if (resources_sum_add(&s, &r->v[i].requests) < 0)
-			what = "extended resources";
+		if (resources_sum_add(&s, &r->v[i].requests) < 0) {
+			if (short_of != NULL)
+				*short_of = "extended resources";
+			return false;
+		}
 	}
-	if (what == NULL && s.pods + 1 > alloc->pods)
-		what = "pods";
-	if (what == NULL && pod->cpu_milli > 0 && pod->cpu_milli > alloc->cpu_milli - s.cpu_milli)
-		what = "cpu";
-	if (what == NULL && pod->memory > 0 && pod->memory > alloc->memory - s.memory)
-		what = "memory";
-	if (what == NULL && pod->ephemeral > 0 && pod->ephemeral > alloc->ephemeral - s.ephemeral)
-		what = "ephemeral-storage";
-	for (uint32_t i = 0; what == NULL && i < pod->next; i++) {
-		const struct resources_ext *x = &pod->ext[i];
-		if (x->value > 0 && x->value > resources_ext_get(alloc, x->name) -
-		    reservations__ext_used(&s, x->name))
-			what = x->name;
-	}
-	if (short_of != NULL)
-		*short_of = what;
-	return what == NULL;
+	return resources_sum_fits_pod(&s, pod, alloc, short_of);
 }
