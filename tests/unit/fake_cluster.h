@@ -33,7 +33,7 @@ enum ec2_mode { EC2_OK, EC2_CAPACITY, EC2_WRONG_STATE, EC2_THROTTLE, EC2_STALL }
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *store_nodes;            /* name → Node */
 static json_t *store_pods;             /* "ns/name" → Pod */
-static long store_rv = 100;
+static long store_rv = 100000000;      /* above every fixture's resourceVersion */
 static char conflict_on[64];           /* the next PATCH of this node loses a race first */
 static json_t *ec2_modes;              /* instance id → mode (integer) */
 static char ec2_started[1024];         /* "i-a,i-b," in call order */
