@@ -314,6 +314,57 @@ extender__pod_read(struct jsonscan_value pod, struct extender__pod *p)
 
 /* ---- answers ---- */
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, surrogates or > U+10FFFF), 0 if none. */
+static size_t
+extender__utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 :
+	    (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+	uint32_t cp;
+
+	if (n <= 1)
+		return n;
+	cp = p[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * A message as a JSON string literal. Messages are put together from the
+ * call's names, the API server's words and snprintf, which may cut a
+ * character in two: bytes that are not UTF-8 become U+FFFD, so the answer
+ * is always JSON the scheduler can decode.
+ */
+static int
+extender__text_json(struct buf *b, const char *s)
+{
+	struct buf clean;
+	int rc = 0;
+
+	buf_init(&clean, LIMITS_HTTP_BODY_MAX);
+	for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p != '\0';) {
+		size_t n = extender__utf8_len(p);
+		if (n == 0) {
+			rc = buf_append(&clean, "\xef\xbf\xbd", 3);
+			p++;
+		} else {
+			rc = buf_append(&clean, p, n);
+			p += n;
+		}
+	}
+	if (rc == 0)
+		rc = jsonpatch_text_string(b, clean.data != NULL ? clean.data : "");
+	buf_free(&clean);
+	return rc;
+}
+
 /* Appends the JSON string literal of a candidate's name. */
 static int
 extender__name_json(struct buf *b, const struct extender__call *c, size_t i)
@@ -372,7 +423,7 @@ extender__reply(struct server_response *resp, const struct extender__call *c,
 		if (rc == 0)
 			rc = buf_append_str(b, ":");
 		if (rc == 0)
-			rc = jsonpatch_text_string(b, why);
+			rc = extender__text_json(b, why);
 	}
 	if (rc == 0)
 		rc = buf_append_str(b, "},\"Error\":\"\"}");
@@ -572,7 +623,7 @@ extender__unlock(void *arg, const struct node_info *claimed)
 static enum extender__outcome
 extender__reserve(struct extender__filter *f, bool *again)
 {
-	struct kube_error err;
+	struct kube_error err = { 0 };
 	struct node_info *written = NULL;
 	const char *short_of = NULL;
 	char name[EXTENDER_NAME_MAX + 1];
@@ -595,9 +646,10 @@ extender__reserve(struct extender__filter *f, bool *again)
 		return EXTENDER_ERROR;
 	}
 	extender__set_msg(f, NULL, "stratos: could not reserve room on node %s: %s", name,
-	    err.message);
+	    err.message[0] != '\0' ? err.message : strerror(-rc));
 	log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:s,s:i}", "pod", f->pod.key, "node", name,
-	    "error", rc), "extender: reservation failed: %s", err.message);
+	    "error", rc), "extender: reservation failed: %s",
+	    err.message[0] != '\0' ? err.message : strerror(-rc));
 	return EXTENDER_ERROR;
 }
 
@@ -621,7 +673,7 @@ extender__claim(struct extender__filter *f, bool *again)
 	 */
 	pthread_mutex_lock(&f->ex->claim_lock);
 	for (size_t i = 0; i < f->pod.pp.npools; i++) {
-		struct kube_error err;
+		struct kube_error err = { 0 };
 		(void)claim_refresh_pool(ctx, f->pod.pp.pools[i], &err);
 	}
 	extender__nodes(ctx, &f->call);

@@ -120,7 +120,7 @@ int
 claim_verify_pod(const struct pool_ctx *ctx, const char *ns, const char *name,
     const char *uid, const char *pool, struct pod_info **out, char *why, size_t whylen)
 {
-	struct kube_error err;
+	struct kube_error err = { 0 };
 	struct pod_info *p = NULL;
 	int rc = 0;
 
@@ -148,7 +148,7 @@ claim_verify_pod(const struct pool_ctx *ctx, const char *ns, const char *name,
 		}
 		if (rc < 0) {
 			claim__why(why, whylen, "pod %s/%s could not be read: %s", ns, name,
-			    err.message);
+			    err.message[0] != '\0' ? err.message : strerror(-rc));
 			return rc;
 		}
 	}

@@ -321,6 +321,33 @@ test_second_pod_reserves(void **state)
 	free(third);
 }
 
+/* A write that fails says why, in words that are never uninitialised (a fuzzer finding). */
+static void
+test_failed_write_says_why(void **state)
+{
+	char *first = args("filter-args-nodenames.json", "ci-runners", NULL, NULL, NULL);
+	char *second = args("filter-args-nodenames.json", "ci-runners", "runner-7d9f8c6b5-zzzzz",
+	    "second-uid", "1");
+	struct kube *k = ctx.kube;
+	struct answer a;
+
+	(void)state;
+	put_args_pod(first);
+	put_args_pod(second);
+	a = filter(first, NULL);
+	answer_free(&a);
+	/* No API client: the reservation cannot be written, and the answer says so. */
+	ctx.kube = NULL;
+	a = filter(second, NULL);
+	ctx.kube = k;
+	assert_int_equal(a.status, 200);
+	assert_string_equal(failed(&a, N11), "stratos: could not reserve room on node " N12 ": "
+	    "Operation not supported");
+	answer_free(&a);
+	free(first);
+	free(second);
+}
+
 /* A forged call (no such pod) never starts a machine. */
 static void
 test_forged_pod_starts_nothing(void **state)
@@ -483,6 +510,7 @@ main(void)
 		EXT_TEST(test_bad_calls),
 		EXT_TEST(test_first_pod_starts_a_node),
 		EXT_TEST(test_second_pod_reserves),
+		EXT_TEST(test_failed_write_says_why),
 		EXT_TEST(test_forged_pod_starts_nothing),
 		EXT_TEST(test_nodes_mode_offers_the_usable_node),
 		EXT_TEST(test_nodes_mode_node_not_cached),
