@@ -40,6 +40,19 @@ def attempts(env, name):
     return doc["attempts"]
 
 
+def check_bound_after_usable(test, env, name):
+    """Bound to a node only once it was usable, and within BIND_AFTER_USABLE_S of it."""
+    t_bound, node = env.bound_time(NS, name)
+    test.assertIsNotNone(t_bound)
+    t_claim = env.claimed_time(node)
+    t_usable = env.usable_time(node, t_claim or 0) if t_claim else None
+    test.assertIsNotNone(t_usable, "%s: no usable time for %s" % (name, node))
+    test.assertGreaterEqual(t_bound, t_usable, "%s bound to %s before it was usable" % (name, node))
+    test.assertLessEqual(t_bound - t_usable, BIND_AFTER_USABLE_S * wrapper_slowdown(),
+                         "%s bound %.2f s after %s became usable" % (name, t_bound - t_usable, node))
+    return node, t_bound - t_usable
+
+
 class ExtenderTest(unittest.TestCase):
     """One cluster, one stratosd, the shipped second-scheduler configuration;
     each test has a pool of its own."""
@@ -72,17 +85,7 @@ class ExtenderTest(unittest.TestCase):
         self.env.ec2_clear_faults()
 
     def check_bound_after_usable(self, name):
-        """Bound to a node only once it was usable, and within BIND_AFTER_USABLE_S of it."""
-        env = self.env
-        t_bound, node = env.bound_time(NS, name)
-        self.assertIsNotNone(t_bound)
-        t_claim = env.claimed_time(node)
-        t_usable = env.usable_time(node, t_claim or 0) if t_claim else None
-        self.assertIsNotNone(t_usable, "%s: no usable time for %s" % (name, node))
-        self.assertGreaterEqual(t_bound, t_usable, "%s bound to %s before it was usable" % (name, node))
-        self.assertLessEqual(t_bound - t_usable, BIND_AFTER_USABLE_S * wrapper_slowdown(),
-                             "%s bound %.2f s after %s became usable" % (name, t_bound - t_usable, node))
-        return node, t_bound - t_usable
+        return check_bound_after_usable(self, self.env, name)
 
     def test_first_cycle_starts_a_standby_node_and_binds_once_usable(self):
         env = self.env
@@ -204,25 +207,20 @@ class ManagedResourceTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        import yaml
         cls.env = Env(["managed"], scale=SCALE)
         try:
             env = cls.env
             cls.d = env.start_stratosd("--managed-resource", scheduler_name=None)
-            # The snippet is a KubeSchedulerConfiguration of its own (default-scheduler profile).
-            with open(MANAGED_RESOURCE) as f:
-                snippet = yaml.safe_load(f)
+            # The file as shipped (a KubeSchedulerConfiguration of its own: the default-scheduler
+            # profile), its certificate directory holding what certs/gen.sh OUTDIR wrote.
             cls.tls = os.path.join(env.sim.tmp, "kubernetes-stratos")
             os.makedirs(cls.tls)
-            for src, dst in (("ca.crt", "ca.crt"), ("client.crt", "client.crt"), ("client.key", "client.key")):
-                with open(os.path.join(env.certs, src), "rb") as a, open(os.path.join(cls.tls, dst), "wb") as b:
+            for name in ("ca.crt", "client.crt", "client.key"):
+                with open(os.path.join(env.certs, name), "rb") as a, open(os.path.join(cls.tls, name), "wb") as b:
                     b.write(a.read())
-            path = os.path.join(env.sim.tmp, "managed.yaml")
-            with open(path, "w") as f:
-                yaml.safe_dump(snippet, f)
             env.register_webhook(cls.d.https_port)
             env.sched_tls = cls.tls
-            env.start_schedsim(cls.d.https_port, config=path, host="CLUSTER-IP-OF-stratos-webhook:443",
+            env.start_schedsim(cls.d.https_port, config=MANAGED_RESOURCE, host="CLUSTER-IP-OF-stratos-webhook:443",
                                tls_dir="/etc/kubernetes/stratos")
             env.start_remover()
             env.sim.namespace(NS)
@@ -245,6 +243,8 @@ class ManagedResourceTest(unittest.TestCase):
         self.assertEqual(p["spec"]["containers"][0]["resources"]["requests"]["stratos.sh/pool-pod"], "1")
         self.assertEqual(env.wait_bound(NS, "m0", timeout=60), node)
         self.assertEqual([r["instance_ids"] for r in env.ec2_requests()], [[iid]])
+        # The shipped 1 s backoffs: bound within a second of the node becoming usable.
+        check_bound_after_usable(self, env, "m0")
         # A pod of no pool never reaches the extender (managedResources).
         plain = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
                  "spec": {"containers": [{"name": "c", "image": "x"}],
