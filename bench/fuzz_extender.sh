@@ -22,6 +22,8 @@ CC=clang cmake -S "$REPO" -B "$BUILD" -DSTRATOS_FUZZ=ON -DSTRATOS_SANITIZE=ON \
 	-DSTRATOS_WERROR=OFF -DSTRATOS_BUILD_TESTS=OFF >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target fuzz_extender_filter >/dev/null
 
+# Findings of an earlier run are kept aside, so what is counted below is this run's.
+[ -d "$ARTIFACTS" ] && [ -n "$(ls -A "$ARTIFACTS")" ] && mv "$ARTIFACTS" "$ARTIFACTS.$(date +%s)"
 mkdir -p "$CORPUS" "$ARTIFACTS"
 python3 - "$REPO" "$CORPUS" <<'EOF'
 import copy, json, sys

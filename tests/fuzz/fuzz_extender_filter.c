@@ -97,16 +97,15 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Whether s (a JSON string value) is one of the names the call sent. */
+/* Whether v is one of the elements of the call's NodeNames (a pass-through echoes them whatever they are). */
 static bool
-sent(struct jsonscan_value names, const char *s)
+sent(json_t *names, json_t *v)
 {
-	struct jsonscan_iter it;
-	struct jsonscan_value v;
+	size_t i;
+	json_t *e;
 
-	jsonscan_iter_init(&it, names);
-	while (jsonscan_next(&it, NULL, &v))
-		if (jsonscan_string_equal(v, s))
+	json_array_foreach(names, i, e)
+		if (json_equal(e, v))
 			return true;
 	return false;
 }
@@ -117,7 +116,7 @@ run(server_handler_fn fn, const char *body, size_t len, struct jsonscan_value ro
 {
 	struct server_request req;
 	struct server_response resp;
-	json_t *out, *names;
+	json_t *out, *names, *in;
 	size_t i;
 
 	memset(&req, 0, sizeof(req));
@@ -149,10 +148,15 @@ run(server_handler_fn fn, const char *body, size_t len, struct jsonscan_value ro
 			if (!json_is_object(json_object_get(out, "FailedAndUnresolvableNodes")) ||
 			    !json_is_string(json_object_get(out, "Error")))
 				abort();
-			for (i = 0; json_is_array(names) && i < json_array_size(names); i++)
-				if (!sent(jsonscan_get(root, "NodeNames"),
-				    json_string_value(json_array_get(names, i))))
+			in = jsonscan_json(jsonscan_get(root, "NodeNames"));
+			for (i = 0; json_is_array(names) && i < json_array_size(names); i++) {
+				if (!sent(in, json_array_get(names, i))) {
+					char *t = json_dumps(json_array_get(names, i), JSON_ENCODE_ANY);
+					fprintf(stderr, "returned a name that was not sent: %s\n", t);
 					abort();
+				}
+			}
+			json_decref(in);
 		} else if (resp.status != 200 && json_object_get(out, "error") == NULL) {
 			abort();
 		}
