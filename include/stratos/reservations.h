@@ -18,6 +18,9 @@
  * "requests" is the pod's request as the scheduler counts it (pods = 1 is
  * implied and never written). Every replica reads and writes the same list
  * with a resourceVersion guard, so a promise made by one is seen by all.
+ *
+ * Everything here works on the caller's lists and strings only: any thread
+ * may call any function at once on lists it does not share.
  */
 
 /* One promise. Strings are owned by the list. */
