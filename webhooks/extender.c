@@ -662,6 +662,7 @@ extender__claim(struct extender__filter *f, bool *again)
 	struct claim_start_req cr;
 	const struct pod_info *pods[1];
 	char pool[LIMITS_NODEPOOL_NAME + 1];
+	int64_t t_worker = time_mono_us(), t_listed;
 	int rc;
 
 	if (extender__verify(f, f->pl.pool_name) < 0)
@@ -676,6 +677,7 @@ extender__claim(struct extender__filter *f, bool *again)
 		struct kube_error err = { 0 };
 		(void)claim_refresh_pool(ctx, f->pod.pp.pools[i], &err);
 	}
+	t_listed = time_mono_us();
 	extender__nodes(ctx, &f->call);
 	extender__decide(f);
 	if (f->pl.action != PLACEMENT_CLAIM) {
@@ -709,11 +711,17 @@ extender__claim(struct extender__filter *f, bool *again)
 		    (double)(res.accepted_us - f->req->received_us) / 1e6);
 		extender__set_msg(f, extender__target_or_all(f, res.node),
 		    "stratos: started node %s for this pod", res.node);
-		log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:i}", "pod", f->pod.key,
-		    "pool", pool, "node", res.node, "instance", res.instance, "start_ms",
-		    (json_int_t)res.start_ms, "decision_ms",
-		    (json_int_t)((res.accepted_us - f->req->received_us) / 1000), "rollbacks",
-		    (int)res.rollbacks), "started standby node %s for pod %s", res.node, f->pod.key);
+		/* Where the time went, arrival to accepted: queue, verify + LIST, claim, EC2. */
+		log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:i}", "pod",
+		    f->pod.key, "pool", pool, "node", res.node, "instance", res.instance,
+		    "queue_ms", (double)(t_worker - f->req->received_us) / 1000.0,
+		    "list_ms", (double)(t_listed - t_worker) / 1000.0,
+		    "claim_ms", (double)(res.claimed_us - t_listed) / 1000.0,
+		    "overhead_ms", (double)(res.start_sent_us - f->req->received_us) / 1000.0,
+		    "start_ms", (double)res.start_ms,
+		    "decision_ms", (double)(res.accepted_us - f->req->received_us) / 1000.0,
+		    "rollbacks", (int)res.rollbacks), "started standby node %s for pod %s", res.node,
+		    f->pod.key);
 		return EXTENDER_STARTED;
 	case CLAIM_START_UNKNOWN:
 		extender__set_msg(f, extender__target_or_all(f, res.node),

@@ -118,6 +118,8 @@ struct claim_result {
 	char node[256];                 /* the claimed node (STARTED, START_UNKNOWN), the lost one (LOST) */
 	char instance[32];
 	int64_t start_ms;               /* duration of the StartInstances call that counted */
+	int64_t claimed_us;             /* time_mono_us() when the claim PATCH that counted returned */
+	int64_t start_sent_us;          /* time_mono_us() when its StartInstances call began */
 	int64_t accepted_us;            /* time_mono_us() when EC2 accepted (STARTED) */
 	unsigned claims;                /* claim PATCHes that succeeded */
 	unsigned conflicts;             /* claim PATCHes that lost a race */

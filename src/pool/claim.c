@@ -582,6 +582,7 @@ claim__one(const struct pool_ctx *ctx, const struct claim_start_req *req,
 		return 1;
 	}
 	out->claims++;
+	out->claimed_us = time_mono_us();
 	snprintf(out->node, sizeof(out->node), "%s", node_info_name(claimed));
 	snprintf(out->instance, sizeof(out->instance), "%s", id);
 	if (req->on_claimed != NULL)
@@ -590,6 +591,7 @@ claim__one(const struct pool_ctx *ctx, const struct claim_start_req *req,
 	if (*deadline == 0)
 		*deadline = time_mono_ms() + req->start_budget_ms;
 	call.deadline_ms = *deadline;
+	out->start_sent_us = time_mono_us();
 	t0 = time_mono_ms();
 	rc = ec2_start_instances(ctx->ec2, ids, 1, &call, &changes, &eerr);
 	out->start_ms = time_mono_ms() - t0;
