@@ -852,21 +852,6 @@ extender_filter_handle(void *ctx, const struct server_request *req, struct serve
 
 /* ---- prioritize ---- */
 
-/* Whether n holds a live reservation for uid. */
-static bool
-extender__holds(const struct pool_ctx *ctx, const struct node_info *n, const char *uid)
-{
-	struct reservations r;
-	bool holds;
-
-	if (n->reservations == NULL || uid[0] == '\0' || strstr(n->reservations, uid) == NULL ||
-	    placement_live_reservations(ctx->pods, n, &r) < 0)
-		return false;
-	holds = reservations_find(&r, uid) != NULL;
-	reservations_free(&r);
-	return holds;
-}
-
 void
 extender_prioritize_handle(void *ctx, const struct server_request *req,
     struct server_response *resp)
@@ -908,7 +893,7 @@ extender_prioritize_handle(void *ctx, const struct server_request *req,
 		const struct node_info *n = c.cand[i].node;
 		int score = 0;
 
-		if (n != NULL && extender__holds(ex->ctx, n, pod.uid))
+		if (n != NULL && placement_holds(ex->ctx->pods, n, pod.uid))
 			score = 10;
 		else if (n != NULL && pod.pp.owner_key != NULL && n->last_workload != NULL &&
 		    strcmp(n->last_workload, pod.pp.owner_key) == 0)

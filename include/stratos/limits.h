@@ -65,6 +65,15 @@
 #define LIMITS_RESOURCES_EXTENDED       32u                  /* extended resources per pod or node */
 #define LIMITS_NODE_LABELS              256u
 #define LIMITS_NODE_TAINTS              128u
+#define LIMITS_RESERVATIONS_PER_NODE    256u                 /* pending pods promised to one starting node */
+#define LIMITS_RESERVATIONS_TEXT        (128u * 1024)        /* stratos.sh/reservations: half of the API
+                                                                 server's 256 KiB for all annotations */
+#define LIMITS_RESERVATION_UID          128u                 /* bytes of a pod uid (36 in practice) */
+#define LIMITS_RESERVATION_POD          317u                 /* "namespace/name": 63 + 1 + 253 */
+#define LIMITS_WORKQUEUE_ITEMS          65536u               /* distinct keys queued or running in one
+                                                                 work queue (nodes + pools, with room) */
+#define LIMITS_WORKQUEUE_WORKERS        64u                  /* worker threads of one work queue */
+#define LIMITS_WORKQUEUE_KEY            512u                 /* bytes of a key ("node/<253-byte name>") */
 
 /* AWS: SigV4, credentials, EC2. */
 #define LIMITS_SIGV4_HEADERS            16u                  /* signed headers per request */
@@ -107,9 +116,7 @@
 #define LIMITS_VALIDATE_ISSUES          200u   /* violations + warnings kept per object */
 #define LIMITS_VALIDATE_PATH            768u   /* one field path ("spec.template.labels[...]") */
 
-/* Reservations and the scheduler extender (DESIGN §6.3). */
-#define LIMITS_RESERVATIONS             256u   /* entries of one node's stratos.sh/reservations */
-#define LIMITS_RESERVATIONS_TEXT        (256u * 1024) /* the annotation text (Kubernetes allows 256 KiB of annotations) */
+/* The scheduler extender and its claims (DESIGN §6.3). */
 #define LIMITS_EXTENDER_NODES           100000u /* candidate nodes of one extender call */
 #define LIMITS_EXTENDER_POOLS           LIMITS_POOLPOD_POOLS /* pools named by a pod's annotation */
 #define LIMITS_CLAIM_STARTS             3u     /* StartInstances attempts per claim (§6.3: at most 3) */

@@ -108,7 +108,8 @@ void placement_free(struct placement *p);
  * other pods — a reservation is dead once its pod is bound, being deleted,
  * finished, or replaced by another uid under the name; a pod the cache has
  * not seen counts as alive. A reservation list that does not parse leaves
- * no room. *short_of as reservations_fit. Thread-safe.
+ * no room. *short_of as reservations_fit (the same NodeResourcesFit check,
+ * resources_sum_fits_pod). Thread-safe.
  */
 bool placement_fits(struct pod_cache *pods, const struct node_info *n, const char *uid,
     const struct resources *requests, const char **short_of);
@@ -116,11 +117,19 @@ bool placement_fits(struct pod_cache *pods, const struct node_info *n, const cha
 /* Whether reservation e still promises room (see placement_fits). Thread-safe. */
 bool placement_reservation_alive(struct pod_cache *pods, const struct reservation *e);
 
+/* placement_reservation_alive as a reservations_keep_fn (ctx: the pod cache). */
+bool placement_keep_alive(void *ctx, const struct reservation *e);
+
 /*
- * The live reservations of n, parsed (caller frees with reservations_free).
- * Returns 0, or the parse error (-EINVAL for a malformed annotation).
+ * n's reservations, parsed from the cached annotation (*out NULL when it has
+ * none; free with reservations_free). Returns 0 or reservations_parse's error.
+ * A malformed annotation counts as no reservation for a usable node (it is
+ * offered), and as no room on a starting node (nothing more is promised on
+ * promises that cannot be read; its pods are served elsewhere).
  */
-int placement_live_reservations(struct pod_cache *pods, const struct node_info *n,
-    struct reservations *out);
+int placement_reservations(const struct node_info *n, struct reservations **out);
+
+/* Whether n carries a live reservation for pod uid. Thread-safe. */
+bool placement_holds(struct pod_cache *pods, const struct node_info *n, const char *uid);
 
 #endif

@@ -342,28 +342,31 @@ static json_t *
 claim__claim_patch(const struct node_info *n, const struct pod_info *const *pods, size_t npods,
     int64_t now_ms, int *rc)
 {
-	struct reservations none = { 0 }, acc = { 0 };
+	struct reservations *acc = NULL;
 	struct node_patch p;
 	char when[TIME_RFC3339_LEN], *text = NULL;
 
 	time_format_rfc3339(now_ms, when);
 	/* One list for every pod, built entry by entry. */
 	for (size_t i = 0; i < npods; i++) {
+		struct reservation add = { .uid = pods[i]->uid, .pod = pods[i]->obj.key,
+		    .requests = pods[i]->requests, .since_ms = now_ms };
 		char *next = NULL;
-		*rc = reservations_with(i == 0 ? &none : &acc, pods[i]->uid, pods[i]->obj.key,
-		    &pods[i]->requests, now_ms, &next);
-		reservations_free(&acc);
+
+		*rc = reservations_with(acc, &add, &next);
+		reservations_free(acc);
+		acc = NULL;
 		if (*rc == 0)
 			*rc = reservations_parse(next, &acc);
 		free(text);
 		text = next;
 		if (*rc < 0) {
-			reservations_free(&acc);
+			reservations_free(acc);
 			free(text);
 			return NULL;
 		}
 	}
-	reservations_free(&acc);
+	reservations_free(acc);
 	node_patch_init(&p, n);
 	node_patch_set_label(&p, NODESTATE_LABEL_STATE, nodestate_name(NODESTATE_RUNNING));
 	node_patch_set_annotation(&p, NODESTATE_ANN_STATE_SINCE, when);
@@ -699,7 +702,9 @@ claim_reserve(const struct pool_ctx *ctx, const char *node, const struct pod_inf
 		return -ENOENT;
 	snprintf(pool, sizeof(pool), "%s", node_info_pool(cur) != NULL ? node_info_pool(cur) : "");
 	for (unsigned i = 0; i < LIMITS_CLAIM_RETRIES && rc == -EBUSY; i++) {
-		struct reservations live;
+		struct reservations *r = NULL, *live = NULL;
+		struct reservation add = { .uid = pod->uid, .pod = pod->obj.key,
+		    .requests = pod->requests, .since_ms = time_real_ms() };
 		struct node_patch p;
 		char rv[24], *text = NULL;
 		json_t *patch;
@@ -710,26 +715,34 @@ claim_reserve(const struct pool_ctx *ctx, const char *node, const struct pod_inf
 			rc = -ESTALE;
 			break;
 		}
-		if (placement_live_reservations(ctx->pods, cur, &live) < 0) {
+		/* The live promises (those of pods bound or gone are dropped on the way). */
+		rc = placement_reservations(cur, &r);
+		if (rc == 0 && reservations_filter(r, placement_keep_alive, ctx->pods, &text) < 0)
+			rc = -ENOMEM;
+		if (rc == 0)
+			rc = reservations_parse(text, &live);
+		reservations_free(r);
+		free(text);
+		text = NULL;
+		if (rc < 0) {
 			if (short_of != NULL)
 				*short_of = "reservations";
-			rc = -ENOSPC;
+			rc = rc == -ENOMEM ? rc : -ENOSPC;
 			break;
 		}
-		if (reservations_find(&live, pod->uid) != NULL) {
-			reservations_free(&live);
+		if (reservations_find(live, pod->uid) != NULL) {
+			reservations_free(live);
 			rc = 0;
 			break;
 		}
 		if (!placement_fits(ctx->pods, cur, pod->uid, &pod->requests, short_of)) {
-			reservations_free(&live);
+			reservations_free(live);
 			claim__count(&claim__m.reservations, pool, "no-room");
 			rc = -ENOSPC;
 			break;
 		}
-		rc = reservations_with(&live, pod->uid, pod->obj.key, &pod->requests, time_real_ms(),
-		    &text);
-		reservations_free(&live);
+		rc = reservations_with(live, &add, &text);
+		reservations_free(live);
 		if (rc < 0)
 			break;
 		node_patch_init(&p, cur);
@@ -762,22 +775,21 @@ claim_release(const struct pool_ctx *ctx, const char *node, const char *uid,
 	if ((cur = node_cache_get(ctx->nodes, node)) == NULL)
 		return 0;
 	for (unsigned i = 0; i < LIMITS_CLAIM_RETRIES && rc == -EBUSY; i++) {
-		struct reservations r;
+		struct reservations *r = NULL;
 		struct node_patch p;
 		char rv[24], *text = NULL;
 		json_t *patch;
 
 		if (i > 0 && (cur = claim__again(ctx, cur, err, &rc)) == NULL)
 			return rc == -ENOENT ? 0 : rc;
-		if ((rc = reservations_parse(cur->reservations, &r)) < 0)
+		if ((rc = placement_reservations(cur, &r)) < 0)
 			break;
-		if (reservations_find(&r, uid) == NULL) {
-			reservations_free(&r);
-			rc = 0;
+		rc = reservations_without(r, uid, &text);
+		reservations_free(r);
+		if (rc == -ENOENT) {
+			rc = 0;             /* not promised there: nothing to write */
 			break;
 		}
-		rc = reservations_without(&r, uid, &text);
-		reservations_free(&r);
 		if (rc < 0)
 			break;
 		node_patch_init(&p, cur);

@@ -51,21 +51,40 @@ placement_reservation_alive(struct pod_cache *pods, const struct reservation *e)
 	return alive;
 }
 
-static bool
-placement__keep_alive(void *ctx, const struct reservation *e)
+bool
+placement_keep_alive(void *ctx, const struct reservation *e)
 {
 	return placement_reservation_alive(ctx, e);
 }
 
 int
-placement_live_reservations(struct pod_cache *pods, const struct node_info *n,
-    struct reservations *out)
+placement_reservations(const struct node_info *n, struct reservations **out)
 {
-	int rc = reservations_parse(n->reservations, out);
+	/*
+	 * Parsed per call from the cached annotation text: the node cache keeps
+	 * the text only (a node_info carrying the parsed list would save this).
+	 */
+	*out = NULL;
+	if (n->reservations == NULL || n->reservations[0] == '\0')
+		return 0;
+	return reservations_parse(n->reservations, out);
+}
 
-	if (rc == 0)
-		reservations_keep(out, placement__keep_alive, pods);
-	return rc;
+bool
+placement_holds(struct pod_cache *pods, const struct node_info *n, const char *uid)
+{
+	struct reservations *r = NULL;
+	const struct reservation *e;
+	bool holds;
+
+	/* Cheap test first: most nodes name no such uid. */
+	if (n->reservations == NULL || uid == NULL || uid[0] == '\0' ||
+	    strstr(n->reservations, uid) == NULL || placement_reservations(n, &r) < 0)
+		return false;
+	e = reservations_find(r, uid);
+	holds = e != NULL && placement_reservation_alive(pods, e);
+	reservations_free(r);
+	return holds;
 }
 
 bool
@@ -73,32 +92,46 @@ placement_fits(struct pod_cache *pods, const struct node_info *n, const char *ui
     const struct resources *requests, const char **short_of)
 {
 	struct resources_sum used;
-	struct reservations live;
+	struct reservations *r = NULL;
 	struct cache_obj **objs = NULL;
 	long count = 0;
 	bool fits = false;
 
 	if (short_of != NULL)
 		*short_of = "reservations";
-	if (placement_live_reservations(pods, n, &live) < 0)
+	if (placement_reservations(n, &r) < 0)
 		return false;           /* unreadable promises leave no room to promise more */
 	resources_sum_init(&used);
 	if (pods != NULL && (count = cache_snapshot(pod_cache_base(pods), node_info_name(n),
 	    &objs)) < 0) {
-		reservations_free(&live);
+		reservations_free(r);
 		return false;
 	}
 	for (long i = 0; i < count; i++) {
 		const struct pod_info *p = (const struct pod_info *)objs[i];
 		if (p->phase == POD_PHASE_SUCCEEDED || p->phase == POD_PHASE_FAILED)
 			continue;
-		if (resources_sum_add(&used, &p->requests) < 0)
+		if (resources_sum_add(&used, &p->requests) < 0) {
+			if (short_of != NULL)
+				*short_of = "extended resources";
 			goto out;
+		}
 	}
-	fits = reservations_fit(&n->allocatable, &used, &live, uid, requests, short_of);
+	/* The promises still alive, the pod's own aside; then the scheduler's per-pod check. */
+	for (size_t i = 0; r != NULL && i < r->n; i++) {
+		const struct reservation *e = &r->item[i];
+		if ((uid != NULL && strcmp(e->uid, uid) == 0) || !placement_reservation_alive(pods, e))
+			continue;
+		if (resources_sum_add(&used, &e->requests) < 0) {
+			if (short_of != NULL)
+				*short_of = "extended resources";
+			goto out;
+		}
+	}
+	fits = resources_sum_fits_pod(&used, requests, &n->allocatable, short_of);
 out:
 	cache_objs_free(objs, (size_t)(count > 0 ? count : 0));
-	reservations_free(&live);
+	reservations_free(r);
 	return fits;
 }
 
@@ -106,37 +139,17 @@ out:
 static bool
 placement__others_reserved(struct pod_cache *pods, const struct node_info *n, const char *uid)
 {
-	struct reservations live;
+	struct reservations *r = NULL;
 	bool others = false;
 
-	if (n->reservations == NULL)
+	/* A malformed annotation counts as no reservation (reservations.h): the node stays usable. */
+	if (n->reservations == NULL || placement_reservations(n, &r) < 0)
 		return false;
-	if (placement_live_reservations(pods, n, &live) < 0)
-		return true;
-	for (size_t i = 0; i < live.n && !others; i++)
-		others = uid == NULL || strcmp(live.v[i].uid, uid) != 0;
-	reservations_free(&live);
+	for (size_t i = 0; r != NULL && i < r->n && !others; i++)
+		others = (uid == NULL || strcmp(r->item[i].uid, uid) != 0) &&
+		    placement_reservation_alive(pods, &r->item[i]);
+	reservations_free(r);
 	return others;
-}
-
-/* Whether n carries a live reservation for uid. */
-static bool
-placement__holds(struct pod_cache *pods, const struct node_info *n, const char *uid)
-{
-	struct reservations r;
-	const struct reservation *e;
-	bool holds;
-
-	/* Cheap test first: most nodes name no such uid. */
-	if (n->reservations == NULL || uid == NULL || uid[0] == '\0' ||
-	    strstr(n->reservations, uid) == NULL)
-		return false;
-	if (reservations_parse(n->reservations, &r) < 0)
-		return false;
-	e = reservations_find(&r, uid);
-	holds = e != NULL && placement_reservation_alive(pods, e);
-	reservations_free(&r);
-	return holds;
 }
 
 /* ---- classification for a pod of one or several pools ---- */
@@ -220,7 +233,7 @@ placement__held_elsewhere(const struct placement_in *in, const struct placement_
 		node_cache_foreach(in->nodes, pod->pools[i], placement__find_visit, &f);
 		if (f.found == NULL)
 			continue;
-		if (placement__holds(in->pods, f.found, pod->uid)) {
+		if (placement_holds(in->pods, f.found, pod->uid)) {
 			*pool = f.pool;
 			return f.found;
 		}
@@ -348,7 +361,7 @@ placement_decide(const struct placement_in *in, const struct placement_pod *pod,
 	/* 2a. The pod's own promise on a starting node: capacity is coming already. */
 	for (size_t i = 0; i < n; i++) {
 		if (cand[i].node != NULL && cand[i].kind == POOL_NODE_STARTING &&
-		    placement__holds(in->pods, cand[i].node, pod->uid)) {
+		    placement_holds(in->pods, cand[i].node, pod->uid)) {
 			out->target = (struct node_info *)cache_obj_ref((struct cache_obj *)&cand[i].node->obj);
 			out->target_is_candidate = true;
 			out->pool = cand[i].pool;

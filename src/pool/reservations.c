@@ -1,21 +1,41 @@
-/* The stratos.sh/reservations annotation: parse, rewrite, and fit a pod beside the promises already made. */
+/* Reservations: parse, rewrite and fit-check the stratos.sh/reservations annotation of a starting node. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <jansson.h>
 
-#include "stratos/limits.h"
 #include "stratos/reservations.h"
 #include "stratos/timeutil.h"
 
-static void
-reservations__entry_free(struct reservation *e)
+static bool
+reservations__valid_uid(const char *uid, size_t len)
 {
-	free(e->uid);
-	free(e->pod);
-	resources_release(&e->requests);
-	memset(e, 0, sizeof(*e));
+	/* len is the JSON string's; a shorter C string hides an embedded NUL. */
+	return uid != NULL && len > 0 && len <= LIMITS_RESERVATION_UID && strlen(uid) == len;
+}
+
+/* "namespace/name": one slash, something on both sides. */
+static bool
+reservations__valid_pod(const char *pod, size_t len)
+{
+	const char *slash;
+
+	if (pod == NULL || len == 0 || len > LIMITS_RESERVATION_POD || strlen(pod) != len)
+		return false;
+	slash = strchr(pod, '/');
+	return slash != NULL && slash != pod && slash[1] != '\0' && strchr(slash + 1, '/') == NULL;
+}
+
+/* A negative request would make room out of nothing. */
+static bool
+reservations__non_negative(const struct resources *q)
+{
+	if (q->cpu_milli < 0 || q->memory < 0 || q->ephemeral < 0)
+		return false;
+	for (uint32_t i = 0; i < q->next; i++)
+		if (q->ext[i].value < 0)
+			return false;
+	return true;
 }
 
 void
@@ -24,196 +44,289 @@ reservations_free(struct reservations *r)
 	if (r == NULL)
 		return;
 	for (size_t i = 0; i < r->n; i++)
-		reservations__entry_free(&r->v[i]);
-	free(r->v);
-	r->v = NULL;
-	r->n = 0;
+		resources_release((struct resources *)&r->item[i].requests);
+	free(r);
 }
 
-/* Reads one list element; an entry without a uid or with bad requests is refused. */
-static int
-reservations__entry(json_t *item, struct reservation *e)
-{
-	const char *uid = json_string_value(json_object_get(item, "uid"));
-	const char *pod = json_string_value(json_object_get(item, "pod"));
-	const char *since = json_string_value(json_object_get(item, "since"));
-	json_t *req = json_object_get(item, "requests");
-	int rc;
+/* Members of one array item, checked; strings borrowed from the JSON. */
+struct reservations__raw {
+	const char *uid, *pod, *since;
+	size_t uid_len, pod_len;
+	json_t *requests;
+};
 
-	memset(e, 0, sizeof(*e));
-	if (!json_is_object(item) || uid == NULL || uid[0] == '\0' ||
-	    (req != NULL && !json_is_object(req)))
+static int
+reservations__raw(json_t *item, struct reservations__raw *raw)
+{
+	json_t *uid = json_object_get(item, "uid"), *pod = json_object_get(item, "pod");
+
+	if (!json_is_object(item) || !json_is_string(uid) || !json_is_string(pod))
 		return -EINVAL;
-	if ((rc = resources_parse_list(req, &e->requests)) < 0)
-		return rc;
-	e->requests.pods = 1;
-	if (since != NULL && time_parse_rfc3339(since, &e->since_ms) < 0)
-		e->since_ms = 0;
-	e->uid = strdup(uid);
-	e->pod = strdup(pod != NULL ? pod : "");
-	if (e->uid == NULL || e->pod == NULL) {
-		reservations__entry_free(e);
-		return -ENOMEM;
-	}
+	raw->uid = json_string_value(uid);
+	raw->uid_len = json_string_length(uid);
+	raw->pod = json_string_value(pod);
+	raw->pod_len = json_string_length(pod);
+	raw->since = json_string_value(json_object_get(item, "since"));
+	raw->requests = json_object_get(item, "requests");
+	if (!reservations__valid_uid(raw->uid, raw->uid_len) ||
+	    !reservations__valid_pod(raw->pod, raw->pod_len) || raw->since == NULL ||
+	    !json_is_object(raw->requests))
+		return -EINVAL;
 	return 0;
 }
 
-int
-reservations_parse(const char *text, struct reservations *out)
+/* Stable insertion sort by since: n is small and ties keep the order written. */
+static void
+reservations__sort(struct reservation *v, size_t n)
 {
-	json_t *list, *item;
-	size_t i;
-	int rc = 0;
+	for (size_t i = 1; i < n; i++) {
+		struct reservation x = v[i];
+		size_t j = i;
 
-	memset(out, 0, sizeof(*out));
-	if (text == NULL || text[0] == '\0')
-		return 0;
-	if (strlen(text) > LIMITS_RESERVATIONS_TEXT)
-		return -E2BIG;
-	list = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-	if (!json_is_array(list)) {
-		json_decref(list);
+		for (; j > 0 && v[j - 1].since_ms > x.since_ms; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+int
+reservations_parse(const char *json, struct reservations **out)
+{
+	json_t *arr = NULL, *item;
+	struct reservations *r = NULL;
+	struct reservation *items;
+	size_t len, n, i, bytes = 0;
+	char *strs;
+	int rc = -EINVAL;
+
+	*out = NULL;
+	if (json == NULL)
 		return -EINVAL;
-	}
-	if (json_array_size(list) > LIMITS_RESERVATIONS) {
-		json_decref(list);
+	len = strnlen(json, LIMITS_RESERVATIONS_TEXT + 1);
+	if (len > LIMITS_RESERVATIONS_TEXT)
 		return -E2BIG;
+	/* Duplicate members ("uid" twice) are as ambiguous as duplicate uids. */
+	arr = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_array(arr))
+		goto out;
+	n = json_array_size(arr);
+	if (n > LIMITS_RESERVATIONS_PER_NODE) {
+		rc = -E2BIG;
+		goto out;
 	}
-	if (json_array_size(list) > 0 &&
-	    (out->v = calloc(json_array_size(list), sizeof(*out->v))) == NULL) {
-		json_decref(list);
-		return -ENOMEM;
+	/* Check every item's members and size the strings: one allocation holds it all. */
+	json_array_foreach(arr, i, item) {
+		struct reservations__raw raw;
+		if ((rc = reservations__raw(item, &raw)) < 0)
+			goto out;
+		bytes += raw.uid_len + 1 + raw.pod_len + 1;
 	}
-	json_array_foreach(list, i, item) {
-		if ((rc = reservations__entry(item, &out->v[out->n])) < 0)
-			break;
-		out->n++;
+	r = calloc(1, sizeof(*r) + n * sizeof(*items) + bytes);
+	if (r == NULL) {
+		rc = -ENOMEM;
+		goto out;
 	}
-	json_decref(list);
-	if (rc < 0)
-		reservations_free(out);
+	items = (struct reservation *)(r + 1);
+	strs = (char *)(items + n);
+	r->item = items;
+	json_array_foreach(arr, i, item) {
+		struct reservations__raw raw;
+		struct reservation *it = &items[i];
+
+		(void)reservations__raw(item, &raw);
+		it->uid = memcpy(strs, raw.uid, raw.uid_len + 1);
+		strs += raw.uid_len + 1;
+		it->pod = memcpy(strs, raw.pod, raw.pod_len + 1);
+		strs += raw.pod_len + 1;
+		if ((rc = resources_parse_list(raw.requests, &it->requests)) < 0)
+			goto out;
+		r->n = i + 1;               /* from here reservations_free releases it */
+		it->requests.pods = 1;
+		if (!reservations__non_negative(&it->requests) ||
+		    time_parse_rfc3339(raw.since, &it->since_ms) < 0) {
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(items[i].uid, items[j].uid) == 0) {
+				rc = -EINVAL;
+				goto out;
+			}
+	reservations__sort(items, n);
+	*out = r;
+	r = NULL;
+	rc = 0;
+out:
+	reservations_free(r);
+	json_decref(arr);
 	return rc;
 }
 
 const struct reservation *
 reservations_find(const struct reservations *r, const char *uid)
 {
-	for (size_t i = 0; uid != NULL && i < r->n; i++)
-		if (strcmp(r->v[i].uid, uid) == 0)
-			return &r->v[i];
+	if (r == NULL || uid == NULL)
+		return NULL;
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->item[i].uid, uid) == 0)
+			return &r->item[i];
 	return NULL;
 }
 
-size_t
-reservations_keep(struct reservations *r,
-    bool (*keep)(void *ctx, const struct reservation *e), void *ctx)
-{
-	size_t out = 0, dropped = 0;
-
-	for (size_t i = 0; i < r->n; i++) {
-		if (keep(ctx, &r->v[i])) {
-			r->v[out++] = r->v[i];
-		} else {
-			reservations__entry_free(&r->v[i]);
-			dropped++;
-		}
-	}
-	r->n = out;
-	return dropped;
-}
-
+/* One reservation as its JSON object (caller's reference), or NULL on ENOMEM. */
 static json_t *
-reservations__entry_json(const char *uid, const char *pod, const struct resources *req,
-    int64_t since_ms)
+reservations__item_json(const struct reservation *it)
 {
-	struct resources counted = *req;
-	char when[TIME_RFC3339_LEN];
-	json_t *requests = NULL;
+	struct resources req = it->requests;
+	char since[TIME_RFC3339_LEN];
+	json_t *o = json_object(), *list = NULL;
+	int rc;
 
-	/* The pod slot is implied: never written. */
-	counted.pods = 0;
-	if (resources_format_list(&counted, &requests) < 0)
-		return NULL;
-	time_format_rfc3339(since_ms, when);
-	return json_pack("{s:s,s:s,s:o,s:s}", "uid", uid, "pod", pod != NULL ? pod : "",
-	    "requests", requests, "since", when);
+	/* The pod slot is implied: the format never carries "pods". */
+	req.pods = 0;
+	time_format_rfc3339(it->since_ms, since);
+	if (o == NULL || resources_format_list(&req, &list) < 0 ||
+	    json_object_set_new(o, "uid", json_string(it->uid)) < 0 ||
+	    json_object_set_new(o, "pod", json_string(it->pod)) < 0)
+		goto fail;
+	/* set_new takes the reference even when it fails. */
+	rc = json_object_set_new(o, "requests", list);
+	list = NULL;
+	if (rc < 0 || json_object_set_new(o, "since", json_string(since)) < 0)
+		goto fail;
+	return o;
+fail:
+	json_decref(list);
+	json_decref(o);
+	return NULL;
 }
 
-/*
- * Text of r's entries, skipping skip_uid's, then extra (stolen, may be
- * NULL), or NULL in *out when the list is empty.
- */
+/* The annotation text of v[0..n), or NULL for none; checked against what the parser accepts. */
 static int
-reservations__text(const struct reservations *r, const char *skip_uid, json_t *extra, char **out)
+reservations__dump(const struct reservation *const *v, size_t n, char **out)
 {
-	json_t *list = json_array();
-	int rc = 0;
+	json_t *arr;
+	char *text;
 
 	*out = NULL;
-	if (list == NULL) {
-		json_decref(extra);
+	if (n == 0)
+		return 0;
+	if (n > LIMITS_RESERVATIONS_PER_NODE)
+		return -E2BIG;
+	if ((arr = json_array()) == NULL)
 		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (json_array_append_new(arr, reservations__item_json(v[i])) < 0) {
+			json_decref(arr);
+			return -ENOMEM;
+		}
 	}
-	for (size_t i = 0; rc == 0 && i < r->n; i++) {
-		const struct reservation *e = &r->v[i];
-		if (skip_uid != NULL && strcmp(e->uid, skip_uid) == 0)
-			continue;
-		if (json_array_append_new(list, reservations__entry_json(e->uid, e->pod,
-		    &e->requests, e->since_ms)) < 0)
-			rc = -ENOMEM;
+	text = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	if (text == NULL)
+		return -ENOMEM;
+	if (strlen(text) > LIMITS_RESERVATIONS_TEXT) {
+		free(text);
+		return -E2BIG;
 	}
-	if (extra != NULL && rc == 0 && json_array_append_new(list, extra) < 0)
-		rc = -ENOMEM;
-	else if (rc < 0)
-		json_decref(extra);
-	if (rc == 0 && json_array_size(list) > 0 &&
-	    (*out = json_dumps(list, JSON_COMPACT)) == NULL)
-		rc = -ENOMEM;
-	json_decref(list);
-	return rc;
+	*out = text;
+	return 0;
 }
 
 int
-reservations_with(const struct reservations *r, const char *uid, const char *pod,
-    const struct resources *requests, int64_t since_ms, char **out)
+reservations_with(const struct reservations *r, const struct reservation *add, char **out)
 {
-	json_t *e;
+	const struct reservation *v[LIMITS_RESERVATIONS_PER_NODE + 1];
+	struct reservation copy;
+	size_t n = r != NULL ? r->n : 0, k = 0;
+	bool placed = false;
 
 	*out = NULL;
-	if (reservations_find(r, uid) == NULL && r->n >= LIMITS_RESERVATIONS)
+	if (add == NULL || add->uid == NULL || add->pod == NULL ||
+	    !reservations__valid_uid(add->uid, strlen(add->uid)) ||
+	    !reservations__valid_pod(add->pod, strlen(add->pod)) ||
+	    !reservations__non_negative(&add->requests) || add->since_ms < 0)
+		return -EINVAL;
+	if (reservations_find(r, add->uid) != NULL)
+		return -EEXIST;
+	if (n + 1 > LIMITS_RESERVATIONS_PER_NODE)
 		return -E2BIG;
-	if ((e = reservations__entry_json(uid, pod, requests, since_ms)) == NULL)
-		return -ENOMEM;
-	return reservations__text(r, uid, e, out);
+	copy = *add;
+	for (size_t i = 0; i < n; i++) {
+		if (!placed && r->item[i].since_ms > copy.since_ms) {
+			v[k++] = &copy;
+			placed = true;
+		}
+		v[k++] = &r->item[i];
+	}
+	if (!placed)
+		v[k++] = &copy;
+	return reservations__dump(v, k, out);
 }
 
 int
 reservations_without(const struct reservations *r, const char *uid, char **out)
 {
-	return reservations__text(r, uid, NULL, out);
+	const struct reservation *v[LIMITS_RESERVATIONS_PER_NODE];
+	size_t k = 0;
+
+	*out = NULL;
+	if (reservations_find(r, uid) == NULL)
+		return -ENOENT;
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->item[i].uid, uid) != 0)
+			v[k++] = &r->item[i];
+	return reservations__dump(v, k, out);
 }
 
 int
-reservations_format(const struct reservations *r, char **out)
+reservations_filter(const struct reservations *r, reservations_keep_fn keep, void *ctx,
+    char **out)
 {
-	return reservations__text(r, NULL, NULL, out);
+	const struct reservation *v[LIMITS_RESERVATIONS_PER_NODE];
+	size_t n = r != NULL ? r->n : 0, k = 0;
+	int rc;
+
+	*out = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (keep(ctx, &r->item[i]))
+			v[k++] = &r->item[i];
+	rc = reservations__dump(v, k, out);
+	return rc < 0 ? rc : (int)(n - k);
+}
+
+int
+reservations_sum(const struct reservations *r, const char *except_uid,
+    struct resources_sum *sum)
+{
+	int rc;
+
+	for (size_t i = 0; r != NULL && i < r->n; i++) {
+		if (except_uid != NULL && strcmp(r->item[i].uid, except_uid) == 0)
+			continue;
+		if ((rc = resources_sum_add(sum, &r->item[i].requests)) < 0)
+			return rc;
+	}
+	return 0;
 }
 
 bool
-reservations_fit(const struct resources *alloc, const struct resources_sum *used,
-    const struct reservations *r, const char *except_uid, const struct resources *pod,
-    const char **short_of)
+reservations_fit(const struct resources *allocatable,
+    const struct resources_sum *used_by_daemonsets, const struct reservations *r,
+    const char *except_uid, const struct resources *pod, const char **short_of)
 {
-	struct resources_sum s = *used;
+	struct resources_sum used;
 
-	for (size_t i = 0; r != NULL && i < r->n; i++) {
-		if (except_uid != NULL && strcmp(r->v[i].uid, except_uid) == 0)
-			continue;
-		if (resources_sum_add(&s, &r->v[i].requests) < 0) {
-			if (short_of != NULL)
-				*short_of = "extended resources";
-			return false;
-		}
+	if (used_by_daemonsets != NULL)
+		used = *used_by_daemonsets;
+	else
+		resources_sum_init(&used);
+	if (reservations_sum(r, except_uid, &used) < 0) {
+		if (short_of != NULL)
+			*short_of = "extended resources";
+		return false;
 	}
-	return resources_sum_fits_pod(&s, pod, alloc, short_of);
+	return resources_sum_fits_pod(&used, pod, allocatable, short_of);
 }

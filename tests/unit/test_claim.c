@@ -98,7 +98,7 @@ test_claim_and_start(void **state)
 	const char *names[] = { "s1" };
 	struct claim_result res;
 	struct pod_info *pod;
-	struct reservations r;
+	struct reservations *r = NULL;
 	json_t *n;
 
 	(void)state;
@@ -121,10 +121,10 @@ test_claim_and_start(void **state)
 	assert_string_equal(ann(n, "stratos.sh/last-workload"), "ci/Deployment/web");
 	assert_string_equal(ann(n, "stratos.sh/started-at"), ann(n, "stratos.sh/state-since"));
 	assert_int_equal(reservations_parse(ann(n, "stratos.sh/reservations"), &r), 0);
-	assert_int_equal(r.n, 1);
-	assert_string_equal(r.v[0].uid, "u1");
-	assert_int_equal(r.v[0].requests.cpu_milli, 2000);
-	reservations_free(&r);
+	assert_int_equal(r->n, 1);
+	assert_string_equal(r->item[0].uid, "u1");
+	assert_int_equal(r->item[0].requests.cpu_milli, 2000);
+	reservations_free(r);
 	json_decref(n);
 	/* The cache has the claim at once (write-through): the node is starting now. */
 	{
@@ -296,7 +296,7 @@ test_reserve_and_release(void **state)
 	struct pod_info *p1, *p2, *p3;
 	struct node_info *out = NULL;
 	const char *short_of = NULL;
-	struct reservations r;
+	struct reservations *r = NULL;
 	struct kube_error err;
 	json_t *n;
 	int before;
@@ -330,11 +330,11 @@ test_reserve_and_release(void **state)
 	assert_int_equal(gets, before + 1);
 	n = stored("s1");
 	assert_int_equal(reservations_parse(ann(n, "stratos.sh/reservations"), &r), 0);
-	assert_int_equal(r.n, 2);
-	assert_non_null(reservations_find(&r, "u1"));
-	assert_non_null(reservations_find(&r, "u3"));
+	assert_int_equal(r->n, 2);
+	assert_non_null(reservations_find(r, "u1"));
+	assert_non_null(reservations_find(r, "u3"));
 	assert_string_equal(ann(n, "stratos.sh/last-workload"), "ci/Deployment/web");
-	reservations_free(&r);
+	reservations_free(r);
 	json_decref(n);
 	/* Release both: the annotation goes; releasing what is absent writes nothing. */
 	assert_int_equal(claim_release(&ctx, "s1", "u1", &err), 0);

@@ -246,7 +246,7 @@ static void
 test_first_pod_starts_a_node(void **state)
 {
 	char *body = args("filter-args-nodenames.json", "ci-runners", NULL, NULL, NULL);
-	struct reservations r;
+	struct reservations *r = NULL;
 	struct answer a;
 	bool deferred;
 	json_t *n;
@@ -266,8 +266,8 @@ test_first_pod_starts_a_node(void **state)
 	assert_string_equal(ann(n, "stratos.sh/started-for"), "ci/runner-7d9f8c6b5-x2kqp");
 	assert_string_equal(ann(n, "stratos.sh/last-workload"), "ci/Deployment/runner");
 	assert_int_equal(reservations_parse(ann(n, "stratos.sh/reservations"), &r), 0);
-	assert_string_equal(r.v[0].uid, POD_UID);
-	reservations_free(&r);
+	assert_string_equal(r->item[0].uid, POD_UID);
+	reservations_free(r);
 	json_decref(n);
 	answer_free(&a);
 
@@ -289,7 +289,7 @@ test_second_pod_reserves(void **state)
 	    "second-uid", "3");
 	char *third = args("filter-args-nodenames.json", "ci-runners", "runner-7d9f8c6b5-yyyyy",
 	    "third-uid", "3");
-	struct reservations r;
+	struct reservations *r = NULL;
 	struct answer a;
 	bool deferred;
 	json_t *n;
@@ -312,9 +312,9 @@ test_second_pod_reserves(void **state)
 	answer_free(&a);
 	n = stored(N12);
 	assert_int_equal(reservations_parse(ann(n, "stratos.sh/reservations"), &r), 0);
-	assert_int_equal(r.n, 2);
-	assert_non_null(reservations_find(&r, "second-uid"));
-	reservations_free(&r);
+	assert_int_equal(r->n, 2);
+	assert_non_null(reservations_find(r, "second-uid"));
+	reservations_free(r);
 	json_decref(n);
 	free(first);
 	free(second);
