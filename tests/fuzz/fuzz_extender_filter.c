@@ -30,7 +30,7 @@ static struct extender *ex;
 static const char *const NODES[] = {
 	"{\"metadata\":{\"name\":\"usable\",\"resourceVersion\":\"5\",\"labels\":{\"stratos.sh/pool\":\"ci\","
 	"\"stratos.sh/state\":\"running\"},\"annotations\":{\"stratos.sh/last-workload\":\"ci/Deployment/web\","
-	"\"stratos.sh/reservations\":\"[{\\\"uid\\\":\\\"u-1\\\",\\\"pod\\\":\\\"ci/a\\\",\\\"requests\\\":{\\\"cpu\\\":\\\"1\\\"}}]\"}},"
+	"\"stratos.sh/reservations\":\"[{\\\"uid\\\":\\\"u-1\\\",\\\"pod\\\":\\\"ci/a\\\",\\\"requests\\\":{\\\"cpu\\\":\\\"1\\\"},\\\"since\\\":\\\"2026-11-28T05:10:00Z\\\"}]\"}},"
 	"\"spec\":{},\"status\":{\"allocatable\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"pods\":\"29\"},"
 	"\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}",
 	"{\"metadata\":{\"name\":\"standby\",\"resourceVersion\":\"5\",\"labels\":{\"stratos.sh/pool\":\"ci\","

@@ -57,9 +57,11 @@ struct row {
 #define READY "True"
 #define TAINT_STANDBY "stratos.sh/standby:NoExecute,node.kubernetes.io/unreachable:NoSchedule"
 #define TAINT_BOOT "node.kubernetes.io/not-ready:NoSchedule,node.eks.amazonaws.com/not-ready:NoSchedule"
-#define RES1(uid, cpu) "[{\"uid\":\"" uid "\",\"pod\":\"ci/" uid "\",\"requests\":{\"cpu\":\"" cpu "\"}}]"
-#define RES2(u1, c1, u2, c2) "[{\"uid\":\"" u1 "\",\"pod\":\"ci/" u1 "\",\"requests\":{\"cpu\":\"" c1 "\"}}," \
-	"{\"uid\":\"" u2 "\",\"pod\":\"ci/" u2 "\",\"requests\":{\"cpu\":\"" c2 "\"}}]"
+#define RES_SINCE ",\"since\":\"2026-11-30T00:00:00Z\"}"
+#define RES1(uid, cpu) "[{\"uid\":\"" uid "\",\"pod\":\"ci/" uid "\",\"requests\":{\"cpu\":\"" cpu "\"}" \
+	RES_SINCE "]"
+#define RES2(u1, c1, u2, c2) "[{\"uid\":\"" u1 "\",\"pod\":\"ci/" u1 "\",\"requests\":{\"cpu\":\"" c1 "\"}" \
+	RES_SINCE ",{\"uid\":\"" u2 "\",\"pod\":\"ci/" u2 "\",\"requests\":{\"cpu\":\"" c2 "\"}" RES_SINCE "]"
 
 /* Named node shapes. */
 #define USABLE(n, ...)   { n, "ci", "running", READY, "False", "", 600, 600, "us-east-1a", NULL, __VA_ARGS__ }
@@ -144,6 +146,14 @@ static const struct row rows[] = {
 	  { USABLE("u1", RES1("p1", "1"), NULL, false), STANDBY("s1", 100, "us-east-1a", NULL) },
 	  "u1,s1", { { 0 } }, "2", "ci",
 	  PLACEMENT_USABLE, NULL, "u1", NULL, NULL },
+	{ "a usable node with a malformed reservations annotation is offered (it counts as none)",
+	  { USABLE("u1", "[{\"uid\":1}]", NULL, false) },
+	  "u1", { { 0 } }, "2", "ci",
+	  PLACEMENT_USABLE, NULL, "u1", NULL, NULL },
+	{ "a booting node with a malformed reservations annotation gets no more promises",
+	  { BOOTING("b1", 5, "not json", NULL, false), STANDBY("s1", 100, "us-east-1a", NULL) },
+	  "b1,s1", { { 0 } }, "2", "ci",
+	  PLACEMENT_CLAIM, "s1", NULL, "s1", NULL },
 	{ "the reserved pod itself is offered its node once usable",
 	  { USABLE("u1", RES2("me", "2", "p2", "2"), "4", false) },
 	  "u1", { { 0 } }, "2", "ci",
