@@ -9,6 +9,9 @@
 # whose caches hold 5,000 plain Nodes and a pool of 40 (one usable).
 #
 #   bench/extender_https.sh [-d SECONDS] [-c CONNECTIONS]   (after cmake --build build)
+#
+# With PIN=1, stratosd runs on CPU 0 and wrk on CPU 1 (taskset), so neither
+# waits for the other's time slice.
 set -euo pipefail
 
 DURATION=10
@@ -80,7 +83,9 @@ dump("nodes500", {"Pod": plain, "Nodes": {"metadata": {}, "items": nodes}, "Node
 dump("pool40", {"Pod": pool_pod, "Nodes": None, "NodeNames": [n["metadata"]["name"] for n in items[5000:]]})
 EOF
 
-"$STRATOSD" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+PIN_S=() PIN_W=()
+if [ "${PIN:-0}" = 1 ]; then PIN_S=(taskset -c 0) PIN_W=(taskset -c 1); fi
+"${PIN_S[@]}" "$STRATOSD" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
 	--tls-cert "$WORK/certs/tls.crt" --tls-key "$WORK/certs/tls.key" \
 	--kubeconfig "$WORK/sim/kubeconfig" --pools-file "$REPO/tests/fixtures/seed-examples.yaml" \
 	--max-body-bytes 16777216 2>"$WORK/stratosd.log" &
@@ -113,10 +118,10 @@ done = function(summary, latency, requests)
 end
 EOF
 
-echo "POST /scheduler/filter over TLS keep-alive, $CONNS connection(s), ${DURATION}s each (wrk; stratosd $(basename "$STRATOSD"))"
+echo "POST /scheduler/filter over TLS keep-alive, $CONNS connection(s), ${DURATION}s each (wrk${PIN_W:+, pinned})"
 for b in names5000 nodes500 pool40; do
 	size=$(stat -c %s "$WORK/$b.json")
 	printf "  %-10s %8d bytes: " "$b" "$size"
-	BODY="$WORK/$b.json" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$WORK/post.lua" \
+	BODY="$WORK/$b.json" "${PIN_W[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$WORK/post.lua" \
 		"https://127.0.0.1:$PORT/scheduler/filter" | tail -1
 done
