@@ -15,6 +15,7 @@
 #include "stratos/debug.h"
 #include "stratos/doctor.h"
 #include "stratos/ec2.h"
+#include "stratos/extender.h"
 #include "stratos/httpc.h"
 #include "stratos/kube.h"
 #include "stratos/kube_recorder.h"
@@ -160,6 +161,7 @@ struct main_serve {
 	struct pool_ctx pool;           /* what the extender and the controller share */
 	struct mutate_pod *mutate_pod;
 	struct validate_webhook *validate_webhook;
+	struct extender *extender;      /* only with a Kubernetes configuration */
 };
 
 static bool
@@ -247,8 +249,8 @@ main__serve_init_aws(struct main_serve *m)
 	if (m->kube == NULL)
 		return 0;
 	if (m->cfg.cluster_name == NULL || m->cfg.cluster_name[0] == '\0') {
-		log_warn("no --cluster-name: the extender and the pool controller are off "
-		    "(webhooks and caches only)");
+		log_warn("no --cluster-name: no standby node can be started (the extender offers "
+		    "usable nodes only) and the pool controller is off");
 		return 0;
 	}
 	if (aws_region_resolve(m->cfg.aws_region, NULL, m->region, sizeof(m->region), &source,
@@ -320,6 +322,9 @@ main__serve_init_modules(struct main_serve *m)
 	m->validate_webhook = validate_webhook_new(m->pools, &vo);
 	if (m->mutate_pod == NULL || m->validate_webhook == NULL)
 		return 1;
+	/* The extender judges nodes by the caches: without a cluster there is nothing to judge. */
+	if (m->kube != NULL && (m->extender = extender_new(&m->pool)) == NULL)
+		return 1;
 	return 0;
 }
 
@@ -329,6 +334,7 @@ main__serve_free_modules(struct main_serve *m)
 {
 	mutate_pod_free(m->mutate_pod);
 	validate_webhook_free(m->validate_webhook);
+	extender_free(m->extender);
 	pools_free(m->pools);
 }
 
@@ -355,6 +361,12 @@ main__serve_routes(struct main_serve *m)
 		  validate_webhook_nodepool_handle, m->validate_webhook, false },
 		{ m->https, "POST", "/admission/validate-awsnodeclass", SERVER_ROUTE_JSON,
 		  validate_webhook_nodeclass_handle, m->validate_webhook, false },
+		/* The filter may claim and start a node: it waits on a blocking worker then. */
+		{ m->https, "POST", "/scheduler/filter",
+		  SERVER_ROUTE_JSON | SERVER_ROUTE_BLOCKING | SERVER_ROUTE_CLIENT_CERT,
+		  extender_filter_handle, m->extender, true },
+		{ m->https, "POST", "/scheduler/prioritize", SERVER_ROUTE_JSON | SERVER_ROUTE_CLIENT_CERT,
+		  extender_prioritize_handle, m->extender, true },
 		{ m->metrics, "GET", "/metrics", 0, server_handle_metrics, NULL, false },
 		/* Read-only views of the caches. */
 		{ m->metrics, "GET", "/debug/caches", 0, debug_handle_caches, NULL, true },
@@ -392,6 +404,10 @@ main__serve_start_modules(struct main_serve *m)
 		log_error("cannot start the Kubernetes watches");
 		return 1;
 	}
+	if (extender_start(m->extender) < 0) {
+		log_error("cannot start the extender's binding tracker");
+		return 1;
+	}
 	/* The fast path must find its EC2 connections open (DESIGN §6.3: no TLS handshake there). */
 	if (m->ec2 != NULL && ec2_client_warm(m->ec2, time_mono_ms() + 5000) < 1)
 		log_warn("EC2 endpoint %s does not answer yet; calls will connect on demand",
@@ -404,6 +420,8 @@ main__serve_start_modules(struct main_serve *m)
 static void
 main__serve_stop_modules(struct main_serve *m)
 {
+	/* The extender's tracker follows the caches: it stops before they go. */
+	extender_stop(m->extender);
 	/* Leader work stops, then the Lease is released for the next replica. */
 	leader_free(m->leader);
 	ec2_client_free(m->ec2);

@@ -121,6 +121,15 @@
 #define LIMITS_VALIDATE_ISSUES          200u   /* violations + warnings kept per object */
 #define LIMITS_VALIDATE_PATH            768u   /* one field path ("spec.template.labels[...]") */
 
+/* The scheduler extender and its claims (DESIGN §6.3). */
+#define LIMITS_EXTENDER_NODES           100000u /* candidate nodes of one extender call */
+#define LIMITS_EXTENDER_POOLS           LIMITS_POOLPOD_POOLS /* pools named by a pod's annotation */
+#define LIMITS_CLAIM_STARTS             3u     /* StartInstances attempts per claim (§6.3: at most 3) */
+#define LIMITS_CLAIM_PATCHES            16u    /* guarded claim PATCHes per claim (lost races included) */
+#define LIMITS_CLAIM_RETRIES            3u     /* guarded reserve/release/rollback retries after a conflict */
+#define LIMITS_PLACED_PODS              65536u /* pods the extender follows until bound (oldest forgotten) */
+#define LIMITS_PLACED_NODES             65536u /* pool nodes whose usable-since time is kept */
+
 /* Admission webhooks. */
 #define LIMITS_POOLPOD_POOLS            32u    /* pools one pod may name in its node affinity */
 #define LIMITS_ADMISSION_WARNING        119u   /* bytes per warning (Kubernetes wants < 120) */

@@ -499,6 +499,11 @@ class SchedulerTest(unittest.TestCase):
         self.assertIs(ext["nodeCacheCapable"], True)
         self.assertEqual((ext["filterVerb"], ext["prioritizeVerb"]), ("filter", "prioritize"))
         self.assertEqual(ext["tlsConfig"]["serverName"], "%s.%s.svc" % (SERVICE, NAMESPACE))
+        # The extender needs these to serve pool pods as in the second scheduler (§6.3, §10).
+        self.assertEqual(ext["httpTimeout"], "10s")
+        self.assertIs(ext["enableHTTPS"], True)
+        self.assertEqual(sorted(ext["tlsConfig"]), ["caFile", "certFile", "keyFile", "serverName"])
+        self.assertEqual((cfg["podInitialBackoffSeconds"], cfg["podMaxBackoffSeconds"]), (1, 1))
 
 
 class NetworkPolicyTest(unittest.TestCase):
