@@ -36,6 +36,9 @@
 
 extern char **environ;
 
+/* One API request inside the scheduler's filter call. */
+#define MAIN_FAST_PATH_KUBE_TIMEOUT_MS 3000L
+
 struct main_command {
 	const char *name;
 	const char *summary;
@@ -145,6 +148,7 @@ struct main_serve {
 	struct server *https;           /* webhooks, extender, /healthz, /readyz */
 	/* Kubernetes: NULL when no configuration exists at all (webhooks-only runs). */
 	struct kube *kube;
+	struct kube *kube_fast;         /* the extender's calls inside the filter call */
 	char *namespace;                /* of the Lease */
 	char identity[LEADER_IDENTITY_MAX];
 	struct node_cache *nodes;
@@ -159,6 +163,7 @@ struct main_serve {
 	struct aws_credentials_provider *aws;
 	struct ec2_client *ec2;
 	struct pool_ctx pool;           /* what the extender and the controller share */
+	struct pool_ctx pool_fast;      /* the same with kube_fast, for the extender */
 	struct mutate_pod *mutate_pod;
 	struct validate_webhook *validate_webhook;
 	struct extender *extender;      /* only with a Kubernetes configuration */
@@ -195,7 +200,8 @@ main__serve_init_kube(struct main_serve *m)
 	if (leader_identity(m->identity, sizeof(m->identity)) < 0 ||
 	    httpc_global_init() < 0 ||
 	    (m->namespace = kubeconfig_daemon_namespace(m->cfg.namespace)) == NULL ||
-	    (m->kube = kube_new(&kc, m->identity)) == NULL) {
+	    (m->kube = kube_new(&kc, m->identity)) == NULL ||
+	    (m->kube_fast = kube_new(&kc, m->identity)) == NULL) {
 		log_error("cannot create the Kubernetes client");
 		kube_config_free(&kc);
 		return 1;
@@ -203,6 +209,12 @@ main__serve_init_kube(struct main_serve *m)
 	log_msg(LOG_LEVEL_INFO, json_pack("{s:s,s:s,s:s,s:s}", "server", kc.server, "config",
 	    kc.source, "namespace", m->namespace, "identity", m->identity), "Kubernetes API");
 	kube_config_free(&kc);
+	/*
+	 * The extender's own client: its connections never queue behind the
+	 * controller's, and a stalled API server costs a filter call at most
+	 * this much, well inside the scheduler's httpTimeout (10 s).
+	 */
+	kube_set_timeout(m->kube_fast, MAIN_FAST_PATH_KUBE_TIMEOUT_MS);
 	if ((m->events = kube_recorder_new(m->kube)) == NULL)
 		return 1;
 	m->nodes = node_cache_new();
@@ -323,7 +335,9 @@ main__serve_init_modules(struct main_serve *m)
 	if (m->mutate_pod == NULL || m->validate_webhook == NULL)
 		return 1;
 	/* The extender judges nodes by the caches: without a cluster there is nothing to judge. */
-	if (m->kube != NULL && (m->extender = extender_new(&m->pool)) == NULL)
+	m->pool_fast = m->pool;
+	m->pool_fast.kube = m->kube_fast;
+	if (m->kube != NULL && (m->extender = extender_new(&m->pool_fast)) == NULL)
 		return 1;
 	return 0;
 }
@@ -434,6 +448,7 @@ main__serve_stop_modules(struct main_serve *m)
 	crd_cache_free(m->nodepools);
 	pod_cache_free(m->pods);
 	node_cache_free(m->nodes);
+	kube_free(m->kube_fast);
 	kube_free(m->kube);
 	free(m->namespace);
 }

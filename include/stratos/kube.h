@@ -78,6 +78,14 @@ struct kube *kube_new(const struct kube_config *cfg, const char *identity);
 /* Frees the client; no call may be running. NULL-safe. */
 void kube_free(struct kube *k);
 
+/*
+ * The timeout of each request that names none (0 = KUBE_REQUEST_TIMEOUT_MS).
+ * Set once after kube_new, before the client is shared: a client for a
+ * latency-bound caller (the extender inside the scheduler's httpTimeout)
+ * gets a short one. Not thread-safe.
+ */
+void kube_set_timeout(struct kube *k, long timeout_ms);
+
 /* The API server URL (borrowed). */
 const char *kube_server(const struct kube *k);
 

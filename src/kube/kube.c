@@ -30,6 +30,7 @@ const struct kube_resource KUBE_EVENTS = { "events.k8s.io", "v1", "events", true
 struct kube {
 	char *server;
 	char *identity;
+	long timeout_ms;                       /* of one request; KUBE_REQUEST_TIMEOUT_MS by default */
 	struct httpc_tls tls;                  /* strings owned */
 
 	pthread_mutex_t token_lock;
@@ -160,6 +161,7 @@ kube_new(const struct kube_config *cfg, const char *identity)
 	pthread_mutex_init(&k->token_lock, NULL);
 	pthread_mutex_init(&k->pool_lock, NULL);
 	pthread_cond_init(&k->pool_cond, NULL);
+	k->timeout_ms = KUBE_REQUEST_TIMEOUT_MS;
 	k->server = kube__dup(cfg->server, &failed);
 	k->identity = kube__dup(identity, &failed);
 	k->tls.ca_file = kube__dup(cfg->ca_file, &failed);
@@ -209,6 +211,12 @@ kube_free(struct kube *k)
 	pthread_mutex_destroy(&k->pool_lock);
 	pthread_cond_destroy(&k->pool_cond);
 	free(k);
+}
+
+void
+kube_set_timeout(struct kube *k, long timeout_ms)
+{
+	k->timeout_ms = timeout_ms > 0 ? timeout_ms : KUBE_REQUEST_TIMEOUT_MS;
 }
 
 const char *
@@ -538,7 +546,7 @@ kube__request_raw(struct kube *k, const struct kube_req *req, struct httpc_respo
 		struct httpc_request hr = {
 			.method = req->method, .url = url, .headers = hdrs,
 			.body = req->body, .body_len = req->body_len,
-			.timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : KUBE_REQUEST_TIMEOUT_MS,
+			.timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : k->timeout_ms,
 			.max_response = LIMITS_KUBE_RESPONSE,
 		};
 		if (auth != NULL)
