@@ -472,6 +472,22 @@ node_patch_remove_taint(struct node_patch *p, const char *key)
 }
 
 void
+node_patch_remove_taint_effect(struct node_patch *p, const char *key,
+    enum kube_taint_effect effect)
+{
+	for (size_t i = json_array_size(p->taints); effect != KUBE_EFFECT_ANY && i-- > 0;) {
+		json_t *t = json_array_get(p->taints, i);
+		const char *k = json_string_value(json_object_get(t, "key"));
+		const char *e = json_string_value(json_object_get(t, "effect"));
+		if (k != NULL && e != NULL && strcmp(k, key) == 0 &&
+		    strcmp(e, NODE_EFFECTS[effect]) == 0) {
+			json_array_remove(p->taints, i);
+			p->taints_changed = true;
+		}
+	}
+}
+
+void
 node_patch_add_taint(struct node_patch *p, const char *key, const char *value,
     enum kube_taint_effect effect)
 {
