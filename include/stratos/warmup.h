@@ -20,6 +20,7 @@ struct warmup_progress {
 	unsigned daemon_pods;        /* DaemonSet pods bound to the node */
 	unsigned daemon_ready;       /* of which Ready */
 	bool prepull_exists;         /* the pre-pull pod is there (when images are wanted) */
+	bool prepull_finished;       /* ... and it ended (Succeeded, Failed: a restart ends a Never pod) */
 	unsigned images_wanted;      /* preWarm.imagesToPull */
 	unsigned images_pulled;      /* containers of the pre-pull pod with an imageID */
 };

@@ -46,7 +46,7 @@
 #define CONTROLLER_START_TIMEOUT_MS  60000LL   /* a claimed node whose instance is not running by then failed (§5.6) */
 #define CONTROLLER_START_SETTLE_MS   10000LL   /* a listing this soon after a claim may predate its start */
 #define CONTROLLER_TAINT_FALLBACK_MS 120000LL  /* startup taints removed anyway after Ready this long (§5.3) */
-#define CONTROLLER_REWARM_DELAY_MS   60000LL   /* a warmup-failed node waits this long before it is re-warmed */
+#define CONTROLLER_REWARM_DELAY_MS   30000LL   /* a warmup-failed node waits this long before it is re-warmed */
 #define CONTROLLER_LAUNCH_GRACE_MS   30000LL   /* a launch record with no instance in a listing this much
                                                   younger than the listing is repeated / dropped */
 #define CONTROLLER_CAPACITY_BACKOFF_MS 120000LL /* a subnet that said "no capacity" is avoided this long */

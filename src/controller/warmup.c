@@ -51,6 +51,8 @@ warmup_progress_read(const struct node_info *n, const struct nodepool *pool,
 			if (pp != NULL && pp->deleted_ms == 0 && pod_info_node(pp) != NULL &&
 			    strcmp(pod_info_node(pp), node_info_name(n)) == 0) {
 				out->prepull_exists = true;
+				out->prepull_finished = pp->phase == POD_PHASE_SUCCEEDED ||
+				    pp->phase == POD_PHASE_FAILED;
 				out->images_pulled = pp->images_pulled;
 			}
 			if (pp != NULL)
@@ -401,6 +403,12 @@ warmup_node(struct ctl_node *cn)
 		break;
 	default:
 		return 0;               /* terminated: recovery deletes the Node */
+	}
+	if (pg.prepull_exists && pg.prepull_finished && pg.images_pulled < pg.images_wanted) {
+		/* It ended short (the instance stopped under it): a new one pulls the rest. */
+		rc = warmup_prepull_delete(cn);
+		ctl_node_again(cn, 200);
+		return rc;
 	}
 	if (pg.images_wanted > 0 && !pg.prepull_exists && cn->n->ready == KUBE_COND_TRUE) {
 		rc = warmup__prepull_create(cn);

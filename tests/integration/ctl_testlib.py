@@ -84,6 +84,9 @@ class Cluster:
         self._apply_crds()
 
     def close(self):
+        if os.environ.get("STRATOS_TEST_LOGS"):
+            for d in self.daemons:
+                sys.stderr.write("\n".join(ln for ln in d.raw if '"level":"debug"' not in ln) + "\n")
         for d in self.daemons:
             if d.alive():
                 d.proc.kill()

@@ -74,6 +74,101 @@ class WarmupTest(unittest.TestCase):
         self.assertEqual(len(c.instances("gpu")), 2)
         c.check_logs(d)
 
+    def test_self_poweroff_after_warmup_goes_standby(self):
+        """The seed's user data powers the instance off 30 s (simulated) after
+        the kubelet is healthy. With StopInstances failing, the only way to
+        standby is that poweroff, accepted because warmup had completed."""
+        c = ct.Cluster(self)
+        st, _ = c.ec2control("POST", "faults", {"action": "StopInstances", "error": "InternalError"})
+        self.assertEqual(st, 200)
+        c.apply(ct.nodeclass("ci", user_data=ct.SEED_USER_DATA))
+        c.apply(ct.nodepool("ci", pool_size=2, min_standby=1))
+        d = c.stratosd()
+        wait_for(lambda: len(c.by_state("ci", "standby")) == 1, 60, "standby after self-poweroff")
+        node = c.assert_standby("ci", 1)[0]
+        inst = c.instance(node["metadata"]["labels"]["stratos.sh/instance-id"])
+        self.assertEqual(inst["state_reason"]["code"], "Client.InstanceInitiatedShutdown")
+        self.assertTrue(c.machine(inst["instance_id"])["user_data_ran"])
+        self.assertEqual(inst["client_token"][:3], "ci-")
+        self.assertFalse(c.events("WarmupRestarted"))
+        c.check_logs(d)
+
+    def test_poweroff_before_warmup_complete_is_started_again(self):
+        """An image still pulling when the user data powers the machine off:
+        the instance is started again (user data runs on the first boot
+        only), with an Event, and finishes warmup; then Stratos stops it."""
+        big = "registry.example/llama:70b"
+        c = ct.Cluster(self, kubelet_args=["--image-size", big + "=6Gi", "--pull-bandwidth", "100Mi"])
+        c.apply(ct.nodeclass("llm", user_data=ct.SEED_USER_DATA))
+        c.apply(ct.nodepool("llm", pool_size=2, min_standby=1,
+                            prewarm={"timeout": "5m", "imagesToPull": [big]}))
+        d = c.stratosd()
+        ev = wait_for(lambda: c.events("WarmupRestarted"), 60, "WarmupRestarted event")
+        self.assertEqual(ev[0]["type"], "Warning")
+        self.assertIn("stopped before warmup was complete", ev[0]["note"])
+        wait_for(lambda: len(c.by_state("llm", "standby")) == 1, 90, "standby after the restart")
+        node = c.assert_standby("llm", 1, images=[big])[0]
+        iid = node["metadata"]["labels"]["stratos.sh/instance-id"]
+        self.assertGreaterEqual(c.machine(iid)["boots"], 2)
+        self.assertEqual(len(c.instances("llm")), 1)
+        c.check_logs(d)
+
+
+class WarmupTimeoutTest(unittest.TestCase):
+    """preWarm.timeout (1m, its minimum) with both timeoutActions, and an
+    instance that never registers a Node, in one cluster (one wait)."""
+
+    def test_timeout_terminate_stop_and_never_registered(self):
+        huge = "registry.example/huge:1"
+        c = ct.Cluster(self, kubelet_args=["--image-size", huge + "=500Gi", "--pull-bandwidth", "10Mi"])
+        c.apply(ct.nodeclass("term"))
+        c.apply(ct.nodepool("term", pool_size=2, min_standby=1,
+                            prewarm={"timeout": "1m", "timeoutAction": "terminate", "imagesToPull": [huge]}))
+        c.apply(ct.nodeclass("stop"))
+        c.apply(ct.nodepool("stop", pool_size=1, min_standby=1,
+                            prewarm={"timeout": "1m", "timeoutAction": "stop", "imagesToPull": [huge]}))
+        c.apply(ct.nodeclass("never", user_data="#!/bin/bash\nexit 1\n"))
+        c.apply(ct.nodepool("never", pool_size=1, min_standby=1, prewarm={"timeout": "1m"}))
+        d = c.stratosd()
+        first_term = wait_for(lambda: c.instances("term"), 20, "term launched")[0]["instance_id"]
+        first_stop = wait_for(lambda: c.instances("stop"), 20, "stop launched")[0]["instance_id"]
+        first_never = wait_for(lambda: c.instances("never"), 20, "never launched")[0]["instance_id"]
+        wait_for(lambda: len(c.by_state("term", "warmup")) == 1 and len(c.by_state("stop", "warmup")) == 1,
+                 30, "both warming")
+        self.assertEqual(c.nodes("never"), [])
+        # terminate: the instance terminated, its Node deleted, a replacement launched.
+        wait_for(lambda: c.instance(first_term)["state"] in ("shutting-down", "terminated"), 90,
+                 "timed-out instance terminated")
+        wait_for(lambda: not [n for n in c.nodes("term")
+                              if n["metadata"]["labels"]["stratos.sh/instance-id"] == first_term],
+                 30, "its Node deleted")
+        wait_for(lambda: [i for i in c.instances("term") if i["instance_id"] != first_term], 30,
+                 "a replacement launched")
+        ev = [e for e in c.events("WarmupTimeout") if "terminating" in e["note"]]
+        self.assertTrue(ev)
+        # stop: stopped, tainted warmup-failed, kept (poolSize 1: no replacement).
+        wait_for(lambda: c.instance(first_stop)["state"] == "stopped", 30, "timed-out instance stopped")
+        n = wait_for(lambda: [n for n in c.nodes("stop") if any(
+            t["key"] == "stratos.sh/warmup-failed" for t in n["spec"].get("taints") or [])], 30,
+            "warmup-failed taint")[0]
+        self.assertEqual(n["metadata"]["labels"]["stratos.sh/state"], "warmup")
+        self.assertEqual([i["instance_id"] for i in c.instances("stop")], [first_stop])
+        # never registered: terminated after the timeout, counted.
+        wait_for(lambda: c.instance(first_never)["state"] in ("shutting-down", "terminated"), 30,
+                 "never-registered instance terminated")
+        m = c.metrics(d)
+        self.assertGreaterEqual(m['stratos_warmup_failures_total{pool="term",reason="timeout"}'], 1)
+        self.assertGreaterEqual(m['stratos_warmup_failures_total{pool="stop",reason="timeout"}'], 1)
+        self.assertGreaterEqual(m['stratos_warmup_failures_total{pool="never",reason="never-registered"}'], 1)
+        self.assertEqual(c.condition("stop", "Ready")["status"], "False")
+        # The failed node is re-warmed later; with the image now small it completes.
+        st, _ = c.sim.control("kubeletsim", "POST", "/_sim/images", {"sizes": {huge: "10Mi"}})
+        self.assertEqual(st, 200)
+        wait_for(lambda: len(c.by_state("stop", "standby")) == 1, 90, "re-warmed to standby")
+        c.assert_standby("stop", 1)
+        self.assertEqual([i["instance_id"] for i in c.instances("stop")], [first_stop])
+        c.check_logs(d)
+
 
 if __name__ == "__main__":
     unittest.main()
