@@ -71,8 +71,9 @@ ctl_transition(struct ctl_run *r, const struct node_info *n, const struct nodepo
 	if (rc == 0)
 		ctl_log(LOG_LEVEL_INFO, node_info_pool(n) != NULL ? node_info_pool(n) :
 		    (pool != NULL ? pool->name : NULL), node_info_name(n), n->instance_id,
-		    json_pack("{s:s,s:s,s:I}", "transition", transition_name(t), "from",
-		    n->state != NULL ? n->state : "", "ms", (json_int_t)(time_mono_ms() - t0)),
+		    json_pack("{s:s,s:s,s:I,s:b}", "transition", transition_name(t), "from",
+		    n->state != NULL ? n->state : "", "ms", (json_int_t)(time_mono_ms() - t0),
+		    "set", args == NULL || args->since_ms != 0 || args->workload != NULL),
 		    "node %s", transition_name(t));
 	else
 		ctl_log(rc == -EBUSY ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN, node_info_pool(n),

@@ -50,6 +50,12 @@
 #define CONTROLLER_LAUNCH_GRACE_MS   30000LL   /* a launch record with no instance in a listing this much
                                                   younger than the listing is repeated / dropped */
 #define CONTROLLER_CAPACITY_BACKOFF_MS 120000LL /* a subnet that said "no capacity" is avoided this long */
+/*
+ * A drain is not called done until this long after the cordon: a pod the
+ * scheduler bound just before it reaches the cache a watch delay later, and
+ * stopping the instance under it would kill it without an eviction.
+ */
+#define CONTROLLER_DRAIN_SETTLE_MS   2000LL
 #define CONTROLLER_EVICT_BACKOFF_MIN_MS 500LL
 #define CONTROLLER_EVICT_BACKOFF_MAX_MS 10000LL
 #define CONTROLLER_RETRY_MS          1000LL    /* a write that failed for a transient reason */

@@ -79,8 +79,8 @@ scaledown_node(struct ctl_node *cn)
 			return rc;
 	}
 	usable = pool_node_classify(cn->n, pool, cn->now) == POOL_NODE_USABLE;
-	/* Busy, still promised to pods, not usable yet, or never scaled down: not empty. */
-	if (scan.busy > 0 || cn->n->reservations != NULL || !usable || !pool->scale_down_enabled ||
+	/* Busy, still promised to pods, or never scaled down: not empty. */
+	if (scan.busy > 0 || cn->n->reservations != NULL || !pool->scale_down_enabled ||
 	    pool->deleting) {
 		if (cn->n->empty_since_ms != 0) {
 			args.since_ms = 0;
@@ -88,6 +88,12 @@ scaledown_node(struct ctl_node *cn)
 		}
 		return 0;
 	}
+	/*
+	 * Empty but not usable (still booting, or a lifecycle taint that comes
+	 * and goes): the clock neither starts nor resets; events bring it back.
+	 */
+	if (!usable)
+		return 0;
 	if (cn->n->empty_since_ms == 0) {
 		args.since_ms = cn->now;
 		rc = ctl_node_write(cn, TRANSITION_EMPTY_SINCE, &args);
@@ -162,6 +168,16 @@ scaledown_stopping(struct ctl_node *cn)
 	char blocked[512];
 	int rc;
 
+	/*
+	 * Cordoned a moment ago: a pod the scheduler bound just before the
+	 * cordon reaches the cache a watch delay later. Wait that out before
+	 * evicting (and before calling the node drained), as kubectl drain
+	 * lists the pods after cordoning.
+	 */
+	if (cn->now - cn->n->state_since_ms < CONTROLLER_DRAIN_SETTLE_MS) {
+		ctl_node_again(cn, CONTROLLER_DRAIN_SETTLE_MS - (cn->now - cn->n->state_since_ms));
+		return 0;
+	}
 	scan.maxevict = LIMITS_DRAIN_PODS;
 	scan.evict = calloc(scan.maxevict, sizeof(*scan.evict));
 	if (scan.evict == NULL)

@@ -38,6 +38,12 @@ PLAIN_USER_DATA = simcluster.seed_user_data(poweroff=False)
 STARTUP_TAINT = {"key": "node.eks.amazonaws.com/not-ready", "value": "true", "effect": "NoSchedule"}
 
 
+def parse_time(s):
+    """RFC 3339 (seconds, UTC) → epoch seconds."""
+    import calendar
+    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def wait_for(fn, timeout, what="condition", interval=0.05):
     return simcluster.wait_for(fn, timeout=timeout, interval=interval, what=what)
 
@@ -215,6 +221,34 @@ class Cluster:
     def create_pod(self, ns, obj):
         self.sim.namespace(ns)
         return self.sim.create("/api/v1/namespaces/%s/pods" % ns, obj)
+
+    def claim(self, node, pod=None):
+        """What the extender's claim does (DESIGN §6.3): one PATCH of the standby Node to
+        running (started-at, started-for, the standby taint removed), then StartInstances."""
+        n = self.node(node)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        taints = [t for t in n["spec"].get("taints") or [] if t["key"] != "stratos.sh/standby"]
+        ann = {"stratos.sh/state-since": now, "stratos.sh/started-at": now}
+        if pod:
+            ann["stratos.sh/started-for"] = pod
+        st, body = self.api.patch("/api/v1/nodes/" + node, {
+            "metadata": {"resourceVersion": n["metadata"]["resourceVersion"],
+                         "labels": {"stratos.sh/state": "running"}, "annotations": ann},
+            "spec": {"taints": taints}})
+        assert st == 200, (st, body)
+        self.sim.ec2.start_instances(InstanceIds=[n["metadata"]["labels"]["stratos.sh/instance-id"]])
+        return body
+
+    def usable(self, node):
+        """Running, Ready, network ready, no startup taint (what the extender offers)."""
+        n = self.node(node)
+        if n is None or n["metadata"]["labels"].get("stratos.sh/state") != "running":
+            return False
+        conds = {c["type"]: c["status"] for c in n["status"].get("conditions") or []}
+        keys = {t["key"] for t in n["spec"].get("taints") or []}
+        return conds.get("Ready") == "True" and conds.get("NetworkUnavailable", "False") == "False" \
+            and STARTUP_TAINT["key"] not in keys and "stratos.sh/standby" not in keys \
+            and "node.kubernetes.io/unreachable" not in keys
 
     # ---- EC2
 
