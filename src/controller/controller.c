@@ -681,8 +681,10 @@ controller_new(const struct pool_ctx *ctx, const struct controller_options *o)
 	c->view = ec2view_new(ctx->ec2, &vo);
 	c->instances = ctl_map_new();
 	c->retire = ctl_map_new();
+	c->retiring = ctl_map_new();
 	c->seen = ctl_map_new();
-	if (c->view == NULL || c->instances == NULL || c->retire == NULL || c->seen == NULL) {
+	if (c->view == NULL || c->instances == NULL || c->retire == NULL || c->seen == NULL ||
+	    c->retiring == NULL) {
 		controller_free(c);
 		return NULL;
 	}
@@ -830,7 +832,8 @@ controller_free(struct controller *c)
 {
 	if (c == NULL)
 		return;
-	if (c->view != NULL && c->instances != NULL && c->retire != NULL && c->seen != NULL) {
+	if (c->view != NULL && c->instances != NULL && c->retire != NULL && c->seen != NULL &&
+	    c->retiring != NULL) {
 		controller_stop(c);
 		/* Threads of earlier terms still finishing a call: they hold c. */
 		pthread_mutex_lock(&c->lock);
@@ -849,6 +852,7 @@ controller_free(struct controller *c)
 	ec2view_free(c->view);
 	ctl_map_free(c->instances);
 	ctl_map_free(c->retire);
+	ctl_map_free(c->retiring);
 	ctl_map_free(c->seen);
 	free(c);
 }

@@ -111,6 +111,13 @@ struct controller {
 	struct ctl_map *instances;
 	/* nodes the pool reconcile chose to retire (shrink, deletion): their task terminates them */
 	struct ctl_map *retire;
+	/*
+	 * instances being terminated (a retired node's, one without a Node):
+	 * not counted in their pool until EC2 shows them going, so a pass that
+	 * runs between a Node's deletion and its instance's termination does
+	 * not count the instance again and retire one more
+	 */
+	struct ctl_map *retiring;
 	/* when a node's readiness was seen (time_mono_us), for the startup-taint latency */
 	struct ctl_map *seen;
 	/* metrics */

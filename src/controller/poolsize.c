@@ -82,6 +82,27 @@ poolsize__inst(const struct ctl_pool *cp, const char *id)
 	return NULL;
 }
 
+/* Whether id is being terminated (and EC2 does not show it going yet). */
+static bool
+poolsize__retiring(const struct ctl_pool *cp, const char *id)
+{
+	return id != NULL && ctl_map_get(cp->ctl->retiring, id, NULL, 0, NULL) == 0;
+}
+
+/* Forgets the retiring instances EC2 now shows going (or that a term-old mark left behind). */
+static void
+poolsize__forget_retired(struct ctl_pool *cp)
+{
+	for (size_t i = 0; i < cp->ninsts; i++) {
+		int64_t since = 0;
+		if (ctl_map_get(cp->ctl->retiring, cp->insts[i].id, NULL, 0, &since) < 0)
+			continue;
+		if (!poolsize__alive(cp->insts[i].state_code) ||
+		    cp->now - since > 10 * CONTROLLER_START_TIMEOUT_MS)
+			ctl_map_del(cp->ctl->retiring, cp->insts[i].id);
+	}
+}
+
 /* Whether one of the pool's Nodes carries instance id. */
 static bool
 poolsize__has_node(const struct ctl_pool *cp, const char *id)
@@ -100,6 +121,8 @@ poolsize__terminate(struct ctl_pool *cp, const char **ids, size_t n, const char 
 
 	if (n == 0)
 		return;
+	for (size_t i = 0; i < n; i++)
+		ctl_map_set(cp->ctl->retiring, ids[i], cp->pool->name, cp->now);
 	if (ctl_ec2_terminate(cp->run, ids, n, &err) == 0) {
 		metrics_counter_add(cp->ctl->m_gc, (double)n, cp->pool->name, reason);
 		if (strcmp(reason, "never-registered") == 0 || strcmp(reason, "stopped-unregistered") == 0)
@@ -167,6 +190,7 @@ poolsize_reconcile(struct ctl_pool *cp)
 	int rc = 0;
 
 	memset(cnt, 0, sizeof(*cnt));
+	poolsize__forget_retired(cp);
 	if (cp->crd != NULL && cp->crd->finalizer_index < 0)
 		poolsize_finalizer(cp, true);
 	victims = calloc(cp->nnodes + cp->ninsts + 1, sizeof(*victims));
@@ -184,7 +208,9 @@ poolsize_reconcile(struct ctl_pool *cp)
 		bool failed = node_info_has_taint(n, NODESTATE_TAINT_WARMUP_FAILED,
 		    KUBE_EFFECT_NO_SCHEDULE);
 
-		if (n->deleted_ms != 0 || (in != NULL && !poolsize__alive(in->state_code)))
+		if (n->deleted_ms != 0 || (in != NULL && !poolsize__alive(in->state_code)) ||
+		    poolsize__retiring(cp, n->instance_id) ||
+		    ctl_map_get(c->retire, node_info_name(n), NULL, 0, NULL) == 0)
 			continue;       /* going away */
 		cnt->total++;
 		switch (st) {
@@ -224,7 +250,8 @@ poolsize_reconcile(struct ctl_pool *cp)
 		const struct ec2view_instance *in = &cp->insts[i];
 		char node[256];
 
-		if (!poolsize__alive(in->state_code) || poolsize__has_node(cp, in->id))
+		if (!poolsize__alive(in->state_code) || poolsize__has_node(cp, in->id) ||
+		    poolsize__retiring(cp, in->id))
 			continue;
 		cnt->total++;
 		cnt->warmup++;

@@ -41,18 +41,15 @@ ctl_node_write(struct ctl_node *cn, enum transition t, const struct transition_a
 static int
 reconcile__node_of_deleted_pool(struct ctl_node *cn)
 {
-	switch (nodestate_parse(cn->n->state)) {
-	case NODESTATE_RUNNING:
-		if (recovery_running(cn) == 0)
-			return ctl_node_write(cn, TRANSITION_STOPPING, NULL);
-		ctl_map_set(cn->ctl->retire, node_info_name(cn->n), cn->pool->name, 0);
-		return recovery_retire(cn);
-	case NODESTATE_STOPPING:
+	enum nodestate st = nodestate_parse(cn->n->state);
+
+	if (st == NODESTATE_STOPPING)
 		return scaledown_stopping(cn);
-	default:
-		ctl_map_set(cn->ctl->retire, node_info_name(cn->n), cn->pool->name, 0);
-		return recovery_retire(cn);
-	}
+	/* Only a machine that runs has pods to drain; a node still starting has none running. */
+	if (st == NODESTATE_RUNNING && cn->has_inst && cn->inst.state_code == EC2_STATE_RUNNING)
+		return ctl_node_write(cn, TRANSITION_STOPPING, NULL);
+	ctl_map_set(cn->ctl->retire, node_info_name(cn->n), cn->pool->name, 0);
+	return recovery_retire(cn);
 }
 
 int

@@ -67,6 +67,7 @@ recovery_retire(struct ctl_node *cn)
 		ctl_node_again(cn, recovery__poll(cn));
 		return 0;
 	}
+	ctl_map_set(cn->ctl->retiring, id, cn->pool->name, cn->now);
 	if (st == NODESTATE_STANDBY && cn->inst.state_code == EC2_STATE_STOPPED) {
 		ctl_rv(cn->n, rv);
 		rc = ctl_delete_node(cn->run, node_info_name(cn->n), rv);

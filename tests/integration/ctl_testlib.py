@@ -245,6 +245,10 @@ class Cluster:
         if n is None or n["metadata"]["labels"].get("stratos.sh/state") != "running":
             return False
         conds = {c["type"]: c["status"] for c in n["status"].get("conditions") or []}
+        ready = [c for c in n["status"].get("conditions") or [] if c["type"] == "Ready"]
+        started = (n["metadata"].get("annotations") or {}).get("stratos.sh/started-at")
+        if started and ready and ready[0].get("lastTransitionTime", started) < started:
+            return False        # a Ready from before the stop
         keys = {t["key"] for t in n["spec"].get("taints") or []}
         return conds.get("Ready") == "True" and conds.get("NetworkUnavailable", "False") == "False" \
             and STARTUP_TAINT["key"] not in keys and "stratos.sh/standby" not in keys \
