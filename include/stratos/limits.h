@@ -65,6 +65,15 @@
 #define LIMITS_RESOURCES_EXTENDED       32u                  /* extended resources per pod or node */
 #define LIMITS_NODE_LABELS              256u
 #define LIMITS_NODE_TAINTS              128u
+#define LIMITS_RESERVATIONS_PER_NODE    256u                 /* pending pods promised to one starting node */
+#define LIMITS_RESERVATIONS_TEXT        (128u * 1024)        /* stratos.sh/reservations: half of the API
+                                                                 server's 256 KiB for all annotations */
+#define LIMITS_RESERVATION_UID          128u                 /* bytes of a pod uid (36 in practice) */
+#define LIMITS_RESERVATION_POD          317u                 /* "namespace/name": 63 + 1 + 253 */
+#define LIMITS_WORKQUEUE_ITEMS          65536u               /* distinct keys queued or running in one
+                                                                 work queue (nodes + pools, with room) */
+#define LIMITS_WORKQUEUE_WORKERS        64u                  /* worker threads of one work queue */
+#define LIMITS_WORKQUEUE_KEY            512u                 /* bytes of a key ("node/<253-byte name>") */
 
 /* AWS: SigV4, credentials, EC2. */
 #define LIMITS_SIGV4_HEADERS            16u                  /* signed headers per request */

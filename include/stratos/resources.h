@@ -42,11 +42,30 @@ int resources_parse_list(json_t *list, struct resources *out);
  * The scheduler's pod request (NodeResourcesFit): the sum over containers;
  * then, walking init containers in order, sidecars (restartPolicy Always)
  * add to the sum and to what later init containers run beside, and the
- * result is the max of that sum and every init container's need; plus
+ * result is the max of that sum and every init container's need; then the
+ * pod-level requests (spec.resources, PodLevelResources: beta and on by
+ * default since Kubernetes 1.34) replace cpu, memory and hugepages-*; plus
  * spec.overhead. A missing request defaults to the limit, as the API server
  * does. stratos.sh/pool-pod is ignored. spec is the pod's "spec". Thread-safe.
  */
 int resources_pod_requests(json_t *spec, struct resources *out);
+
+/*
+ * The inverse of resources_parse_list: *out (caller's reference) is a
+ * ResourceList whose values are the canonical strings the API server prints
+ * (apimachinery resource.Quantity.CanonicalizeBytes), so every replica writes
+ * the same text for the same values and parse(format(x)) == x:
+ *   cpu                      DecimalSI millicores: "500m", "1500m", "2", "2k";
+ *   memory, ephemeral-storage, hugepages-*
+ *                            BinarySI with the largest exact suffix when the
+ *                            value is a multiple of 1024 ("1Gi", "1536Mi"),
+ *                            else DecimalSI ("1k", "1G", "1025", "0"): the
+ *                            strings the API server keeps as they are;
+ *   pods, other extended     DecimalSI ("1", "1k").
+ * cpu, memory and ephemeral-storage are left out when 0, pods when 0;
+ * extended resources are always written. Returns 0 or -ENOMEM. Thread-safe.
+ */
+int resources_format_list(const struct resources *r, json_t **out);
 
 /* Value of an extended resource, 0 when absent. */
 int64_t resources_ext_get(const struct resources *r, const char *name);
@@ -84,5 +103,21 @@ int resources_sum_add(struct resources_sum *s, const struct resources *r);
  */
 bool resources_sum_fits(const struct resources_sum *s, const struct resources *alloc,
     const char **short_of);
+
+/*
+ * kube-scheduler's NodeResourcesFit filter (fitsRequest in
+ * pkg/scheduler/framework/plugins/noderesources/fit.go): whether pod (its
+ * requests, e.g. from resources_pod_requests) fits on a node with alloc
+ * where used is already requested. The pod takes one pod slot, always
+ * checked; cpu, memory, ephemeral-storage and each extended resource only
+ * when the pod requests more than 0 of it, so a resource already
+ * overcommitted on the node (a static pod) does not reject a pod that
+ * asks none of it. Unlike resources_sum_fits, which tests a whole sum.
+ * *short_of (may be NULL) names the first resource short, in fitsRequest's
+ * order: "pods", "cpu", "memory", "ephemeral-storage", then the pod's
+ * extended resources by name. Thread-safe.
+ */
+bool resources_sum_fits_pod(const struct resources_sum *used, const struct resources *pod,
+    const struct resources *alloc, const char **short_of);
 
 #endif

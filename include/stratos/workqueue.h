@@ -1,61 +1,87 @@
-/* A keyed work queue: each key waits once, is worked on by one thread at a time, and may come back after a delay. */
+/* A keyed work queue with delays and worker threads: the pool controller's per-node and per-pool tasks. */
 #ifndef STRATOS_WORKQUEUE_H
 #define STRATOS_WORKQUEUE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stratos/limits.h"
+
 /*
- * The semantics of client-go's workqueue, which controllers rely on:
- * - adding a key that is already waiting does nothing (a burst of events
- *   about one node is one task);
- * - a key being worked on is never handed to a second worker; if it is
- *   added meanwhile, it waits and is handed out again after
- *   workqueue_done (so the change that arrived during the work is seen);
- * - workqueue_add_after makes a key wait until a time (the earliest of
- *   several such times wins), then behaves like workqueue_add.
- * Keys are strings of at most WORKQUEUE_KEY_MAX bytes; at most max_keys
- * distinct keys are held. Every function is thread-safe.
+ * The semantics of client-go's util/workqueue (queue.go, delaying_queue.go),
+ * so slow work (a drain, a wait for an instance state) runs as a task per
+ * key and no pool waits for another (DESIGN §5):
+ *
+ * - Keys are strings ("node/ip-10-0-1-11", "pool/ci-runners"). A key added
+ *   while it waits is queued once (the "dirty" set).
+ * - A key runs on one worker at a time (the "processing" set). Added while
+ *   it runs, it runs again after the current run returns, never beside it.
+ * - Each key waits with one due time: added again, the earliest due time
+ *   wins (an immediate add overtakes a delayed one; a later one changes
+ *   nothing). Unlike client-go, a pending delayed add is absorbed by an
+ *   earlier one rather than kept for a second run: tasks are level-driven,
+ *   and a run that still has work asks for its own requeue.
+ * - Due keys run in due-time order, then in the order they were queued.
+ * - Times are CLOCK_MONOTONIC (time_mono_ms): a wall-clock step changes no delay.
+ *
+ * Thread-safety: every function may be called from any thread, including
+ * the callbacks, except workqueue_stop and workqueue_free, which wait for
+ * the callbacks and so must not be called from one.
  */
-
-#define WORKQUEUE_KEY_MAX 320
-
 struct workqueue;
 
-/* New queue of at most max_keys keys. NULL on ENOMEM. */
-struct workqueue *workqueue_new(size_t max_keys);
-
-/* Frees the queue; no thread may use it any more. NULL-safe. */
-void workqueue_free(struct workqueue *q);
-
-/* Queues key. Returns 0, -ENOSPC (full), -ENAMETOOLONG, -ECANCELED (shut down). */
-int workqueue_add(struct workqueue *q, const char *key);
+/*
+ * Runs key (borrowed for the call). Returns 0 when done, or a delay in
+ * milliseconds after which key must run again (an instance not stopped yet,
+ * a throttled call); negative counts as 0. Called without any lock held:
+ * it may add keys, its own included.
+ */
+typedef int64_t (*workqueue_fn)(void *ctx, const char *key);
 
 /*
- * Queues key in delay_ms (≤ 0: now). A key already waiting (now or
- * sooner) is left as it is. Returns as workqueue_add.
+ * Starts a queue with workers threads (1..LIMITS_WORKQUEUE_WORKERS) calling
+ * fn(ctx, key). max_items bounds the distinct keys waiting or running at
+ * once (0 = LIMITS_WORKQUEUE_ITEMS, the most allowed). *out is the queue
+ * (free with workqueue_free). Returns 0, -EINVAL, -ENOMEM, or the negative
+ * pthread error when a thread cannot start.
  */
+int workqueue_new(unsigned workers, size_t max_items, workqueue_fn fn, void *ctx,
+    struct workqueue **out);
+
+/*
+ * Queues key to run as soon as a worker is free. Returns 0 (also when key
+ * is already waiting or running: see above), -EINVAL for a NULL or empty
+ * key, -ENAMETOOLONG beyond LIMITS_WORKQUEUE_KEY bytes, -ENOSPC when key is
+ * new and max_items keys are already waiting or running (the caller logs
+ * and relies on its periodic resync to add it later; keys already in the
+ * queue are never refused), -ESHUTDOWN after workqueue_stop, -ENOMEM.
+ */
+int workqueue_add(struct workqueue *q, const char *key);
+
+/* Queues key to run delay_ms from now (<= 0: now). Errors as workqueue_add. */
 int workqueue_add_after(struct workqueue *q, const char *key, int64_t delay_ms);
 
 /*
- * Takes the next key into key[WORKQUEUE_KEY_MAX + 1], waiting until one is
- * due, until deadline_ms (time_mono_ms(); -1 = no deadline) or shutdown.
- * Returns 0 (call workqueue_done(key) after the work), -ETIMEDOUT or
- * -ECANCELED (shut down: stop working).
+ * Keys waiting to run, due or delayed, including runs queued behind a
+ * current run of the same key; keys running without another run queued
+ * are not counted. For metrics and tests: it may change at once.
  */
-int workqueue_get(struct workqueue *q, char *key, int64_t deadline_ms);
+size_t workqueue_len(struct workqueue *q);
 
-/* Ends the work on key; a key added meanwhile is queued again. */
-void workqueue_done(struct workqueue *q, const char *key);
+/*
+ * Stops the queue by cancelling, not draining (client-go's ShutDown, not
+ * ShutDownWithDrain): keys waiting are dropped without running, runs in
+ * progress finish (and their requeues are dropped), the workers are
+ * joined, later adds fail with -ESHUTDOWN. Draining could wait minutes for
+ * delayed keys, and the queue stops when this replica loses leadership:
+ * the next leader rebuilds the work from the cluster. *cancelled (may be
+ * NULL) is the number of runs dropped. Returns 0, or -EDEADLK when called
+ * from one of q's callbacks (nothing done). Calling it again returns 0
+ * with *cancelled 0.
+ */
+int workqueue_stop(struct workqueue *q, size_t *cancelled);
 
-/* Wakes every waiter; later gets return -ECANCELED and adds are refused. */
-void workqueue_shutdown(struct workqueue *q);
-
-/* Keys waiting (due now), waiting for a time, and being worked on. */
-struct workqueue_stats {
-	size_t queued, delayed, active;
-	unsigned long added, processed;
-};
-void workqueue_stats(struct workqueue *q, struct workqueue_stats *out);
+/* Stops q (as workqueue_stop) and frees it. NULL-safe. Never from q's callbacks (aborts). */
+void workqueue_free(struct workqueue *q);
 
 #endif

@@ -162,14 +162,14 @@ ctl_acting(struct ctl_run *r)
 static void
 ctl__enqueue(struct ctl_run *r, char kind, const char *name, int64_t delay_ms)
 {
-	char key[WORKQUEUE_KEY_MAX + 1];
+	char key[LIMITS_WORKQUEUE_KEY + 1];
 	int rc;
 
-	if (name == NULL || strlen(name) + 2 > WORKQUEUE_KEY_MAX)
+	if (name == NULL || strlen(name) + 2 > LIMITS_WORKQUEUE_KEY)
 		return;
 	snprintf(key, sizeof(key), "%c/%s", kind, name);
 	rc = delay_ms > 0 ? workqueue_add_after(r->q, key, delay_ms) : workqueue_add(r->q, key);
-	if (rc < 0 && rc != -ECANCELED)
+	if (rc < 0 && rc != -ESHUTDOWN)
 		log_msg(LOG_LEVEL_WARN, json_pack("{s:s,s:s}", "key", key, "error", strerror(-rc)),
 		    "controller: work queue refused a key");
 }
@@ -464,8 +464,6 @@ controller__run_unref(struct ctl_run *r)
 {
 	if (atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
-	workqueue_free(r->q);
-	workqueue_free(r->urgent);
 	cache_sub_free(r->sub);
 	free(r);
 }
@@ -556,60 +554,47 @@ controller__synced(struct controller *c)
 
 #define CONTROLLER_SYNC_WAIT_MS 200
 
-static void *
-controller__worker(void *arg)
+/* A task of the work queue's workers: the key says which. Returns the key's requeue delay. */
+static int64_t
+controller__task(void *ctx, const char *key)
 {
-	struct ctl_run *r = arg;
-	char key[WORKQUEUE_KEY_MAX + 1];
+	struct ctl_run *r = ctx;
+	int64_t t0 = time_mono_us();
+	const char *kind = "ec2";
 
-	while (workqueue_get(r->q, key, -1) == 0) {
-		int64_t t0 = time_mono_us();
-		const char *kind = "ec2";
-		if (!controller__synced(r->ctl) && strcmp(key, "e") != 0) {
-			workqueue_done(r->q, key);
-			workqueue_add_after(r->q, key, CONTROLLER_SYNC_WAIT_MS);
-			continue;
-		}
-		if (ctl_acting(r)) {
-			if (key[0] == 'p' && key[1] == '/') {
-				kind = "pool";
-				reconcile_pool(r, key + 2);
-			} else if (key[0] == 'n' && key[1] == '/') {
-				kind = "node";
-				reconcile_node(r, key + 2, false);
-			} else if (strcmp(key, "e") == 0) {
-				controller__refresh_ec2(r);
-			} else if (strcmp(key, "g") == 0) {
-				kind = "gc";
-				reconcile_gc(r);
-			}
-			metrics_histogram_observe(r->ctl->m_reconcile_seconds,
-			    (double)(time_mono_us() - t0) / 1e6, kind);
-		}
-		workqueue_done(r->q, key);
+	if (!ctl_acting(r))
+		return 0;
+	if (strcmp(key, "e") == 0) {
+		controller__refresh_ec2(r);
+	} else if (!controller__synced(r->ctl)) {
+		return CONTROLLER_SYNC_WAIT_MS;
+	} else if (key[0] == 'p' && key[1] == '/') {
+		kind = "pool";
+		reconcile_pool(r, key + 2);
+	} else if (key[0] == 'n' && key[1] == '/') {
+		kind = "node";
+		reconcile_node(r, key + 2, false);
+	} else if (strcmp(key, "g") == 0) {
+		kind = "gc";
+		reconcile_gc(r);
 	}
-	controller__thread_exit(r);
-	return NULL;
+	metrics_histogram_observe(r->ctl->m_reconcile_seconds, (double)(time_mono_us() - t0) / 1e6,
+	    kind);
+	return 0;
 }
 
-static void *
-controller__urgent(void *arg)
+/* The urgent queue's task: startup taints of one node (§5.3). */
+static int64_t
+controller__urgent(void *ctx, const char *key)
 {
-	struct ctl_run *r = arg;
-	char key[WORKQUEUE_KEY_MAX + 1];
+	struct ctl_run *r = ctx;
 
-	while (workqueue_get(r->urgent, key, -1) == 0) {
-		if (!controller__synced(r->ctl)) {
-			workqueue_done(r->urgent, key);
-			workqueue_add_after(r->urgent, key, CONTROLLER_SYNC_WAIT_MS);
-			continue;
-		}
-		if (ctl_acting(r))
-			reconcile_node(r, key, true);
-		workqueue_done(r->urgent, key);
-	}
-	controller__thread_exit(r);
-	return NULL;
+	if (!ctl_acting(r))
+		return 0;
+	if (!controller__synced(r->ctl))
+		return CONTROLLER_SYNC_WAIT_MS;
+	reconcile_node(r, key, true);
+	return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -700,6 +685,23 @@ controller_set_leader(struct controller *c, struct leader *l)
 	c->leader = l;
 }
 
+/*
+ * Ends a term's queues: waits for the tasks in flight (a call on the wire
+ * finishes; ctl_acting keeps its follow-ups from writing) and frees them.
+ * On its own thread, so that controller_stop waits only a bounded time.
+ */
+static void *
+controller__reaper(void *arg)
+{
+	struct ctl_run *r = arg;
+
+	workqueue_free(r->q);
+	workqueue_free(r->urgent);
+	r->q = r->urgent = NULL;
+	controller__thread_exit(r);
+	return NULL;
+}
+
 static int
 controller__spawn(struct controller *c, struct ctl_run *r, void *(*fn)(void *))
 {
@@ -754,20 +756,19 @@ controller_start(struct controller *c)
 	r->ctl = c;
 	atomic_init(&r->refs, 1);
 	atomic_init(&r->stop, false);
-	r->q = workqueue_new(LIMITS_CONTROLLER_QUEUE);
-	r->urgent = workqueue_new(LIMITS_CONTROLLER_QUEUE);
 	r->sub = cache_sub_new(CONTROLLER_SUB_QUEUE);
-	if (r->q == NULL || r->urgent == NULL || r->sub == NULL) {
+	if (r->sub == NULL ||
+	    (rc = workqueue_new(c->opts.workers, LIMITS_CONTROLLER_QUEUE, controller__task, r,
+	    &r->q)) < 0 ||
+	    (rc = workqueue_new(1, LIMITS_CONTROLLER_QUEUE, controller__urgent, r, &r->urgent)) < 0) {
+		workqueue_free(r->q);
 		controller__run_unref(r);
-		rc = -ENOMEM;
+		rc = rc < 0 ? rc : -ENOMEM;
 		goto out;
 	}
 	controller__subscribe(c, r, true);
 	c->run = r;
-	if ((rc = controller__spawn(c, r, controller__loop)) == 0)
-		rc = controller__spawn(c, r, controller__urgent);
-	for (unsigned i = 0; rc == 0 && i < c->opts.workers; i++)
-		rc = controller__spawn(c, r, controller__worker);
+	rc = controller__spawn(c, r, controller__loop);
 	pthread_mutex_unlock(&c->lock);
 	if (rc < 0) {
 		controller_stop(c);
@@ -798,10 +799,16 @@ controller_stop(struct controller *c)
 	atomic_store(&r->stop, true);
 	controller__subscribe(c, r, false);
 	cache_sub_close(r->sub);
-	workqueue_shutdown(r->q);
-	workqueue_shutdown(r->urgent);
 	deadline = time_mono_ms() + CONTROLLER_STOP_GRACE_MS;
 	pthread_mutex_lock(&c->lock);
+	if (controller__spawn(c, r, controller__reaper) < 0) {
+		/* No thread for it: wait for the tasks in flight here. */
+		pthread_mutex_unlock(&c->lock);
+		workqueue_free(r->q);
+		workqueue_free(r->urgent);
+		r->q = r->urgent = NULL;
+		pthread_mutex_lock(&c->lock);
+	}
 	while (c->threads > 0 && time_cond_wait_until(&c->cond, &c->lock, deadline) == 0)
 		;
 	left = c->threads;

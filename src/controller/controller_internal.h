@@ -29,15 +29,17 @@
  * Threads (one run per leadership term):
  *   loop      1   takes cache events (Nodes, Pods, NodePools) and turns them
  *                 into keys; every tick queues every pool
- *   workers   N   take keys from the work queue: "p/<pool>" reconciles a
+ *   workers   N   (the work queue's threads) run the keys: "p/<pool>" reconciles a
  *                 pool (counts, launches, shrink, fallback, status),
  *                 "n/<node>" runs a node's task (adoption, warmup, drain,
  *                 recovery), "e" refreshes the EC2 view, "g" collects
  *                 garbage. One worker per key at a time; slow waits are
  *                 delays (workqueue_add_after), never sleeps.
- *   urgent    1   removes startup taints the moment a Node event shows
+ *   urgent    1   (a second work queue) removes startup taints the moment a Node event shows
  *                 readiness (§5.3), on its own queue so a slow pool never
  *                 delays it
+ *   reaper    1   at the end of a term, waits for the tasks in flight and
+ *                 frees the queues, so that controller_stop need not
  * Everything durable is on the Nodes, the NodePools and the EC2 tags; the
  * memory here (per-pool notes, the instance index) is rebuilt from them.
  */

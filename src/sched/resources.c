@@ -1,5 +1,7 @@
 /* Resource lists and the scheduler's pod-request arithmetic over compact integers. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +178,54 @@ resources_parse_list(json_t *list, struct resources *out)
 	return resources__finish(&a, npods, out);
 }
 
+/* The resources pod-level requests may set (IsSupportedPodLevelResource). */
+static bool
+resources__pod_level(const char *name)
+{
+	return strcmp(name, "cpu") == 0 || strcmp(name, "memory") == 0 ||
+	    strncmp(name, "hugepages-", 10) == 0;
+}
+
+/*
+ * spec.resources (component-helpers resource.PodRequests with pod-level
+ * resources on): its requests replace the containers' aggregate for the
+ * resources above. A pod-level limit without a request stands in for it
+ * only where the containers request none (defaultPodRequests of
+ * pkg/apis/core/v1/defaults.go; the API server has normally filled the
+ * request already).
+ */
+static int
+resources__apply_pod_level(struct resources__acc *a, json_t *res)
+{
+	json_t *req = json_object_get(res, "requests"), *lim = json_object_get(res, "limits");
+	const char *name;
+	json_t *val;
+	int rc = 0;
+
+	json_object_foreach(req, name, val) {
+		int64_t v, *slot;
+		if (!resources__pod_level(name))
+			continue;
+		if (resources__parse_value(name, json_string_value(val), &v) < 0)
+			return -EINVAL;
+		if ((slot = resources__acc_slot(a, name, &rc)) == NULL)
+			return rc;
+		*slot = v;
+	}
+	json_object_foreach(lim, name, val) {
+		int64_t v, *slot;
+		if (!resources__pod_level(name) || json_object_get(req, name) != NULL)
+			continue;
+		if (resources__parse_value(name, json_string_value(val), &v) < 0)
+			return -EINVAL;
+		if ((slot = resources__acc_slot(a, name, &rc)) == NULL)
+			return rc;
+		if (*slot == 0)
+			*slot = v;
+	}
+	return 0;
+}
+
 int
 resources_pod_requests(json_t *spec, struct resources *out)
 {
@@ -213,6 +263,8 @@ resources_pod_requests(json_t *spec, struct resources *out)
 			return rc;
 	}
 	if ((rc = resources__acc_combine(&sum, &init_need, true)) < 0)
+		return rc;
+	if ((rc = resources__apply_pod_level(&sum, json_object_get(spec, "resources"))) < 0)
 		return rc;
 	if (json_object_get(spec, "overhead") != NULL) {
 		if ((rc = resources__acc_list(&c, json_object_get(spec, "overhead"))) < 0 ||
@@ -298,4 +350,152 @@ resources_sum_fits(const struct resources_sum *s, const struct resources *alloc,
 	if (short_of != NULL)
 		*short_of = what;
 	return what == NULL;
+}
+
+bool
+resources_sum_fits_pod(const struct resources_sum *used, const struct resources *pod,
+    const struct resources *alloc, const char **short_of)
+{
+	const char *what = NULL;
+
+	/* fitsRequest's order: the pod slot first, then each resource the pod asks for. */
+	if (used->pods + 1 > alloc->pods)
+		what = "pods";
+	else if (pod->cpu_milli > 0 && pod->cpu_milli > alloc->cpu_milli - used->cpu_milli)
+		what = "cpu";
+	else if (pod->memory > 0 && pod->memory > alloc->memory - used->memory)
+		what = "memory";
+	else if (pod->ephemeral > 0 && pod->ephemeral > alloc->ephemeral - used->ephemeral)
+		what = "ephemeral-storage";
+	for (uint32_t i = 0; what == NULL && i < pod->next; i++) {
+		const struct resources_ext *e = &pod->ext[i];
+		int64_t in_use = 0;
+
+		if (e->value <= 0)
+			continue;
+		for (size_t j = 0; j < used->next; j++)
+			if (strcmp(used->ext_name[j], e->name) == 0)
+				in_use = used->ext_value[j];
+		if (e->value > resources_ext_get(alloc, e->name) - in_use)
+			what = e->name;
+	}
+	if (short_of != NULL)
+		*short_of = what;
+	return what == NULL;
+}
+
+/* ---- canonical quantity strings (apimachinery resource/quantity.go) ---- */
+
+/* Longest quantity written: a sign, 19 digits of a 64-bit magnitude, "m" or "Ki". */
+#define RESOURCES__QUANTITY_LEN 32
+
+/*
+ * DecimalSI: the value is mag * 10^exp10. As int64Amount.AsCanonicalBytes,
+ * every factor of ten goes into the exponent, which is then lowered to a
+ * multiple of three, and the suffix names it (n u m "" k M G T P E).
+ * Lowering only restores zeros just removed, so the mantissa cannot overflow.
+ */
+static void
+resources__format_decimal(bool negative, uint64_t mag, int exp10,
+    char out[RESOURCES__QUANTITY_LEN])
+{
+	static const char *const suffix[] = { "n", "u", "m", "", "k", "M", "G", "T", "P", "E" };
+
+	while (mag % 10 == 0) {
+		mag /= 10;
+		exp10++;
+	}
+	while (exp10 % 3 != 0) {
+		mag *= 10;
+		exp10--;
+	}
+	snprintf(out, RESOURCES__QUANTITY_LEN, "%s%" PRIu64 "%s", negative ? "-" : "", mag,
+	    suffix[exp10 / 3 + 3]);
+}
+
+/* A count or millicores (exp10 = -3) as DecimalSI. */
+static void
+resources__format_si(int64_t v, int exp10, char out[RESOURCES__QUANTITY_LEN])
+{
+	/* The magnitude as unsigned: -INT64_MIN does not fit in int64. */
+	uint64_t mag = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+	if (v == 0)
+		snprintf(out, RESOURCES__QUANTITY_LEN, "0");
+	else
+		resources__format_decimal(v < 0, mag, exp10, out);
+}
+
+/*
+ * Bytes as BinarySI (CanonicalizeBytes): below 1024 in magnitude the format
+ * becomes DecimalSI ("to avoid rounding and confusion"); otherwise the
+ * largest power of 1024 that divides the value is the suffix. A multiple of
+ * 1024 is kept binary; anything else is written as DecimalSI, because a
+ * suffix-less number parses back as DecimalSI and the API server would print
+ * 1000000000 as "1G": only that way is the string canonical as it stands.
+ */
+static void
+resources__format_bytes(int64_t v, char out[RESOURCES__QUANTITY_LEN])
+{
+	static const char *const suffix[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+	uint64_t mag = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	int exp = 0;
+
+	if (mag < 1024 || mag % 1024 != 0) {
+		resources__format_si(v, 0, out);
+		return;
+	}
+	while (mag % 1024 == 0) {
+		mag /= 1024;
+		exp++;
+	}
+	snprintf(out, RESOURCES__QUANTITY_LEN, "%s%" PRIu64 "%s", v < 0 ? "-" : "", mag,
+	    suffix[exp]);
+}
+
+/* hugepages-<size> counts bytes; every other extended resource counts things. */
+static bool
+resources__is_bytes(const char *name)
+{
+	return strcmp(name, "memory") == 0 || strcmp(name, "ephemeral-storage") == 0 ||
+	    strncmp(name, "hugepages-", 10) == 0;
+}
+
+static int
+resources__set_quantity(json_t *obj, const char *name, int64_t v, bool milli)
+{
+	char text[RESOURCES__QUANTITY_LEN];
+
+	if (milli)
+		resources__format_si(v, -3, text);
+	else if (resources__is_bytes(name))
+		resources__format_bytes(v, text);
+	else
+		resources__format_si(v, 0, text);
+	return json_object_set_new(obj, name, json_string(text)) == 0 ? 0 : -ENOMEM;
+}
+
+int
+resources_format_list(const struct resources *r, json_t **out)
+{
+	json_t *obj = json_object();
+	int rc = obj != NULL ? 0 : -ENOMEM;
+
+	*out = NULL;
+	if (rc == 0 && r->cpu_milli != 0)
+		rc = resources__set_quantity(obj, "cpu", r->cpu_milli, true);
+	if (rc == 0 && r->memory != 0)
+		rc = resources__set_quantity(obj, "memory", r->memory, false);
+	if (rc == 0 && r->ephemeral != 0)
+		rc = resources__set_quantity(obj, "ephemeral-storage", r->ephemeral, false);
+	if (rc == 0 && r->pods != 0)
+		rc = resources__set_quantity(obj, "pods", r->pods, false);
+	for (uint32_t i = 0; rc == 0 && i < r->next; i++)
+		rc = resources__set_quantity(obj, r->ext[i].name, r->ext[i].value, false);
+	if (rc < 0) {
+		json_decref(obj);
+		return rc;
+	}
+	*out = obj;
+	return 0;
 }

@@ -1,4 +1,4 @@
-/* Keyed work queue with delays: a hash of keys, a FIFO of keys due now and a heap of keys due later. */
+/* Keyed work queue: dedup, one run per key at a time, delays by a min-heap, worker threads. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -8,223 +8,312 @@
 #include "stratos/timeutil.h"
 #include "stratos/workqueue.h"
 
+#define WORKQUEUE__BUCKETS_MIN 64u
+#define WORKQUEUE__HEAP_MIN    64u
+#define WORKQUEUE__NOT_QUEUED  SIZE_MAX
+/* Delays are clamped so due times never overflow (about 290 million years is plenty). */
+#define WORKQUEUE__DELAY_MAX   (INT64_MAX / 4)
+
+/*
+ * One key, from its first add until its last run returns. It is either
+ * waiting in the heap (heap_index set) or running (running); a run asked
+ * for while it runs is remembered in again/again_due.
+ */
 struct workqueue__item {
-	char key[WORKQUEUE_KEY_MAX + 1];
-	uint32_t hash;
-	bool queued;                 /* in the FIFO */
-	bool active;                 /* a worker holds it */
-	bool dirty;                  /* added while active: queue again at done */
-	int64_t due;                 /* in the heap when > 0 */
-	size_t heap_pos;
-	struct workqueue__item *hnext;   /* hash chain */
-	struct workqueue__item *qnext;   /* FIFO */
+	struct workqueue__item *next;      /* hash chain */
+	int64_t due_ms;
+	uint64_t seq;                      /* queue order among equal due times */
+	size_t heap_index;
+	bool running;
+	bool again;
+	int64_t again_due;
+	char key[];
 };
 
 struct workqueue {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	size_t max, count;
+	pthread_cond_t wake;               /* a new earliest key, or stop */
+	workqueue_fn fn;
+	void *ctx;
+	size_t max_items;
+	size_t count;                      /* items: waiting + running */
+	size_t reruns;                     /* running items with again set */
 	struct workqueue__item **buckets;
-	size_t nbuckets;
-	struct workqueue__item *head, *tail;
-	size_t queued, active;
+	size_t nbuckets;                   /* a power of two */
 	struct workqueue__item **heap;
-	size_t nheap;
-	bool shutdown;
-	unsigned long added, processed;
+	size_t heap_len, heap_cap;
+	uint64_t seq;
+	bool stopping;
+	unsigned nthreads;
+	pthread_t *threads;
 };
 
-static uint32_t
-workqueue__hash(const char *s)
-{
-	uint32_t h = 2166136261u;
+/* The queue whose callback this thread is running, to refuse a stop that would join itself. */
+static _Thread_local struct workqueue *workqueue__current;
 
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
+static uint64_t
+workqueue__hash(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;          /* FNV-1a */
+
+	for (; *key != '\0'; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
 	return h;
 }
 
-struct workqueue *
-workqueue_new(size_t max_keys)
+static struct workqueue__item *
+workqueue__find(struct workqueue *q, const char *key)
 {
-	struct workqueue *q = calloc(1, sizeof(*q));
+	struct workqueue__item *it = q->buckets[workqueue__hash(key) & (q->nbuckets - 1)];
 
-	if (q == NULL)
-		return NULL;
-	q->max = max_keys > 0 ? max_keys : 1;
-	q->nbuckets = 1024;
-	while (q->nbuckets < q->max && q->nbuckets < (1u << 20))
-		q->nbuckets *= 2;
-	q->buckets = calloc(q->nbuckets, sizeof(*q->buckets));
-	q->heap = calloc(q->max, sizeof(*q->heap));
-	if (q->buckets == NULL || q->heap == NULL) {
-		free(q->buckets);
-		free(q->heap);
-		free(q);
-		return NULL;
-	}
-	pthread_mutex_init(&q->lock, NULL);
-	time_cond_init(&q->cond);
-	return q;
+	while (it != NULL && strcmp(it->key, key) != 0)
+		it = it->next;
+	return it;
 }
 
-void
-workqueue_free(struct workqueue *q)
+/* Doubles the buckets once there are as many keys as buckets; failure only costs speed. */
+static void
+workqueue__grow_buckets(struct workqueue *q)
 {
-	if (q == NULL)
+	size_t n = q->nbuckets * 2;
+	struct workqueue__item **b;
+
+	if (q->count < q->nbuckets || (b = calloc(n, sizeof(*b))) == NULL)
 		return;
 	for (size_t i = 0; i < q->nbuckets; i++) {
 		struct workqueue__item *it = q->buckets[i], *next;
 		for (; it != NULL; it = next) {
-			next = it->hnext;
-			free(it);
+			size_t h = workqueue__hash(it->key) & (n - 1);
+			next = it->next;
+			it->next = b[h];
+			b[h] = it;
 		}
 	}
 	free(q->buckets);
-	free(q->heap);
-	pthread_mutex_destroy(&q->lock);
-	pthread_cond_destroy(&q->cond);
-	free(q);
+	q->buckets = b;
+	q->nbuckets = n;
+}
+
+static void
+workqueue__unlink(struct workqueue *q, struct workqueue__item *it)
+{
+	struct workqueue__item **p = &q->buckets[workqueue__hash(it->key) & (q->nbuckets - 1)];
+
+	while (*p != it)
+		p = &(*p)->next;
+	*p = it->next;
+	q->count--;
+}
+
+/* ---- the heap of waiting keys, earliest (due, seq) first ---- */
+
+static bool
+workqueue__before(const struct workqueue__item *a, const struct workqueue__item *b)
+{
+	return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->seq < b->seq);
+}
+
+static void
+workqueue__heap_set(struct workqueue *q, size_t i, struct workqueue__item *it)
+{
+	q->heap[i] = it;
+	it->heap_index = i;
+}
+
+static void
+workqueue__sift_up(struct workqueue *q, size_t i)
+{
+	struct workqueue__item *it = q->heap[i];
+
+	while (i > 0 && workqueue__before(it, q->heap[(i - 1) / 2])) {
+		workqueue__heap_set(q, i, q->heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	workqueue__heap_set(q, i, it);
+}
+
+static void
+workqueue__sift_down(struct workqueue *q, size_t i)
+{
+	struct workqueue__item *it = q->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= q->heap_len)
+			break;
+		if (c + 1 < q->heap_len && workqueue__before(q->heap[c + 1], q->heap[c]))
+			c++;
+		if (!workqueue__before(q->heap[c], it))
+			break;
+		workqueue__heap_set(q, i, q->heap[c]);
+		i = c;
+	}
+	workqueue__heap_set(q, i, it);
+}
+
+/* Room for one more waiting key; the heap never holds more than max_items. */
+static int
+workqueue__heap_reserve(struct workqueue *q)
+{
+	struct workqueue__item **h;
+	size_t cap;
+
+	if (q->heap_len < q->heap_cap)
+		return 0;
+	cap = q->heap_cap * 2 < q->max_items ? q->heap_cap * 2 : q->max_items;
+	if (cap <= q->heap_len || (h = realloc(q->heap, cap * sizeof(*h))) == NULL)
+		return -ENOMEM;
+	q->heap = h;
+	q->heap_cap = cap;
+	return 0;
+}
+
+/*
+ * Puts it in the heap due at due_ms (room reserved). Idle workers sleep
+ * until the earliest due time they saw, so a new earliest key wakes them
+ * all to look again; any later key is seen when they wake anyway.
+ */
+static void
+workqueue__push(struct workqueue *q, struct workqueue__item *it, int64_t due_ms)
+{
+	it->due_ms = due_ms;
+	it->seq = q->seq++;
+	q->heap_len++;
+	workqueue__heap_set(q, q->heap_len - 1, it);
+	workqueue__sift_up(q, q->heap_len - 1);
+	if (it->heap_index == 0)
+		pthread_cond_broadcast(&q->wake);
 }
 
 static struct workqueue__item *
-workqueue__find(struct workqueue *q, const char *key, uint32_t h)
+workqueue__pop(struct workqueue *q)
 {
-	struct workqueue__item *it = q->buckets[h & (q->nbuckets - 1)];
+	struct workqueue__item *top = q->heap[0];
 
-	for (; it != NULL; it = it->hnext)
-		if (it->hash == h && strcmp(it->key, key) == 0)
-			return it;
-	return NULL;
+	q->heap_len--;
+	if (q->heap_len > 0) {
+		workqueue__heap_set(q, 0, q->heap[q->heap_len]);
+		workqueue__sift_down(q, 0);
+	}
+	top->heap_index = WORKQUEUE__NOT_QUEUED;
+	return top;
 }
 
-/* Drops an item that is neither queued, active nor delayed. */
-static void
-workqueue__drop(struct workqueue *q, struct workqueue__item *it)
+static int64_t
+workqueue__due(int64_t delay_ms)
 {
-	struct workqueue__item **pp = &q->buckets[it->hash & (q->nbuckets - 1)];
+	if (delay_ms < 0)
+		delay_ms = 0;
+	if (delay_ms > WORKQUEUE__DELAY_MAX)
+		delay_ms = WORKQUEUE__DELAY_MAX;
+	return time_mono_ms() + delay_ms;
+}
 
-	while (*pp != it)
-		pp = &(*pp)->hnext;
-	*pp = it->hnext;
-	q->count--;
+/* ---- workers ---- */
+
+/* After a run: queue it again (its own requeue or an add meanwhile, earliest first) or forget it. */
+static void
+workqueue__finish(struct workqueue *q, struct workqueue__item *it, int64_t requeue_ms)
+{
+	int64_t due = requeue_ms > 0 ? workqueue__due(requeue_ms) : INT64_MAX;
+
+	it->running = false;
+	if (it->again) {
+		if (it->again_due < due)
+			due = it->again_due;
+		it->again = false;
+		q->reruns--;
+	}
+	/* The heap has room: this key left it to run and counts toward max_items. */
+	if (due != INT64_MAX && !q->stopping && workqueue__heap_reserve(q) == 0) {
+		workqueue__push(q, it, due);
+		return;
+	}
+	workqueue__unlink(q, it);
 	free(it);
 }
 
-static void
-workqueue__heap_swap(struct workqueue *q, size_t a, size_t b)
+static void *
+workqueue__worker(void *arg)
 {
-	struct workqueue__item *t = q->heap[a];
+	struct workqueue *q = arg;
 
-	q->heap[a] = q->heap[b];
-	q->heap[b] = t;
-	q->heap[a]->heap_pos = a;
-	q->heap[b]->heap_pos = b;
-}
+	pthread_mutex_lock(&q->lock);
+	while (!q->stopping) {
+		struct workqueue__item *it;
+		int64_t requeue_ms;
 
-static void
-workqueue__heap_up(struct workqueue *q, size_t i)
-{
-	while (i > 0 && q->heap[(i - 1) / 2]->due > q->heap[i]->due) {
-		workqueue__heap_swap(q, i, (i - 1) / 2);
-		i = (i - 1) / 2;
+		if (q->heap_len == 0) {
+			pthread_cond_wait(&q->wake, &q->lock);
+			continue;
+		}
+		if (q->heap[0]->due_ms > time_mono_ms()) {
+			(void)time_cond_wait_until(&q->wake, &q->lock, q->heap[0]->due_ms);
+			continue;
+		}
+		it = workqueue__pop(q);
+		it->running = true;
+		pthread_mutex_unlock(&q->lock);
+		workqueue__current = q;
+		requeue_ms = q->fn(q->ctx, it->key);
+		workqueue__current = NULL;
+		pthread_mutex_lock(&q->lock);
+		workqueue__finish(q, it, requeue_ms);
 	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
 }
 
-static void
-workqueue__heap_down(struct workqueue *q, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < q->nheap && q->heap[l]->due < q->heap[m]->due)
-			m = l;
-		if (r < q->nheap && q->heap[r]->due < q->heap[m]->due)
-			m = r;
-		if (m == i)
-			return;
-		workqueue__heap_swap(q, i, m);
-		i = m;
-	}
-}
+/* ---- the API ---- */
 
-static void
-workqueue__heap_remove(struct workqueue *q, struct workqueue__item *it)
+int
+workqueue_add_after(struct workqueue *q, const char *key, int64_t delay_ms)
 {
-	size_t i = it->heap_pos;
-
-	q->nheap--;
-	if (i != q->nheap) {
-		q->heap[i] = q->heap[q->nheap];
-		q->heap[i]->heap_pos = i;
-		workqueue__heap_down(q, i);
-		workqueue__heap_up(q, i);
-	}
-	it->due = 0;
-}
-
-/* Puts an item at the FIFO's end (not active: active ones are marked dirty instead). */
-static void
-workqueue__enqueue(struct workqueue *q, struct workqueue__item *it)
-{
-	if (it->due > 0)
-		workqueue__heap_remove(q, it);
-	if (it->queued)
-		return;
-	if (it->active) {
-		it->dirty = true;
-		return;
-	}
-	it->queued = true;
-	it->qnext = NULL;
-	if (q->tail != NULL)
-		q->tail->qnext = it;
-	else
-		q->head = it;
-	q->tail = it;
-	q->queued++;
-	pthread_cond_signal(&q->cond);
-}
-
-static int
-workqueue__add(struct workqueue *q, const char *key, int64_t due)
-{
-	size_t len = strlen(key);
-	uint32_t h = workqueue__hash(key);
 	struct workqueue__item *it;
+	size_t len;
+	int64_t due;
 	int rc = 0;
 
-	if (len > WORKQUEUE_KEY_MAX)
+	if (key == NULL || key[0] == '\0')
+		return -EINVAL;
+	if ((len = strnlen(key, LIMITS_WORKQUEUE_KEY + 1)) > LIMITS_WORKQUEUE_KEY)
 		return -ENAMETOOLONG;
+	due = workqueue__due(delay_ms);
 	pthread_mutex_lock(&q->lock);
-	if (q->shutdown) {
-		rc = -ECANCELED;
-		goto out;
-	}
-	it = workqueue__find(q, key, h);
-	if (it == NULL) {
-		if (q->count == q->max || (it = calloc(1, sizeof(*it))) == NULL) {
-			rc = q->count == q->max ? -ENOSPC : -ENOMEM;
-			goto out;
+	if (q->stopping) {
+		rc = -ESHUTDOWN;
+	} else if ((it = workqueue__find(q, key)) != NULL) {
+		if (it->running) {
+			/* Runs again once this run returns; never beside it. */
+			if (!it->again) {
+				it->again = true;
+				it->again_due = due;
+				q->reruns++;
+			} else if (due < it->again_due) {
+				it->again_due = due;
+			}
+		} else if (due < it->due_ms) {
+			it->due_ms = due;
+			workqueue__sift_up(q, it->heap_index);
+			if (it->heap_index == 0)
+				pthread_cond_broadcast(&q->wake);
 		}
+	} else if (q->count >= q->max_items) {
+		rc = -ENOSPC;
+	} else if (workqueue__heap_reserve(q) < 0 ||
+	    (it = calloc(1, sizeof(*it) + len + 1)) == NULL) {
+		rc = -ENOMEM;
+	} else {
+		size_t h;
+
 		memcpy(it->key, key, len + 1);
-		it->hash = h;
-		it->hnext = q->buckets[h & (q->nbuckets - 1)];
-		q->buckets[h & (q->nbuckets - 1)] = it;
 		q->count++;
+		workqueue__grow_buckets(q);
+		h = workqueue__hash(key) & (q->nbuckets - 1);
+		it->next = q->buckets[h];
+		q->buckets[h] = it;
+		workqueue__push(q, it, due);
 	}
-	q->added++;
-	if (due <= 0 || it->queued || it->dirty) {
-		workqueue__enqueue(q, it);
-	} else if (it->due == 0 || due < it->due) {
-		if (it->due == 0) {
-			it->heap_pos = q->nheap;
-			q->heap[q->nheap++] = it;
-		}
-		it->due = due;
-		workqueue__heap_up(q, it->heap_pos);
-		pthread_cond_broadcast(&q->cond);
-	}
-out:
 	pthread_mutex_unlock(&q->lock);
 	return rc;
 }
@@ -232,96 +321,110 @@ out:
 int
 workqueue_add(struct workqueue *q, const char *key)
 {
-	return workqueue__add(q, key, 0);
+	return workqueue_add_after(q, key, 0);
+}
+
+size_t
+workqueue_len(struct workqueue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->heap_len + q->reruns;
+	pthread_mutex_unlock(&q->lock);
+	return n;
 }
 
 int
-workqueue_add_after(struct workqueue *q, const char *key, int64_t delay_ms)
+workqueue_stop(struct workqueue *q, size_t *cancelled)
 {
-	return workqueue__add(q, key, delay_ms <= 0 ? 0 : time_mono_ms() + delay_ms);
+	size_t dropped;
+
+	if (cancelled != NULL)
+		*cancelled = 0;
+	if (workqueue__current == q)
+		return -EDEADLK;
+	pthread_mutex_lock(&q->lock);
+	if (q->stopping) {
+		/* Stopped already (or another thread is joining: see the header). */
+		pthread_mutex_unlock(&q->lock);
+		return 0;
+	}
+	q->stopping = true;
+	dropped = q->heap_len + q->reruns;
+	while (q->heap_len > 0) {
+		struct workqueue__item *it = workqueue__pop(q);
+		workqueue__unlink(q, it);
+		free(it);
+	}
+	pthread_cond_broadcast(&q->wake);
+	pthread_mutex_unlock(&q->lock);
+	for (unsigned i = 0; i < q->nthreads; i++)
+		pthread_join(q->threads[i], NULL);
+	if (cancelled != NULL)
+		*cancelled = dropped;
+	return 0;
+}
+
+void
+workqueue_free(struct workqueue *q)
+{
+	if (q == NULL)
+		return;
+	/* Freeing the queue under a running callback would be a use after free. */
+	if (workqueue__current == q)
+		abort();
+	(void)workqueue_stop(q, NULL);
+	/* Running items free themselves before their worker exits; nothing is left. */
+	free(q->heap);
+	free(q->buckets);
+	free(q->threads);
+	pthread_cond_destroy(&q->wake);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
 }
 
 int
-workqueue_get(struct workqueue *q, char *key, int64_t deadline_ms)
+workqueue_new(unsigned workers, size_t max_items, workqueue_fn fn, void *ctx,
+    struct workqueue **out)
 {
-	struct workqueue__item *it;
-	int rc = 0;
+	struct workqueue *q;
+	int rc = ENOMEM;
 
-	pthread_mutex_lock(&q->lock);
-	for (;;) {
-		int64_t now = time_mono_ms(), wake = deadline_ms;
-		if (q->shutdown) {
-			rc = -ECANCELED;
-			break;
-		}
-		while (q->nheap > 0 && q->heap[0]->due <= now)
-			workqueue__enqueue(q, q->heap[0]);
-		if (q->head != NULL)
-			break;
-		if (deadline_ms >= 0 && now >= deadline_ms) {
-			rc = -ETIMEDOUT;
-			break;
-		}
-		if (q->nheap > 0 && (wake < 0 || q->heap[0]->due < wake))
-			wake = q->heap[0]->due;
-		if (wake < 0)
-			pthread_cond_wait(&q->cond, &q->lock);
-		else
-			time_cond_wait_until(&q->cond, &q->lock, wake);
+	*out = NULL;
+	if (workers == 0 || workers > LIMITS_WORKQUEUE_WORKERS || fn == NULL ||
+	    max_items > LIMITS_WORKQUEUE_ITEMS)
+		return -EINVAL;
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return -ENOMEM;
+	q->fn = fn;
+	q->ctx = ctx;
+	q->max_items = max_items != 0 ? max_items : LIMITS_WORKQUEUE_ITEMS;
+	q->nbuckets = WORKQUEUE__BUCKETS_MIN;
+	q->heap_cap = q->max_items < WORKQUEUE__HEAP_MIN ? q->max_items : WORKQUEUE__HEAP_MIN;
+	q->buckets = calloc(q->nbuckets, sizeof(*q->buckets));
+	q->heap = malloc(q->heap_cap * sizeof(*q->heap));
+	q->threads = calloc(workers, sizeof(*q->threads));
+	if (q->buckets == NULL || q->heap == NULL || q->threads == NULL ||
+	    (rc = pthread_mutex_init(&q->lock, NULL)) != 0)
+		goto fail;
+	if ((rc = time_cond_init(&q->wake)) != 0) {
+		pthread_mutex_destroy(&q->lock);
+		goto fail;
 	}
-	if (rc == 0) {
-		it = q->head;
-		q->head = it->qnext;
-		if (q->head == NULL)
-			q->tail = NULL;
-		it->queued = false;
-		it->active = true;
-		q->queued--;
-		q->active++;
-		memcpy(key, it->key, strlen(it->key) + 1);
-	}
-	pthread_mutex_unlock(&q->lock);
-	return rc;
-}
-
-void
-workqueue_done(struct workqueue *q, const char *key)
-{
-	struct workqueue__item *it;
-
-	pthread_mutex_lock(&q->lock);
-	it = workqueue__find(q, key, workqueue__hash(key));
-	if (it != NULL && it->active) {
-		it->active = false;
-		q->active--;
-		q->processed++;
-		if (it->dirty && !q->shutdown) {
-			it->dirty = false;
-			workqueue__enqueue(q, it);
-		} else if (it->due == 0) {
-			workqueue__drop(q, it);
+	for (; q->nthreads < workers; q->nthreads++) {
+		if ((rc = pthread_create(&q->threads[q->nthreads], NULL, workqueue__worker, q)) != 0) {
+			/* Stops and joins the workers started so far. */
+			workqueue_free(q);
+			return -rc;
 		}
 	}
-	pthread_mutex_unlock(&q->lock);
-}
-
-void
-workqueue_shutdown(struct workqueue *q)
-{
-	pthread_mutex_lock(&q->lock);
-	q->shutdown = true;
-	pthread_cond_broadcast(&q->cond);
-	pthread_mutex_unlock(&q->lock);
-}
-
-void
-workqueue_stats(struct workqueue *q, struct workqueue_stats *out)
-{
-	pthread_mutex_lock(&q->lock);
-	out->queued = q->queued;
-	out->delayed = q->nheap;
-	out->active = q->active;
-	out->added = q->added;
-	out->processed = q->processed;
-	pthread_mutex_unlock(&q->lock);
+	*out = q;
+	return 0;
+fail:
+	free(q->buckets);
+	free(q->heap);
+	free(q->threads);
+	free(q);
+	return -rc;
 }
