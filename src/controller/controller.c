@@ -338,11 +338,11 @@ controller__dispatch_node(struct ctl_run *r, const struct node_info *o, const st
 	if (pool != NULL) {
 		/*
 		 * A kubelet that stops reporting (Ready leaves True) may be an
-		 * instance that stopped by itself: the one change EC2 does not
-		 * announce. Ask the view about it.
+		 * instance that stopped by itself, one that comes back may have
+		 * been started by hand: the changes EC2 does not announce. Ask
+		 * the view about it.
 		 */
-		if (o != NULL && n != NULL && o->ready == KUBE_COND_TRUE && n->ready != KUBE_COND_TRUE &&
-		    n->instance_id != NULL)
+		if (o != NULL && n != NULL && o->ready != n->ready && n->instance_id != NULL)
 			ctl_want_instance(r, n->instance_id);
 		ctl_enqueue_node(r, node_info_name(cur), 0);
 		if (controller__pool_relevant(o, n))

@@ -51,6 +51,8 @@
 #define CONTROLLER_REWARM_DELAY_MS   30000LL   /* a warmup-failed node waits this long before it is re-warmed */
 #define CONTROLLER_LAUNCH_GRACE_MS   30000LL   /* a launch record with no instance in a listing this much
                                                   younger than the listing is repeated / dropped */
+/* A Node whose instance a full listing this much younger than the Node does not show: orphan. */
+#define CONTROLLER_ORPHAN_GRACE_MS   10000LL
 #define CONTROLLER_CAPACITY_BACKOFF_MS 120000LL /* a subnet that said "no capacity" is avoided this long */
 /*
  * A drain is not called done until this long after the cordon: a pod the
@@ -220,6 +222,8 @@ struct ctl_node {
 	char instance_id[32];                /* "" when unknown */
 	struct ec2view_instance inst;
 	bool has_inst;                       /* the view knows the instance */
+	bool inst_gone;                      /* terminated, or unknown to a full listing made well
+	                                        after the Node registered */
 	int64_t now;                         /* Unix ms */
 	int64_t again_ms;                    /* run the task again in this many ms (0: only on events) */
 };
@@ -245,6 +249,7 @@ int scaledown_stopping(struct ctl_node *cn);
 int recovery_running(struct ctl_node *cn);
 int recovery_standby(struct ctl_node *cn);
 int recovery_retire(struct ctl_node *cn);
+int recovery_orphan(struct ctl_node *cn);
 int startup_taints_node(struct ctl_node *cn, bool urgent);
 
 /* The standby transition shared by warmup, scale-down and recovery: label, then the EC2 tag. */

@@ -77,6 +77,12 @@ reconcile_node(struct ctl_run *r, const char *name, bool urgent)
 		ctl_provider_instance(cn.n->provider_id, cn.instance_id, sizeof(cn.instance_id));
 	cn.has_inst = cn.instance_id[0] != '\0' &&
 	    ec2view_get(c->view, cn.instance_id, &cn.inst) == 0;
+	if (cn.has_inst)
+		cn.inst_gone = cn.inst.state_code == EC2_STATE_TERMINATED ||
+		    cn.inst.state_code == EC2_STATE_SHUTTING_DOWN ||
+		    cn.inst.state_code == EC2VIEW_STATE_GONE;
+	else if (cn.instance_id[0] != '\0' && ec2view_synced(c->view))
+		cn.inst_gone = ec2view_full_ms(c->view) > cn.n->created_ms + CONTROLLER_ORPHAN_GRACE_MS;
 	if (urgent) {
 		if (cn.pool != NULL)
 			rc = startup_taints_node(&cn, true);
@@ -96,6 +102,16 @@ reconcile_node(struct ctl_run *r, const char *name, bool urgent)
 	}
 	if (nodestate_parse(cn.n->state) != NODESTATE_WARMUP)
 		warmup_prepull_delete(&cn);
+	if (cn.inst_gone && !cn.has_inst) {
+		/* Not even terminated: EC2 never heard of it (a Node made by hand, another account). */
+		rc = recovery_orphan(&cn);
+		goto out;
+	}
+	if (!cn.has_inst && cn.instance_id[0] != '\0') {
+		/* Launched a moment ago, or never: ask, and judge again after the grace. */
+		ctl_want_instance(r, cn.instance_id);
+		ctl_node_again(&cn, CONTROLLER_ORPHAN_GRACE_MS);
+	}
 	if (cn.pool->deleting) {
 		rc = reconcile__node_of_deleted_pool(&cn);
 		goto out;

@@ -14,20 +14,16 @@ recovery__poll(const struct ctl_node *cn)
 	return cn->ctl->opts.ec2_poll_ms > 0 ? cn->ctl->opts.ec2_poll_ms : EC2VIEW_POLL_MS_DEFAULT;
 }
 
-/* The instance is gone for good (terminated, or unknown to a full listing). */
+/* The instance is gone for good (see reconcile_node, which decides inst_gone). */
 static bool
 recovery__instance_gone(const struct ctl_node *cn)
 {
-	if (!cn->has_inst)
-		return false;
-	return cn->inst.state_code == EC2_STATE_TERMINATED ||
-	    cn->inst.state_code == EC2_STATE_SHUTTING_DOWN ||
-	    cn->inst.state_code == EC2VIEW_STATE_GONE;
+	return cn->inst_gone;
 }
 
 /* A Node whose instance no longer exists: deleted (the cloud controller would, eventually). */
-static int
-recovery__orphan(struct ctl_node *cn)
+int
+recovery_orphan(struct ctl_node *cn)
 {
 	char rv[24];
 	int rc;
@@ -61,7 +57,7 @@ recovery_retire(struct ctl_node *cn)
 	int rc;
 
 	if (recovery__instance_gone(cn) || id[0] == '\0')
-		return recovery__orphan(cn);
+		return recovery_orphan(cn);
 	if (!cn->has_inst) {
 		ctl_want_instance(cn->run, id);
 		ctl_node_again(cn, recovery__poll(cn));
@@ -139,7 +135,7 @@ recovery_running(struct ctl_node *cn)
 		return 1;
 	}
 	if (recovery__instance_gone(cn)) {
-		recovery__orphan(cn);
+		recovery_orphan(cn);
 		return 1;
 	}
 	state = cn->inst.state_code;
@@ -201,7 +197,7 @@ recovery_standby(struct ctl_node *cn)
 		return 0;
 	}
 	if (recovery__instance_gone(cn))
-		return recovery__orphan(cn);
+		return recovery_orphan(cn);
 	if ((cn->inst.state_code == EC2_STATE_RUNNING || cn->inst.state_code == EC2_STATE_PENDING) &&
 	    cn->inst.observed_ms > cn->n->state_since_ms) {
 		rc = ctl_node_write(cn, TRANSITION_CONVERGE_RUNNING, NULL);

@@ -222,7 +222,7 @@ class Cluster:
         self.sim.namespace(ns)
         return self.sim.create("/api/v1/namespaces/%s/pods" % ns, obj)
 
-    def claim(self, node, pod=None):
+    def claim(self, node, pod=None, reservations=None):
         """What the extender's claim does (DESIGN §6.3): one PATCH of the standby Node to
         running (started-at, started-for, the standby taint removed), then StartInstances."""
         n = self.node(node)
@@ -231,6 +231,8 @@ class Cluster:
         ann = {"stratos.sh/state-since": now, "stratos.sh/started-at": now}
         if pod:
             ann["stratos.sh/started-for"] = pod
+        if reservations is not None:
+            ann["stratos.sh/reservations"] = json.dumps(reservations)
         st, body = self.api.patch("/api/v1/nodes/" + node, {
             "metadata": {"resourceVersion": n["metadata"]["resourceVersion"],
                          "labels": {"stratos.sh/state": "running"}, "annotations": ann},
