@@ -386,6 +386,7 @@ ec2view_apply_instances(struct ec2view *v, const struct ec2_instances *list, boo
 			v->synced = true;
 			v->want_full = false;
 			v->full_real = now_real;
+			v->full_mono = time_mono_ms();
 			v->nunknown = 0;
 		}
 	}

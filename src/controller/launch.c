@@ -199,15 +199,13 @@ launch_params_build(const struct nodepool *pool, const struct nodeclass *nc,
 	out->tags[nt++] = (struct ec2_tag){ NODESTATE_TAG_STATE, nodestate_name(NODESTATE_WARMUP) };
 	out->tags[nt++] = (struct ec2_tag){ NODESTATE_TAG_MANAGED_BY, NODESTATE_TAG_MANAGED_BY_VALUE };
 	out->tags[nt++] = (struct ec2_tag){ "Name", out->name_tag };
-	/* spec.tags may name the instance (Name); the managed-by mark stays ours. */
+	/* spec.tags cannot name ours (the validator refuses them); a duplicate would fail the call. */
 	for (size_t i = 0; i < nc->ntags; i++) {
 		size_t j;
 		for (j = 0; j < nt && strcmp(out->tags[j].key, nc->tags[i].key) != 0; j++)
 			;
 		if (j == nt)
 			out->tags[nt++] = (struct ec2_tag){ nc->tags[i].key, nc->tags[i].value };
-		else if (strcmp(nc->tags[i].key, "Name") == 0)
-			out->tags[j].value = nc->tags[i].value;
 	}
 	r->tags = out->tags;
 	r->ntags = nt;

@@ -424,8 +424,10 @@ static void
 node_patch__meta(struct node_patch *p, const char *map, bool has_map, json_t **whole,
     const char *key, const char *value, bool has_key)
 {
-	if (!has_map)
+	if (!has_map && (value != NULL || *whole != NULL))
 		node_patch__whole(p, whole, key, value);
+	else if (!has_map)
+		return;                 /* removing from a map the node does not have: nothing to do */
 	else if (value != NULL)
 		node_patch__op(p, "add", json_string(value), "metadata", map, key);
 	else if (has_key)
