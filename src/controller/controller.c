@@ -10,6 +10,7 @@
 #include "stratos/log.h"
 #include "stratos/nodestate.h"
 #include "stratos/pool_node.h"
+#include "stratos/reservations.h"
 #include "stratos/timeutil.h"
 
 /* ---- a small string map ---- */
@@ -278,10 +279,14 @@ controller__index_node(struct controller *c, const struct node_info *old_n,
 		ctl_map_set(c->instances, id, node_info_name(new_n), 0);
 }
 
+static void controller__index_reservations(struct controller *c, const struct node_info *o,
+    const struct node_info *n);
+
 static int
 controller__index_visit(void *ctx, const struct node_info *n)
 {
 	controller__index_node(ctx, NULL, n);
+	controller__index_reservations(ctx, NULL, n);
 	return 0;
 }
 
@@ -325,6 +330,23 @@ controller__maybe_urgent(struct ctl_run *r, const struct node_info *n)
 	workqueue_add(r->urgent, node_info_name(n));
 }
 
+/* Files each reserved pod under the node that holds its reservation. */
+static void
+controller__index_reservations(struct controller *c, const struct node_info *o,
+    const struct node_info *n)
+{
+	struct reservations *res = NULL;
+
+	if (n == NULL || n->reservations == NULL ||
+	    (o != NULL && o->reservations != NULL && strcmp(o->reservations, n->reservations) == 0))
+		return;
+	if (reservations_parse(n->reservations, &res) < 0)
+		return;
+	for (size_t i = 0; i < res->n; i++)
+		ctl_map_set(c->reserved, res->item[i].pod, node_info_name(n), 0);
+	reservations_free(res);
+}
+
 static void
 controller__dispatch_node(struct ctl_run *r, const struct node_info *o, const struct node_info *n)
 {
@@ -333,6 +355,7 @@ controller__dispatch_node(struct ctl_run *r, const struct node_info *o, const st
 	char id[32];
 
 	controller__index_node(r->ctl, o, n);
+	controller__index_reservations(r->ctl, o, n);
 	if (n != NULL)
 		controller__maybe_urgent(r, n);
 	if (pool != NULL) {
@@ -388,6 +411,14 @@ controller__dispatch_pod(struct ctl_run *r, const struct pod_info *o, const stru
 	controller__dispatch_pod_node(r, pod_info_node(cur));
 	if (o != NULL && p != NULL && pod_info_node(o) != pod_info_node(p))
 		controller__dispatch_pod_node(r, pod_info_node(o));
+	/* Bound, or gone: its reservation, wherever it is, goes at once (§6.3). */
+	if (cur->pool != NULL && (p == NULL || pod_info_node(p) != NULL || p->deleted_ms != 0)) {
+		char node[256];
+		if (ctl_map_get(r->ctl->reserved, cur->obj.key, node, sizeof(node), NULL) == 0) {
+			ctl_map_del(r->ctl->reserved, cur->obj.key);
+			ctl_enqueue_node(r, node, 0);
+		}
+	}
 	/* A pool pod the scheduler could not place: the fallback path (§5.5) and its pool's status. */
 	if (cur->pool != NULL && pod_info_node(cur) == NULL) {
 		bool was = o != NULL && o->scheduled == KUBE_COND_FALSE &&
@@ -429,6 +460,7 @@ controller__enqueue_all(struct ctl_run *r)
 		ctl_enqueue_pool(r, snap->nodepools[i]->name, 0);
 	pools_release(snap);
 	ctl_map_clear(r->ctl->instances);
+	ctl_map_clear(r->ctl->reserved);
 	node_cache_foreach(r->ctl->ctx.nodes, NULL, controller__index_visit, r->ctl);
 	node_cache_foreach(r->ctl->ctx.nodes, NULL, controller__all_visit_node, r);
 	workqueue_add(r->q, "g");
@@ -667,9 +699,10 @@ controller_new(const struct pool_ctx *ctx, const struct controller_options *o)
 	c->instances = ctl_map_new();
 	c->retire = ctl_map_new();
 	c->retiring = ctl_map_new();
+	c->reserved = ctl_map_new();
 	c->seen = ctl_map_new();
 	if (c->view == NULL || c->instances == NULL || c->retire == NULL || c->seen == NULL ||
-	    c->retiring == NULL) {
+	    c->retiring == NULL || c->reserved == NULL) {
 		controller_free(c);
 		return NULL;
 	}
@@ -840,7 +873,7 @@ controller_free(struct controller *c)
 	if (c == NULL)
 		return;
 	if (c->view != NULL && c->instances != NULL && c->retire != NULL && c->seen != NULL &&
-	    c->retiring != NULL) {
+	    c->retiring != NULL && c->reserved != NULL) {
 		controller_stop(c);
 		/* Threads of earlier terms still finishing a call: they hold c. */
 		pthread_mutex_lock(&c->lock);
@@ -860,6 +893,7 @@ controller_free(struct controller *c)
 	ctl_map_free(c->instances);
 	ctl_map_free(c->retire);
 	ctl_map_free(c->retiring);
+	ctl_map_free(c->reserved);
 	ctl_map_free(c->seen);
 	free(c);
 }

@@ -51,6 +51,8 @@
 #define CONTROLLER_REWARM_DELAY_MS   30000LL   /* a warmup-failed node waits this long before it is re-warmed */
 #define CONTROLLER_LAUNCH_GRACE_MS   30000LL   /* a launch record with no instance in a listing this much
                                                   younger than the listing is repeated / dropped */
+/* A reservation for a pod this replica has not seen is kept this long (the watch may lag a GET). */
+#define CONTROLLER_RESERVATION_GRACE_MS 30000LL
 /* A Node whose instance a full listing this much younger than the Node does not show: orphan. */
 #define CONTROLLER_ORPHAN_GRACE_MS   10000LL
 #define CONTROLLER_CAPACITY_BACKOFF_MS 120000LL /* a subnet that said "no capacity" is avoided this long */
@@ -122,6 +124,8 @@ struct controller {
 	 * not count the instance again and retire one more
 	 */
 	struct ctl_map *retiring;
+	/* pod "namespace/name" → the node holding its reservation: a pod's event finds that node */
+	struct ctl_map *reserved;
 	/* when a node's readiness was seen (time_mono_us), for the startup-taint latency */
 	struct ctl_map *seen;
 	/* metrics */
@@ -250,6 +254,8 @@ int recovery_running(struct ctl_node *cn);
 int recovery_standby(struct ctl_node *cn);
 int recovery_retire(struct ctl_node *cn);
 int recovery_orphan(struct ctl_node *cn);
+/* Drops the reservations whose pod is gone, bound or no longer pending (§6.3). */
+int recovery_reservations(struct ctl_node *cn);
 int startup_taints_node(struct ctl_node *cn, bool urgent);
 
 /* The standby transition shared by warmup, scale-down and recovery: label, then the EC2 tag. */

@@ -128,6 +128,8 @@ reconcile_node(struct ctl_run *r, const char *name, bool urgent)
 		rc = recovery_standby(&cn);
 		break;
 	case NODESTATE_RUNNING:
+		if ((rc = recovery_reservations(&cn)) < 0 && rc != -EBUSY)
+			break;
 		if (recovery_running(&cn) != 0)
 			break;
 		if ((rc = startup_taints_node(&cn, false)) < 0)

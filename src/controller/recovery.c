@@ -6,6 +6,7 @@
 
 #include "controller_internal.h"
 #include "stratos/nodestate.h"
+#include "stratos/reservations.h"
 #include "stratos/timeutil.h"
 
 static int64_t
@@ -210,4 +211,106 @@ recovery_standby(struct ctl_node *cn)
 		return rc;
 	}
 	return 0;
+}
+
+/* ---- reservations (§6.3, §5.6) ---- */
+
+struct recovery__keep {
+	struct ctl_node *cn;
+	char dropped[512];
+	size_t off;
+};
+
+/* A promise stands while its pod exists (same uid), unbound, Pending and not being deleted. */
+static bool
+recovery__keep(void *ctx, const struct reservation *res)
+{
+	struct recovery__keep *k = ctx;
+	const char *slash = strchr(res->pod, '/');
+	struct pod_info *pod = NULL;
+	bool keep = false;
+	char ns[64];
+
+	if (slash != NULL && (size_t)(slash - res->pod) < sizeof(ns)) {
+		memcpy(ns, res->pod, (size_t)(slash - res->pod));
+		ns[slash - res->pod] = '\0';
+		pod = pod_cache_get(k->cn->ctl->ctx.pods, ns, slash + 1);
+	}
+	keep = pod != NULL && strcmp(pod->uid, res->uid) == 0 && pod_info_node(pod) == NULL &&
+	    pod->deleted_ms == 0 && pod->phase == POD_PHASE_PENDING;
+	/*
+	 * A pod this replica has not seen yet may be one another replica's
+	 * extender read with a GET a moment ago: gone only once the watch has
+	 * had time to bring it.
+	 */
+	if (pod == NULL && k->cn->now - res->since_ms < CONTROLLER_RESERVATION_GRACE_MS)
+		keep = true;
+	if (!keep && k->off < sizeof(k->dropped))
+		k->off += (size_t)snprintf(k->dropped + k->off, sizeof(k->dropped) - k->off, "%s%s (%s)",
+		    k->off ? ", " : "", res->pod, pod == NULL || strcmp(pod->uid, res->uid) != 0 ? "gone" :
+		    pod_info_node(pod) != NULL ? "bound" : "not pending");
+	if (pod != NULL)
+		cache_obj_unref(&pod->obj);
+	return keep;
+}
+
+int
+recovery_reservations(struct ctl_node *cn)
+{
+	struct recovery__keep k = { .cn = cn };
+	struct reservations *r = NULL;
+	struct kube_error err = { 0 };
+	struct node_patch p;
+	char *text = NULL, rv[24];
+	json_t *patch;
+	int rc, removed;
+
+	if (cn->n->reservations == NULL)
+		return 0;
+	rc = reservations_parse(cn->n->reservations, &r);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		/* Unreadable: no promise can be kept from it; the pods ask again. */
+		removed = 1;
+		snprintf(k.dropped, sizeof(k.dropped), "unreadable annotation (%s)", strerror(-rc));
+	} else {
+		removed = reservations_filter(r, recovery__keep, &k, &text);
+		reservations_free(r);
+		if (removed <= 0)
+			return removed;
+	}
+	if (!ctl_acting(cn->run)) {
+		free(text);
+		return -ECANCELED;
+	}
+	node_patch_init(&p, cn->n);
+	if (text != NULL)
+		node_patch_set_annotation(&p, NODESTATE_ANN_RESERVATIONS, text);
+	else
+		node_patch_remove_annotation(&p, NODESTATE_ANN_RESERVATIONS);
+	free(text);
+	patch = node_patch_take(&p, &rc);
+	if (patch == NULL)
+		return rc;
+	ctl_rv(cn->n, rv);
+	{
+		struct node_info *written = NULL;
+		rc = node_cache_patch(cn->ctl->ctx.nodes, cn->ctl->ctx.kube, node_info_name(cn->n), rv,
+		    patch, &written, &err);
+		if (rc == 0 && written != NULL) {
+			cache_obj_unref(&cn->n->obj);
+			cn->n = written;
+		} else if (written != NULL) {
+			cache_obj_unref(&written->obj);
+		}
+	}
+	json_decref(patch);
+	if (rc == 0)
+		ctl_log(LOG_LEVEL_INFO, cn->pool->name, node_info_name(cn->n), cn->instance_id,
+		    json_pack("{s:i,s:s}", "dropped", removed, "pods", k.dropped),
+		    "reservations of pods bound elsewhere or gone dropped");
+	else if (rc == -EBUSY)
+		ctl_node_again(cn, 1);
+	return rc;
 }

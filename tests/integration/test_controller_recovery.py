@@ -54,6 +54,36 @@ class RecoveryTest(unittest.TestCase):
         self.assertEqual(len(c.instances("ci")), 2)
         c.check_logs(d)
 
+    def test_reservations_of_pods_gone_or_bound_are_dropped(self):
+        c = ct.Cluster(self)
+        standby_pool(c, "ci")
+        d = c.stratosd()
+        node = wait_for(lambda: c.by_state("ci", "standby"), 60, "standby")[0]["metadata"]["name"]
+        c.create_pod("apps", {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "waiting", "annotations": {"stratos.sh/pool": "ci"}},
+            "spec": {"schedulerName": "nobody", "nodeSelector": {"stratos.sh/pool": "ci"},
+                     "containers": [{"name": "c", "image": "registry.example/app:1"}]}})
+        uid = c.sim.pod("apps", "waiting")["metadata"]["uid"]
+        res = [{"uid": uid, "pod": "apps/waiting", "requests": {"cpu": "500m"},
+                "since": "2026-12-06T00:00:00Z"},
+               {"uid": "11111111-2222-3333-4444-555555555555", "pod": "apps/never-existed",
+                "requests": {}, "since": "2026-12-06T00:00:00Z"}]
+        c.claim(node, pod="apps/waiting", reservations=res)
+
+        def pods():
+            txt = c.node(node)["metadata"]["annotations"].get("stratos.sh/reservations")
+            return [x["pod"] for x in ct.json.loads(txt)] if txt else []
+        # The pod that does not exist: dropped at once; the waiting one kept.
+        wait_for(lambda: pods() == ["apps/waiting"], 20, "reservation of a missing pod dropped")
+        # The waiting pod goes away: its promise goes with it (a pod event, not the tick).
+        st, _ = c.api.delete("/api/v1/namespaces/apps/pods/waiting")
+        self.assertEqual(st, 200)
+        t0 = ct.time.time()
+        wait_for(lambda: pods() == [], 5, "reservation of a deleted pod dropped")
+        self.assertLess(ct.time.time() - t0, 5)
+        self.assertNotIn("stratos.sh/reservations", c.node(node)["metadata"]["annotations"])
+        c.check_logs(d)
+
     def test_labels_converge_to_instances_changed_by_hand(self):
         c = ct.Cluster(self)
         standby_pool(c, "ci", n=2)
