@@ -44,6 +44,13 @@ def parse_time(s):
     return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
 
 
+def parse_ms(ts):
+    """A log line's "ts" (2026-12-06T13:22:54.174Z) → epoch seconds with milliseconds."""
+    import calendar
+    base, _, frac = ts.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+
+
 def wait_for(fn, timeout, what="condition", interval=0.05):
     return simcluster.wait_for(fn, timeout=timeout, interval=interval, what=what)
 
