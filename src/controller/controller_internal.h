@@ -65,6 +65,7 @@
 #define CONTROLLER_EVICT_BACKOFF_MIN_MS 500LL
 #define CONTROLLER_EVICT_BACKOFF_MAX_MS 10000LL
 #define CONTROLLER_RETRY_MS          1000LL    /* a write that failed for a transient reason */
+#define CONTROLLER_REGISTRY_WAIT_MS  50LL      /* the pools registry a cache event ahead of it */
 #define CONTROLLER_SUB_QUEUE         LIMITS_CACHE_SUB_QUEUE
 
 /* Event reasons (DESIGN §9), used in events and logs. */

@@ -162,6 +162,24 @@ reconcile__pool_free(struct ctl_pool *cp)
 	pools_release(cp->snap);
 }
 
+/*
+ * How long to wait for the registry to see the cached NodePool's version:
+ * 0 when it has. A pool missing from the registry altogether waits a
+ * little longer (a registry that refused it, full at LIMITS_POOLS_MAX, is
+ * not spun on).
+ */
+static int64_t
+reconcile__registry_lag(const struct nodepool *pool, const struct crd_info *crd)
+{
+	uint64_t rv = 0;
+
+	if (pool == NULL)
+		return 4 * CONTROLLER_REGISTRY_WAIT_MS;
+	if (cache_parse_rv(pool->resource_version, &rv) < 0 || rv >= crd->obj.rv)
+		return 0;
+	return CONTROLLER_REGISTRY_WAIT_MS;
+}
+
 int
 reconcile_pool(struct ctl_run *r, const char *name)
 {
@@ -169,16 +187,28 @@ reconcile_pool(struct ctl_run *r, const char *name)
 	struct ctl_pool cp = { .run = r, .ctl = c };
 	struct cache_obj **objs = NULL;
 	size_t skipped = 0;
+	int64_t lag;
 	long n;
 	int rc = 0;
 
 	cp.snap = pools_acquire(c->ctx.pools);
 	cp.pool = pools_find_nodepool(cp.snap, name);
 	cp.now = time_real_ms();
+	if (c->ctx.nodepools != NULL)
+		cp.crd = crd_cache_get(c->ctx.nodepools, name);
+	if (cp.crd != NULL && (lag = reconcile__registry_lag(cp.pool, cp.crd)) > 0) {
+		/*
+		 * The cache tells its subscribers before it feeds the registry:
+		 * the registry has yet to see this version. Look again in a moment.
+		 */
+		ctl_enqueue_pool(r, name, lag);
+		reconcile__pool_free(&cp);
+		return 0;
+	}
 	if (cp.pool == NULL) {
 		/* Gone from the registry (its finalizer removed): garbage collection's. */
 		poolstatus_forget(c, name);
-		pools_release(cp.snap);
+		reconcile__pool_free(&cp);
 		return 0;
 	}
 	if (!ec2view_synced(c->view)) {
@@ -188,8 +218,8 @@ reconcile_pool(struct ctl_run *r, const char *name)
 		return 0;
 	}
 	cp.nc = pools_find_nodeclass(cp.snap, cp.pool->node_class_name);
-	if (c->ctx.nodepools != NULL)
-		cp.crd = crd_cache_get(c->ctx.nodepools, name);
+	if (cp.nc == NULL)
+		cp.again_ms = CONTROLLER_RETRY_MS * 2;   /* AWSNodeClass events are not followed: look again */
 	n = cache_snapshot(node_cache_base(c->ctx.nodes), name, &objs);
 	if (n < 0) {
 		rc = (int)n;

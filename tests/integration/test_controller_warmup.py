@@ -74,6 +74,23 @@ class WarmupTest(unittest.TestCase):
         self.assertEqual(len(c.instances("gpu")), 2)
         c.check_logs(d)
 
+    def test_pools_created_while_running_are_served_at_once(self):
+        """A NodePool and its class applied to a running stratosd are acted on from
+        their watch events, not at the next 10 s tick (the cache tells the controller
+        before it feeds the pools registry: the controller waits for the registry)."""
+        c = ct.Cluster(self, scale=1.0)
+        d = c.stratosd()
+        import time
+        for i in range(4):
+            c.apply(ct.nodeclass("p%d" % i))
+            c.apply(ct.nodepool("p%d" % i, pool_size=2, min_standby=1))
+        t0 = time.time()
+        wait_for(lambda: all(c.instances("p%d" % i) for i in range(4)) and
+                 all(c.counts("p%d" % i).get("total") == 1 for i in range(4)), 5,
+                 "every pool launched and counted")
+        self.assertLess(time.time() - t0, 5)
+        c.check_logs(d)
+
     def test_self_poweroff_after_warmup_goes_standby(self):
         """The seed's user data powers the instance off 30 s (simulated) after
         the kubelet is healthy. With StopInstances failing, the only way to
