@@ -126,7 +126,7 @@ recovery_running(struct ctl_node *cn)
 	struct node_info *n = cn->n;
 	int64_t poll = recovery__poll(cn);
 	int64_t since_start = n->started_at_ms != 0 ? cn->now - n->started_at_ms : INT64_MAX;
-	bool claimed = since_start < 10 * CONTROLLER_START_TIMEOUT_MS;
+	bool claimed = since_start < 10 * CONTROLLER_START_TIMEOUT_MS, failed_start;
 	int state, rc;
 
 	if (!cn->has_inst) {
@@ -172,8 +172,14 @@ recovery_running(struct ctl_node *cn)
 		ctl_node_again(cn, poll);
 		return 1;
 	}
+	/*
+	 * Stopped within the start's window: the start failed (capacity lost,
+	 * or it never ran). Later: someone stopped a running node by hand.
+	 * (cn->n is replaced by the standby write: decide before it.)
+	 */
+	failed_start = since_start < CONTROLLER_START_TIMEOUT_MS + CONTROLLER_START_SETTLE_MS;
 	rc = ctl_to_standby(cn);
-	if (rc == 0 && claimed && n->ready_since_ms < n->started_at_ms)
+	if (rc == 0 && failed_start)
 		ctl_event_node(cn->run, cn->n, "Warning", CTL_EV_START_FAILED, "Standby",
 		    "Instance %s did not start after its claim %llds ago (it is stopped); its "
 		    "reservations are released and the node is standby again", cn->instance_id,

@@ -275,6 +275,7 @@ static int
 warmup__finish(struct ctl_node *cn)
 {
 	struct ec2_error err = { 0 };
+	int64_t since = cn->n->state_since_ms;     /* the launch; the write below resets it */
 	int rc;
 
 	if (warmup__pods_waiting(cn)) {
@@ -282,7 +283,7 @@ warmup__finish(struct ctl_node *cn)
 		if (rc == 0) {
 			const char *id = cn->instance_id;
 			metrics_histogram_observe(cn->ctl->m_warmup_seconds,
-			    (double)(cn->now - cn->n->state_since_ms) / 1000.0, cn->pool->name);
+			    (double)(cn->now - since) / 1000.0, cn->pool->name);
 			ctl_event_node(cn->run, cn->n, "Normal", CTL_EV_WARMUP_COMPLETED, "Warmup",
 			    "Warmup complete while pods of NodePool %s wait: running instead of stopping",
 			    cn->pool->name);
@@ -363,17 +364,19 @@ warmup_node(struct ctl_node *cn)
 		switch (state) {
 		case EC2_STATE_RUNNING:
 			return warmup__finish(cn);
-		case EC2_STATE_STOPPED:
+		case EC2_STATE_STOPPED: {
+			int64_t since = cn->n->state_since_ms;   /* the launch; standby resets it */
 			rc = ctl_to_standby(cn);
 			if (rc == 0) {
 				metrics_histogram_observe(cn->ctl->m_warmup_seconds,
-				    (double)(cn->now - cn->n->state_since_ms) / 1000.0, pool->name);
+				    (double)(cn->now - since) / 1000.0, pool->name);
 				ctl_event_node(cn->run, cn->n, "Normal", CTL_EV_WARMUP_COMPLETED, "Standby",
 				    "Warmup complete in %llds; instance %s stopped, node is standby",
-				    (long long)((cn->now - cn->n->state_since_ms) / 1000), cn->instance_id);
+				    (long long)((cn->now - since) / 1000), cn->instance_id);
 				ctl_enqueue_pool(cn->run, pool->name, 0);
 			}
 			return rc;
+		}
 		default:
 			ctl_node_again(cn, poll);
 			return 0;
@@ -432,6 +435,7 @@ warmup_node(struct ctl_node *cn)
 			ctl_node_again(cn, 1);
 		return rc;
 	}
+	/* warmup-done leaves state-since alone: it is still the launch. */
 	ctl_log(LOG_LEVEL_INFO, pool->name, node_info_name(cn->n), cn->instance_id,
 	    json_pack("{s:i,s:i,s:I}", "daemon_pods", (int)pg.daemon_pods, "images",
 	    (int)pg.images_pulled, "warmup_ms", (json_int_t)(cn->now - cn->n->state_since_ms)),

@@ -70,6 +70,8 @@ class WarmupTest(unittest.TestCase):
         m = c.metrics(d)
         self.assertEqual(m['stratos_nodepool_nodes{pool="gpu",state="standby"}'], 2)
         self.assertEqual(m['stratos_warmup_duration_seconds_count{pool="gpu"}'], 2)
+        # From the launch: the instance's pending, boot, Ready and the pull (not ~0).
+        self.assertGreater(m['stratos_warmup_duration_seconds_sum{pool="gpu"}'], 2 * 0.5)
         # Steady state: nothing more is launched.
         self.assertEqual(len(c.instances("gpu")), 2)
         c.check_logs(d)
