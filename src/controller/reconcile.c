@@ -214,7 +214,7 @@ reconcile_pool(struct ctl_run *r, const char *name)
 	if (!ec2view_synced(c->view)) {
 		ctl_schedule_ec2(r);
 		ctl_enqueue_pool(r, name, 200);
-		pools_release(cp.snap);
+		reconcile__pool_free(&cp);
 		return 0;
 	}
 	cp.nc = pools_find_nodeclass(cp.snap, cp.pool->node_class_name);

@@ -139,8 +139,13 @@ class Cluster:
                 out[k] = float(v)
         return out
 
-    def check_logs(self, d):
-        """No sanitizer report and no error-level line in d's log."""
+    def check_logs(self, d, stop=True):
+        """Stops d with SIGTERM (stop=True): it exits 0 (under ASan: no leak, no error
+        report at exit); and its log has no sanitizer report."""
+        if stop and d.alive():
+            rc, _ = d.stop()
+            self.test.assertEqual(rc, 0, "stratosd exit status %s:\n%s" % (rc, "\n".join(
+                ln for ln in d.raw[-80:] if not ln.startswith("{"))))
         text = "\n".join(d.raw)
         self.test.assertNotIn("Sanitizer", text)
         self.test.assertNotIn("runtime error:", text)

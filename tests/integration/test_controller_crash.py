@@ -94,7 +94,7 @@ def run_rounds(test, rounds, seed=None, log=None):
                          "(seed %d)" % (rnd_i + 1, len(ever), created, seed))
         log("round %2d: killed %.2fs in (%s), converged in %.1fs" % (
             rnd_i + 1, delay, ",".join(s for _, s in snapshot), time.time() - t0))
-        c.check_logs(d)
+        c.check_logs(d, stop=rnd_i == rounds - 1)
     return kills
 
 

@@ -77,7 +77,7 @@ class LeaderTest(unittest.TestCase):
         successor = b if now_leader is a else a
         mark = len(successor.logs)
         rc, _ = now_leader.stop()
-        self.assertEqual(rc, 0)
+        self.assertEqual(rc, 0, "\n".join(now_leader.raw[-60:]))
         successor.wait_log(lambda o: o.get("msg") == "became leader", timeout=10, start=mark)
         victim = c.by_state("le", "standby")[0]
         c.sim.ec2.terminate_instances(InstanceIds=[victim["metadata"]["labels"]["stratos.sh/instance-id"]])
