@@ -793,7 +793,8 @@ controller_start(struct controller *c)
 	if (r->sub == NULL ||
 	    (rc = workqueue_new(c->opts.workers, LIMITS_CONTROLLER_QUEUE, controller__task, r,
 	    &r->q)) < 0 ||
-	    (rc = workqueue_new(1, LIMITS_CONTROLLER_QUEUE, controller__urgent, r, &r->urgent)) < 0) {
+	    (rc = workqueue_new(CONTROLLER_URGENT_WORKERS, LIMITS_CONTROLLER_QUEUE, controller__urgent, r,
+	    &r->urgent)) < 0) {
 		workqueue_free(r->q);
 		controller__run_unref(r);
 		rc = rc < 0 ? rc : -ENOMEM;

@@ -35,7 +35,7 @@
  *                 recovery), "e" refreshes the EC2 view, "g" collects
  *                 garbage. One worker per key at a time; slow waits are
  *                 delays (workqueue_add_after), never sleeps.
- *   urgent    1   (a second work queue) removes startup taints the moment a Node event shows
+ *   urgent    2   (a second work queue) removes startup taints the moment a Node event shows
  *                 readiness (§5.3), on its own queue so a slow pool never
  *                 delays it
  *   reaper    1   at the end of a term, waits for the tasks in flight and
@@ -67,6 +67,7 @@
 #define CONTROLLER_RETRY_MS          1000LL    /* a write that failed for a transient reason */
 #define CONTROLLER_REGISTRY_WAIT_MS  50LL      /* the pools registry a cache event ahead of it */
 #define CONTROLLER_SUB_QUEUE         LIMITS_CACHE_SUB_QUEUE
+#define CONTROLLER_URGENT_WORKERS    2u        /* startup-taint removals (one may wait on a race) */
 
 /* Event reasons (DESIGN §9), used in events and logs. */
 #define CTL_EV_WARMUP_STARTED   "WarmupStarted"

@@ -283,8 +283,10 @@ recovery_reservations(struct ctl_node *cn)
 	} else {
 		removed = reservations_filter(r, recovery__keep, &k, &text);
 		reservations_free(r);
-		if (removed <= 0)
+		if (removed <= 0) {
+			free(text);     /* the list as it stands: nothing to write */
 			return removed;
+		}
 	}
 	if (!ctl_acting(cn->run)) {
 		free(text);

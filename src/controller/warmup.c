@@ -247,6 +247,21 @@ ctl_to_standby(struct ctl_node *cn)
 	return 0;
 }
 
+/* A warmup that completes clears a Degraded condition that a warmup timeout set. */
+static void
+warmup__clear_degraded(struct ctl_node *cn)
+{
+	struct ctl_poolmem *m;
+	bool clear;
+
+	pthread_mutex_lock(&cn->ctl->lock);
+	m = ctl_poolmem(cn->ctl, cn->pool->name);
+	clear = m != NULL && strcmp(m->degraded_reason, "WarmupTimeout") == 0;
+	pthread_mutex_unlock(&cn->ctl->lock);
+	if (clear)
+		ctl_degraded(cn->ctl, cn->pool->name, NULL, "%s", "");
+}
+
 /* Whether pool pods wait for capacity the scheduler did not find (§5.5: go straight to running). */
 static int
 warmup__waiting_pod(void *ctx, const struct pod_info *p)
@@ -311,6 +326,9 @@ warmup__timeout(struct ctl_node *cn, const struct warmup_progress *pg)
 	    pg->ready ? "yes" : "no", pg->daemon_ready, pg->daemon_pods, pg->images_pulled,
 	    pg->images_wanted);
 	metrics_counter_add(cn->ctl->m_warmup_failures, 1, cn->pool->name, "timeout");
+	ctl_degraded(cn->ctl, cn->pool->name, "WarmupTimeout", "node %s did not finish warmup "
+	    "within %llds (%s)", node_info_name(cn->n),
+	    (long long)(cn->pool->prewarm_timeout_ms / 1000), why);
 	if (cn->pool->prewarm_timeout_action == NODEPOOL_TIMEOUT_TERMINATE) {
 		ctl_event_node(cn->run, cn->n, "Warning", CTL_EV_WARMUP_TIMEOUT, "Terminate",
 		    "Warmup did not complete within %llds (%s); terminating instance %s",
@@ -373,6 +391,7 @@ warmup_node(struct ctl_node *cn)
 				ctl_event_node(cn->run, cn->n, "Normal", CTL_EV_WARMUP_COMPLETED, "Standby",
 				    "Warmup complete in %llds; instance %s stopped, node is standby",
 				    (long long)((cn->now - since) / 1000), cn->instance_id);
+				warmup__clear_degraded(cn);
 				ctl_enqueue_pool(cn->run, pool->name, 0);
 			}
 			return rc;

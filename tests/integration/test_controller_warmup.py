@@ -180,11 +180,17 @@ class WarmupTimeoutTest(unittest.TestCase):
         self.assertGreaterEqual(m['stratos_warmup_failures_total{pool="stop",reason="timeout"}'], 1)
         self.assertGreaterEqual(m['stratos_warmup_failures_total{pool="never",reason="never-registered"}'], 1)
         self.assertEqual(c.condition("stop", "Ready")["status"], "False")
+        wait_for(lambda: c.condition("stop", "Degraded").get("reason") == "WarmupTimeout", 15,
+                 "Degraded: WarmupTimeout")
         # The failed node is re-warmed later; with the image now small it completes.
         st, _ = c.sim.control("kubeletsim", "POST", "/_sim/images", {"sizes": {huge: "10Mi"}})
         self.assertEqual(st, 200)
         wait_for(lambda: len(c.by_state("stop", "standby")) == 1, 90, "re-warmed to standby")
         c.assert_standby("stop", 1)
+        # ... and Degraded clears with the cause.
+        wait_for(lambda: c.condition("stop", "Degraded").get("status") == "False", 15,
+                 "Degraded cleared")
+        self.assertEqual(c.condition("stop", "Degraded")["reason"], "AsExpected")
         self.assertEqual([i["instance_id"] for i in c.instances("stop")], [first_stop])
         c.check_logs(d)
 
