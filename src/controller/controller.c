@@ -26,6 +26,7 @@ struct ctl_map__entry {
 
 struct ctl_map {
 	pthread_mutex_t lock;
+	size_t n, max;
 	struct ctl_map__entry *buckets[CTL_MAP_BUCKETS];
 };
 
@@ -40,12 +41,14 @@ ctl_map__hash(const char *s)
 }
 
 struct ctl_map *
-ctl_map_new(void)
+ctl_map_new(size_t max)
 {
 	struct ctl_map *m = calloc(1, sizeof(*m));
 
-	if (m != NULL)
+	if (m != NULL) {
 		pthread_mutex_init(&m->lock, NULL);
+		m->max = max;
+	}
 	return m;
 }
 
@@ -69,6 +72,7 @@ ctl_map_clear(struct ctl_map *m)
 		}
 		m->buckets[i] = NULL;
 	}
+	m->n = 0;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -96,6 +100,11 @@ ctl_map_set(struct ctl_map *m, const char *key, const char *value, int64_t num)
 	for (e = m->buckets[h]; e != NULL && strcmp(e->key, key) != 0; e = e->next)
 		;
 	if (e == NULL) {
+		if (m->n == m->max) {
+			free(v);
+			rc = -ENOSPC;
+			goto out;
+		}
 		e = calloc(1, sizeof(*e));
 		if (e == NULL || (e->key = strdup(key)) == NULL) {
 			free(e);
@@ -105,6 +114,7 @@ ctl_map_set(struct ctl_map *m, const char *key, const char *value, int64_t num)
 		}
 		e->next = m->buckets[h];
 		m->buckets[h] = e;
+		m->n++;
 	}
 	free(e->value);
 	e->value = v;
@@ -144,6 +154,7 @@ ctl_map_del(struct ctl_map *m, const char *key)
 		if (strcmp(e->key, key) == 0) {
 			*pp = e->next;
 			ctl_map__entry_free(e);
+			m->n--;
 			break;
 		}
 	}
@@ -696,11 +707,11 @@ controller_new(const struct pool_ctx *ctx, const struct controller_options *o)
 	vo = (struct ec2view_options){ .cluster = ctx->cluster, .resync_ms = c->opts.ec2_resync_ms,
 	    .poll_ms = c->opts.ec2_poll_ms };
 	c->view = ec2view_new(ctx->ec2, &vo);
-	c->instances = ctl_map_new();
-	c->retire = ctl_map_new();
-	c->retiring = ctl_map_new();
-	c->reserved = ctl_map_new();
-	c->seen = ctl_map_new();
+	c->instances = ctl_map_new(LIMITS_CACHE_OBJECTS);
+	c->retire = ctl_map_new(LIMITS_CONTROLLER_QUEUE);
+	c->retiring = ctl_map_new(LIMITS_CONTROLLER_QUEUE);
+	c->reserved = ctl_map_new(LIMITS_CACHE_OBJECTS);
+	c->seen = ctl_map_new(LIMITS_CONTROLLER_QUEUE);
 	if (c->view == NULL || c->instances == NULL || c->retire == NULL || c->seen == NULL ||
 	    c->retiring == NULL || c->reserved == NULL) {
 		controller_free(c);

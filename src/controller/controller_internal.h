@@ -149,9 +149,10 @@ struct ctl_run {
 /* ---- a small string map (controller.c) ---- */
 
 struct ctl_map;
-struct ctl_map *ctl_map_new(void);
+/* A map of at most max keys. NULL on ENOMEM. */
+struct ctl_map *ctl_map_new(size_t max);
 void ctl_map_free(struct ctl_map *m);
-/* Sets key to value (copied; value may be NULL) and num. Returns 0 or -ENOMEM. */
+/* Sets key to value (copied; value may be NULL) and num. Returns 0, -ENOSPC (full) or -ENOMEM. */
 int ctl_map_set(struct ctl_map *m, const char *key, const char *value, int64_t num);
 /* Copies the value (into out[len], "" when NULL) and num. Returns 0 or -ENOENT. */
 int ctl_map_get(struct ctl_map *m, const char *key, char *out, size_t len, int64_t *num);
