@@ -72,13 +72,22 @@ poolsize__poll(const struct ctl_pool *cp)
 	return cp->ctl->opts.ec2_poll_ms > 0 ? cp->ctl->opts.ec2_poll_ms : EC2VIEW_POLL_MS_DEFAULT;
 }
 
-/* The pool's instance with this id, or NULL. */
+/* The pool's instance with this id, or NULL (reconcile_pool sorts them by id). */
 static const struct ec2view_instance *
 poolsize__inst(const struct ctl_pool *cp, const char *id)
 {
-	for (size_t i = 0; id != NULL && i < cp->ninsts; i++)
-		if (strcmp(cp->insts[i].id, id) == 0)
-			return &cp->insts[i];
+	size_t lo = 0, hi = cp->ninsts;
+
+	while (id != NULL && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(cp->insts[mid].id, id);
+		if (c == 0)
+			return &cp->insts[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 
@@ -103,13 +112,23 @@ poolsize__forget_retired(struct ctl_pool *cp)
 	}
 }
 
-/* Whether one of the pool's Nodes carries instance id. */
+/* Whether one of the pool's Nodes carries instance id (reconcile_pool sorts them by it). */
 static bool
 poolsize__has_node(const struct ctl_pool *cp, const char *id)
 {
-	for (size_t i = 0; i < cp->nnodes; i++)
-		if (cp->nodes[i]->instance_id != NULL && strcmp(cp->nodes[i]->instance_id, id) == 0)
+	size_t lo = 0, hi = cp->nnodes;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *have = cp->nodes[mid]->instance_id != NULL ? cp->nodes[mid]->instance_id : "";
+		int c = strcmp(have, id);
+		if (c == 0)
 			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return false;
 }
 

@@ -180,6 +180,23 @@ reconcile__registry_lag(const struct nodepool *pool, const struct crd_info *crd)
 	return CONTROLLER_REGISTRY_WAIT_MS;
 }
 
+static int
+reconcile__inst_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ec2view_instance *)a)->id,
+	    ((const struct ec2view_instance *)b)->id);
+}
+
+static int
+reconcile__node_cmp(const void *a, const void *b)
+{
+	const struct node_info *x = *(const struct node_info *const *)a;
+	const struct node_info *y = *(const struct node_info *const *)b;
+
+	return strcmp(x->instance_id != NULL ? x->instance_id : "",
+	    y->instance_id != NULL ? y->instance_id : "");
+}
+
 int
 reconcile_pool(struct ctl_run *r, const char *name)
 {
@@ -233,6 +250,9 @@ reconcile_pool(struct ctl_run *r, const char *name)
 		goto out;
 	}
 	cp.ninsts = (size_t)n;
+	/* Sorted by instance id, both: a pool's counts are lookups, not a quadratic walk. */
+	qsort(cp.insts, cp.ninsts, sizeof(*cp.insts), reconcile__inst_cmp);
+	qsort(cp.nodes, cp.nnodes, sizeof(*cp.nodes), reconcile__node_cmp);
 	if (cp.crd != NULL && launch_records_parse(cp.crd->launches, &cp.launches, &skipped) == -EINVAL)
 		ctl_log(LOG_LEVEL_WARN, name, NULL, NULL, NULL,
 		    "annotation " NODESTATE_POOL_ANN_LAUNCHES " is not a list; ignoring it");
