@@ -20,6 +20,9 @@ from ctl_testlib import wait_for  # noqa: E402
 
 POOL = "crash"
 SIZE = 3
+# Warmup pulls an image (3 GiB at 100 MiB/s simulated: 1.5 s at --time-scale 0.05), so the
+# kills land in a pre-pull as often as in a launch, a stop or a drain.
+IMAGE = "registry.example/toolchain:1"
 
 
 def converged(c):
@@ -44,6 +47,13 @@ def converged(c):
     ann = (c.pool(POOL)["metadata"].get("annotations") or {})
     if "stratos.sh/launches" in ann:
         return "launch records left: %s" % ann["stratos.sh/launches"]
+    prepull = [p["metadata"]["name"] for p in c.pods(ct.NS) if p["metadata"]["name"].startswith(
+        "stratos-prepull-") and not p["metadata"].get("deletionTimestamp")]
+    if prepull:
+        return "pre-pull pods left: %s" % prepull
+    for i in alive.values():
+        if not any(IMAGE in img for img in c.machine(i["instance_id"])["images"]):
+            return "instance %s without the image" % i["instance_id"]
     return None
 
 
@@ -52,9 +62,9 @@ def run_rounds(test, rounds, seed=None, log=None):
     rnd = random.Random(seed)
     log = log or (lambda *a: None)
     log("seed %d, %d rounds" % (seed, rounds))
-    c = ct.Cluster(test)
+    c = ct.Cluster(test, kubelet_args=["--image-size", IMAGE + "=3Gi"])
     c.apply(ct.nodeclass(POOL))
-    c.apply(ct.nodepool(POOL, pool_size=SIZE, min_standby=SIZE,
+    c.apply(ct.nodepool(POOL, pool_size=SIZE, min_standby=SIZE, prewarm={"imagesToPull": [IMAGE]},
                         scale_down={"emptyNodeTTL": "2s", "drainTimeout": "20s"}))
     d = c.stratosd()
     wait_for(lambda: converged(c) is None, 90, "first convergence")
@@ -68,7 +78,7 @@ def run_rounds(test, rounds, seed=None, log=None):
         # claimed (it runs, is empty, and scales down after its TTL).
         c.sim.ec2.terminate_instances(InstanceIds=[lost_iid])
         c.claim(claimed, pod="apps/round-%d" % rnd_i)
-        delay = rnd.uniform(0, 4)
+        delay = rnd.uniform(0, 5)
         time.sleep(delay)        # the crash lands at a random moment of the work (intended)
         snapshot = sorted(c.states(POOL).items())
         d.proc.kill()
