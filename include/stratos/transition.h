@@ -32,7 +32,8 @@ enum transition {
 	TRANSITION_WARMUP_FAILED,
 	/* warmup (failed) or standby → warmup again: taints of both gone, state-since = now */
 	TRANSITION_REWARM,
-	/* warmup → running: warmup finished while pool pods wait (§5.5) */
+	/* warmup → running: warmup finished while pool pods wait (§5.5); started-at = since_ms
+	   (the launch), so it is a starting node whose room the extender promises to those pods */
 	TRANSITION_RUN_AFTER_WARMUP,
 	/* running → stopping: empty for emptyNodeTTL; cordoned */
 	TRANSITION_STOPPING,
@@ -54,7 +55,8 @@ const char *transition_name(enum transition t);
 /* Optional inputs of some transitions. */
 struct transition_args {
 	const char *instance_id;     /* ADOPT */
-	int64_t since_ms;            /* ADOPT: the state-since; EMPTY_SINCE: the time or 0 */
+	int64_t since_ms;            /* ADOPT: the state-since; EMPTY_SINCE: the time or 0;
+	                                RUN_AFTER_WARMUP: the launch (started-at) */
 	const char *workload;        /* LAST_WORKLOAD */
 };
 

@@ -652,6 +652,7 @@ controller__metrics(struct controller *c)
 	static const char *const pool_reason[] = { "pool", "reason", NULL };
 	static const char *const pool_result[] = { "pool", "result", NULL };
 	static const char *const kind[] = { "kind", NULL };
+	static const char *const pool_path[] = { "pool", "path", NULL };
 
 	c->m_nodes = metrics_register(METRICS_GAUGE, "stratos_nodepool_nodes",
 	    "Nodes of each pool by state (warmup, standby, running, stopping).", pool_state, NULL, 0);
@@ -659,6 +660,9 @@ controller__metrics(struct controller *c)
 	    "The pool's minStandby.", pool, NULL, 0);
 	c->m_size = metrics_register(METRICS_GAUGE, "stratos_nodepool_pool_size",
 	    "The pool's poolSize.", pool, NULL, 0);
+	c->m_scaleup = metrics_register(METRICS_COUNTER, "stratos_scaleup_total",
+	    "Nodes started or made running for pending pool pods, by path (inline: the extender; "
+	    "fallback: the controller).", pool_path, NULL, 0);
 	c->m_scaledown = metrics_register(METRICS_COUNTER, "stratos_scaledown_total",
 	    "Running nodes stopped back to standby after their empty TTL.", pool, NULL, 0);
 	c->m_warmup_seconds = metrics_register(METRICS_HISTOGRAM, "stratos_warmup_duration_seconds",

@@ -51,6 +51,8 @@
 #define CONTROLLER_REWARM_DELAY_MS   30000LL   /* a warmup-failed node waits this long before it is re-warmed */
 #define CONTROLLER_LAUNCH_GRACE_MS   30000LL   /* a launch record with no instance in a listing this much
                                                   younger than the listing is repeated / dropped */
+/* A node started for pods counts as their capacity this long, usable or not (their binding lags). */
+#define CONTROLLER_FALLBACK_COVER_MS 120000LL
 /* A reservation for a pod this replica has not seen is kept this long (the watch may lag a GET). */
 #define CONTROLLER_RESERVATION_GRACE_MS 30000LL
 /* A Node whose instance a full listing this much younger than the Node does not show: orphan. */
@@ -133,7 +135,7 @@ struct controller {
 	/* metrics */
 	struct metrics_family *m_nodes, *m_desired, *m_size, *m_scaledown, *m_warmup_seconds,
 	    *m_warmup_failures, *m_drain_seconds, *m_taint_seconds, *m_launches, *m_gc,
-	    *m_reconcile_seconds;
+	    *m_reconcile_seconds, *m_scaleup;
 };
 
 /* One leadership term: its queues, its subscription, its threads. */
@@ -296,6 +298,21 @@ int launch_reconcile_drop_all(struct ctl_pool *cp);
 int poolsize_reconcile(struct ctl_pool *cp);
 int poolsize_delete(struct ctl_pool *cp);
 int poolsize_finalizer(struct ctl_pool *cp, bool add);
+
+/*
+ * Fallback scale-up (fallback.c, DESIGN §5.5): the pool's pods that the
+ * scheduler could not place and that hold no reservation, the nodes they
+ * need packed first-fit-decreasing into the pool's node size, and the
+ * pool's nodes already starting (claimed, or warm and made running for
+ * waiting pods) that will take them.
+ */
+struct fallback_need {
+	unsigned pods;
+	unsigned nodes;
+	unsigned starting;
+};
+int fallback_waiting(struct controller *c, const struct nodepool *pool, int64_t now_ms,
+    struct fallback_need *out);
 
 /* Status, conditions and gauges (poolstatus.c). */
 int poolstatus_reconcile(struct ctl_pool *cp);

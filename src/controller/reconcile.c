@@ -251,8 +251,10 @@ reconcile_pool(struct ctl_run *r, const char *name)
 	}
 	cp.ninsts = (size_t)n;
 	/* Sorted by instance id, both: a pool's counts are lookups, not a quadratic walk. */
-	qsort(cp.insts, cp.ninsts, sizeof(*cp.insts), reconcile__inst_cmp);
-	qsort(cp.nodes, cp.nnodes, sizeof(*cp.nodes), reconcile__node_cmp);
+	if (cp.ninsts > 1)
+		qsort(cp.insts, cp.ninsts, sizeof(*cp.insts), reconcile__inst_cmp);
+	if (cp.nnodes > 1)
+		qsort(cp.nodes, cp.nnodes, sizeof(*cp.nodes), reconcile__node_cmp);
 	if (cp.crd != NULL && launch_records_parse(cp.crd->launches, &cp.launches, &skipped) == -EINVAL)
 		ctl_log(LOG_LEVEL_WARN, name, NULL, NULL, NULL,
 		    "annotation " NODESTATE_POOL_ANN_LAUNCHES " is not a list; ignoring it");

@@ -112,7 +112,15 @@ transition_build(const struct node_info *n, const struct nodepool *pool,
 		transition__startup_taints(&p, pool, true);
 		break;
 	case TRANSITION_RUN_AFTER_WARMUP:
+		/*
+		 * Made running for waiting pods: started-at (the machine's last
+		 * start: its launch, args->since_ms) makes it a starting node
+		 * (§6.3), so the extender promises its room to those pods, and
+		 * its Ready, which came after the launch, counts.
+		 */
 		transition__state(&p, NODESTATE_RUNNING, now_ms);
+		if (args != NULL && args->since_ms > 0)
+			transition__time(&p, NODESTATE_ANN_STARTED_AT, args->since_ms);
 		node_patch_remove_annotation(&p, NODESTATE_ANN_WARMUP_DONE);
 		break;
 	case TRANSITION_STOPPING:

@@ -262,27 +262,20 @@ warmup__clear_degraded(struct ctl_node *cn)
 		ctl_degraded(cn->ctl, cn->pool->name, NULL, "%s", "");
 }
 
-/* Whether pool pods wait for capacity the scheduler did not find (§5.5: go straight to running). */
-static int
-warmup__waiting_pod(void *ctx, const struct pod_info *p)
-{
-	bool *any = ctx;
-
-	if (p->scheduled == KUBE_COND_FALSE && p->sched_reason == POD_SCHED_REASON_UNSCHEDULABLE &&
-	    p->deleted_ms == 0) {
-		*any = true;
-		return 1;
-	}
-	return 0;
-}
-
+/*
+ * Whether pool pods wait for capacity that no starting node will give them
+ * (§5.5): then this warm node goes straight to running rather than through
+ * a stop and a start. Packed as the fallback packs, so a burst of pods
+ * turns as many warm nodes to running as their requests need, not all.
+ */
 static bool
 warmup__pods_waiting(struct ctl_node *cn)
 {
-	bool any = false;
+	struct fallback_need need;
 
-	pod_cache_foreach_pending(cn->ctl->ctx.pods, cn->pool->name, warmup__waiting_pod, &any);
-	return any;
+	if (fallback_waiting(cn->ctl, cn->pool, cn->now, &need) < 0)
+		return false;
+	return need.nodes > need.starting;
 }
 
 /* Warmup complete, instance running: straight to running when pods wait, else stop it. */
@@ -294,9 +287,11 @@ warmup__finish(struct ctl_node *cn)
 	int rc;
 
 	if (warmup__pods_waiting(cn)) {
-		rc = ctl_node_write(cn, TRANSITION_RUN_AFTER_WARMUP, NULL);
+		struct transition_args launched = { .since_ms = since };
+		rc = ctl_node_write(cn, TRANSITION_RUN_AFTER_WARMUP, &launched);
 		if (rc == 0) {
 			const char *id = cn->instance_id;
+			metrics_counter_add(cn->ctl->m_scaleup, 1, cn->pool->name, "fallback");
 			metrics_histogram_observe(cn->ctl->m_warmup_seconds,
 			    (double)(cn->now - since) / 1000.0, cn->pool->name);
 			ctl_event_node(cn->run, cn->n, "Normal", CTL_EV_WARMUP_COMPLETED, "Warmup",

@@ -21,13 +21,15 @@ from ctl_testlib import wait_for  # noqa: E402
 TAINT = "taint removed node.eks.amazonaws.com/not-ready=true:NoSchedule"
 
 
-def waiting_pod(c, pool, name):
-    """A pool pod the scheduler could not place (as the webhook and the scheduler leave it)."""
+def waiting_pod(c, pool, name, cpu="1500m"):
+    """A pool pod the scheduler could not place (as the webhook and the scheduler leave
+    it); 1500m of an m5.large's 1930m: one per node."""
     c.create_pod("apps", {"apiVersion": "v1", "kind": "Pod",
                           "metadata": {"name": name, "annotations": {"stratos.sh/pool": pool}},
                           "spec": {"nodeSelector": {"stratos.sh/pool": pool},
                                    "schedulerName": "nobody",
-                                   "containers": [{"name": "c", "image": "registry.example/app:1"}]}})
+                                   "containers": [{"name": "c", "image": "registry.example/app:1",
+                                                   "resources": {"requests": {"cpu": cpu}}}]}})
     st, body = c.api.patch("/api/v1/namespaces/apps/pods/%s/status" % name, {"status": {
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                         "message": "0/0 nodes are available"}]}})
