@@ -46,8 +46,30 @@ THREADS=${BENCH_THREADS:-1}
 FIXTURE=$REPO/tests/fixtures/admission/pod-create-pool.json
 POOLS=$REPO/tests/fixtures/seed-examples.yaml
 
-for tool in wrk nginx curl python3 openssl; do
-	command -v "$tool" >/dev/null || { echo "bench: $tool not found (scripts/install-deps)" >&2; exit 1; }
+# Tools only this benchmark needs are its own business, not scripts/install-deps': wrk
+# from Debian when missing, and when there is no nginx, the binary of Debian's nginx
+# package unpacked into build/bench-tools (apt-get download + dpkg-deb -x). Installing
+# the package would start and enable a distribution nginx on :80; this way no service
+# exists, and the nginx below is the one this script starts on its own port and stops.
+[ -x "$REPO/.venv/bin/python3" ] && export PATH="$REPO/.venv/bin:$PATH"
+if ! command -v wrk >/dev/null; then
+	echo "bench: installing wrk (Debian package)" >&2
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >&2
+fi
+NGINX=$(command -v nginx || true)
+if [ -z "$NGINX" ]; then
+	NGINX=$REPO/build/bench-tools/usr/sbin/nginx
+	if [ ! -x "$NGINX" ]; then
+		echo "bench: unpacking Debian's nginx binary into build/bench-tools (no service installed)" >&2
+		mkdir -p "$REPO/build/bench-tools/deb"
+		(cd "$REPO/build/bench-tools/deb" && rm -f nginx_*.deb && apt-get download nginx >&2)
+		dpkg-deb -x "$REPO"/build/bench-tools/deb/nginx_*.deb "$REPO/build/bench-tools"
+	fi
+fi
+for tool in wrk "$NGINX" curl python3 openssl; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
 done
 for bin in "$STRATOSD" ${BASELINE:+"$BASELINE"}; do
 	[ -x "$bin" ] || { echo "bench: $bin not built (cmake --build build)" >&2; exit 1; }
@@ -187,7 +209,8 @@ http {{
 """
 open(work + "/nginx/nginx.conf", "w").write(conf)
 PY
-"${SERVER_CPU[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/stderr.log" &
+"${SERVER_CPU[@]}" "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" \
+	-c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/stderr.log" &
 PIDS+=($!)
 PID_nginx=$!
 for _ in $(seq 100); do

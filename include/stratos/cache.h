@@ -127,6 +127,16 @@ bool cache_synced(struct cache *c);
 /* Objects held. Thread-safe. */
 size_t cache_count(struct cache *c);
 
+/*
+ * The longest probe of the object table (slots a lookup examines to reach
+ * the object farthest from its home slot) and, in *index_longest (may be
+ * NULL), the longest of the index tables. Names are hashed with a
+ * per-process key (siphash_table), so names chosen to collide cannot make
+ * these grow. Walks the tables under the read lock: tests and
+ * /debug/caches/<resource>.
+ */
+size_t cache_longest_probe(struct cache *c, size_t *index_longest);
+
 /* Objects whose index 0 equals index (a hash lookup, no walk). Thread-safe. */
 size_t cache_index_count(struct cache *c, const char *index);
 
@@ -246,7 +256,8 @@ bool cache_ready_check(void *ctx, char *why, size_t why_len);
 /*
  * Debug view: without resource, {"caches":[{resource, synced, count,
  * resourceVersion, lists, watches, events, bookmarks, lastError, bytes}]};
- * with resource, that cache's entry plus "objects": [{"key","rv"}] sorted
+ * with resource, that cache's entry plus "longestProbe",
+ * "longestIndexProbe" (cache_longest_probe) and "objects": [{"key","rv"}] sorted
  * by key, cut (with "truncated": true) once the objects' text would pass
  * budget bytes (0 = no limit). Caller owns the result; NULL when no such
  * cache. Thread-safe.

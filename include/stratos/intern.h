@@ -37,4 +37,10 @@ void intern_release(const void *p);
 /* Entries and bytes held (headers included), for memory reports. Thread-safe. */
 void intern_stats(size_t *entries, size_t *bytes);
 
+/*
+ * Entries in the longest bucket chain: what the slowest lookup compares.
+ * Walks the whole table under the lock (tests and diagnostics). Thread-safe.
+ */
+size_t intern_longest_chain(void);
+
 #endif

@@ -43,7 +43,12 @@
 
 /* YAML documents (config file, pools file, kubeconfig, manifests). */
 #define LIMITS_YAML_FILE                (16u * 1024 * 1024)
-#define LIMITS_YAML_DEPTH               64u
+#define LIMITS_YAML_DEPTH               64u                  /* collection levels, aliases expanded */
+#define LIMITS_YAML_ANCHORS             256u                 /* anchors per stream */
+#define LIMITS_YAML_ALIASES             1024u                /* alias uses per stream */
+#define LIMITS_YAML_ALIAS_NODES         100000u              /* nodes copied by all aliases of a stream
+                                                                 (each is a deep copy): the bound on
+                                                                 "billion laughs" memory and time */
 #define LIMITS_YAML_DOCUMENTS           4096u
 
 /* Kubernetes API client, watches and caches. */

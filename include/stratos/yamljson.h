@@ -15,9 +15,15 @@ struct yamljson_error {
  * Parses every document of a YAML stream into a new JSON array (caller
  * owns it); empty documents ("---" with nothing after it) are skipped.
  * Scalars follow the YAML 1.2 core schema (true/false, null/~, integers,
- * floats; anything quoted is a string). Duplicate keys, non-scalar keys,
- * nesting deeper than LIMITS_YAML_DEPTH and more than LIMITS_YAML_DOCUMENTS
- * documents are errors. Returns 0, -EINVAL (err filled) or -ENOMEM.
+ * floats; anything quoted is a string). An alias is a copy of its anchor.
+ * Duplicate keys, non-scalar keys, nesting deeper than LIMITS_YAML_DEPTH
+ * (aliases expanded), aliases that would copy more than
+ * LIMITS_YAML_ALIAS_NODES nodes in all, more than LIMITS_YAML_ANCHORS
+ * anchors or LIMITS_YAML_ALIASES aliases, and more than
+ * LIMITS_YAML_DOCUMENTS documents are errors, found before the memory is
+ * spent: "billion laughs" costs no more than LIMITS_YAML_ALIAS_NODES nodes.
+ * Returns 0, -EINVAL (err filled, with the line of the offending event) or
+ * -ENOMEM.
  * Thread-safe (no shared state).
  */
 int yamljson_parse(const char *data, size_t len, json_t **out_docs,

@@ -12,26 +12,41 @@
 #include "stratos/limits.h"
 #include "stratos/yamljson.h"
 
-#define YAMLJSON_ANCHORS_MAX 256
-#define YAMLJSON_ALIASES_MAX 1024  /* aliases share nodes; a cap stops "billion laughs" */
-
+/*
+ * Every alias is a deep copy of its anchor, so a few hundred bytes of nested
+ * aliases ("billion laughs") would expand to gigabytes. Each node therefore
+ * carries its size (nodes in its tree, copies included) and its height
+ * (collection levels), known when it is finished; an alias is refused before
+ * it is copied if the copies of the whole stream would exceed
+ * LIMITS_YAML_ALIAS_NODES or the copy would end deeper than LIMITS_YAML_DEPTH.
+ * go-yaml, which kubectl and sigs.k8s.io/yaml use, bounds the same thing by
+ * a ratio of alias-driven to all decodes (allowedAliasRatio in go-yaml/yaml
+ * decode.go), which lets ~400,000 alias-driven nodes through ("~100MB of
+ * allocations"); our inputs are manifests and configuration, so a fixed and
+ * smaller budget is enough and keeps the worst case small.
+ */
 struct yamljson_frame {
 	json_t *node;          /* object or array being filled */
 	char *pending_key;     /* objects: key waiting for its value */
 	char *anchor;          /* anchor of this collection, registered when it ends */
+	size_t nodes;          /* nodes in this collection's tree so far, itself included */
+	size_t height;         /* collection levels below and including this one */
 };
 
 struct yamljson_anchor {
 	char *name;
 	json_t *node;
+	size_t nodes;          /* what one alias of it copies */
+	size_t height;         /* 0 for a scalar */
 };
 
 struct yamljson_state {
 	struct yamljson_frame stack[LIMITS_YAML_DEPTH];
 	size_t depth;
-	struct yamljson_anchor anchors[YAMLJSON_ANCHORS_MAX];
+	struct yamljson_anchor anchors[LIMITS_YAML_ANCHORS];
 	size_t nanchors;
 	size_t naliases;
+	size_t alias_nodes;    /* nodes copied by aliases, whole stream */
 	json_t *docs;
 	json_t *doc;           /* root of the current document */
 	struct yamljson_error *err;
@@ -138,29 +153,45 @@ yamljson__scalar(const yaml_event_t *ev)
 }
 
 static int
-yamljson__anchor(struct yamljson_state *st, const char *name, json_t *node,
-    const yaml_mark_t *mark)
+yamljson__anchor(struct yamljson_state *st, const char *name, json_t *node, size_t nodes,
+    size_t height, const yaml_mark_t *mark)
 {
+	char msg[64];
+
 	if (name == NULL)
 		return 0;
-	if (st->nanchors == YAMLJSON_ANCHORS_MAX)
-		return yamljson__fail(st, mark, "too many anchors");
+	if (st->nanchors == LIMITS_YAML_ANCHORS) {
+		snprintf(msg, sizeof(msg), "more than %u YAML anchors", LIMITS_YAML_ANCHORS);
+		return yamljson__fail(st, mark, msg);
+	}
 	st->anchors[st->nanchors].name = strdup(name);
 	if (st->anchors[st->nanchors].name == NULL)
 		return -ENOMEM;
 	st->anchors[st->nanchors].node = json_incref(node);
+	st->anchors[st->nanchors].nodes = nodes;
+	st->anchors[st->nanchors].height = height;
 	st->nanchors++;
 	return 0;
 }
 
-/* Places a finished node (reference stolen) into its parent or as the document root. */
+/*
+ * Places a finished node (reference stolen) into its parent or as the
+ * document root; nodes and height are its tree's size and collection levels.
+ */
 static int
-yamljson__place(struct yamljson_state *st, json_t *node, const yaml_mark_t *mark)
+yamljson__place(struct yamljson_state *st, json_t *node, size_t nodes, size_t height,
+    const yaml_mark_t *mark)
 {
 	struct yamljson_frame *top;
 
 	if (node == NULL)
 		return -ENOMEM;
+	if (st->depth > 0) {
+		top = &st->stack[st->depth - 1];
+		top->nodes += nodes;
+		if (top->height < height + 1)
+			top->height = height + 1;
+	}
 	if (st->depth == 0) {
 		json_decref(st->doc);
 		st->doc = node;
@@ -208,17 +239,28 @@ yamljson__place(struct yamljson_state *st, json_t *node, const yaml_mark_t *mark
 }
 
 static int
+yamljson__fail_depth(struct yamljson_state *st, const yaml_mark_t *mark)
+{
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "YAML nesting deeper than %u", LIMITS_YAML_DEPTH);
+	return yamljson__fail(st, mark, msg);
+}
+
+static int
 yamljson__push(struct yamljson_state *st, json_t *node, const char *anchor, const yaml_mark_t *mark)
 {
 	if (node == NULL)
 		return -ENOMEM;
 	if (st->depth == LIMITS_YAML_DEPTH) {
 		json_decref(node);
-		return yamljson__fail(st, mark, "nesting too deep");
+		return yamljson__fail_depth(st, mark);
 	}
 	st->stack[st->depth].node = node;
 	st->stack[st->depth].pending_key = NULL;
 	st->stack[st->depth].anchor = anchor != NULL ? strdup(anchor) : NULL;
+	st->stack[st->depth].nodes = 1;
+	st->stack[st->depth].height = 1;
 	st->depth++;
 	return 0;
 }
@@ -231,22 +273,36 @@ yamljson__pop(struct yamljson_state *st, const yaml_mark_t *mark)
 
 	free(f.pending_key);
 	if (f.anchor != NULL)
-		rc = yamljson__anchor(st, f.anchor, f.node, mark);
+		rc = yamljson__anchor(st, f.anchor, f.node, f.nodes, f.height, mark);
 	free(f.anchor);
 	if (rc < 0) {
 		json_decref(f.node);
 		return rc;
 	}
-	return yamljson__place(st, f.node, mark);
+	return yamljson__place(st, f.node, f.nodes, f.height, mark);
 }
 
-static json_t *
-yamljson__alias(struct yamljson_state *st, const char *name)
+/* Copies the latest anchor called name into place, within the alias budgets. */
+static int
+yamljson__alias(struct yamljson_state *st, const char *name, const yaml_mark_t *mark)
 {
-	for (size_t i = st->nanchors; i > 0; i--)
+	const struct yamljson_anchor *a = NULL;
+	char msg[80];
+
+	for (size_t i = st->nanchors; i > 0 && a == NULL; i--)
 		if (strcmp(st->anchors[i - 1].name, name) == 0)
-			return json_deep_copy(st->anchors[i - 1].node);
-	return NULL;
+			a = &st->anchors[i - 1];
+	if (a == NULL)
+		return yamljson__fail(st, mark, "unknown alias");
+	if (a->nodes > LIMITS_YAML_ALIAS_NODES - st->alias_nodes) {
+		snprintf(msg, sizeof(msg), "YAML alias expansion exceeds %u nodes",
+		    LIMITS_YAML_ALIAS_NODES);
+		return yamljson__fail(st, mark, msg);
+	}
+	if (st->depth + a->height > LIMITS_YAML_DEPTH)
+		return yamljson__fail_depth(st, mark);
+	st->alias_nodes += a->nodes;
+	return yamljson__place(st, json_deep_copy(a->node), a->nodes, a->height, mark);
 }
 
 static int
@@ -274,19 +330,20 @@ yamljson__event(struct yamljson_state *st, yaml_event_t *ev)
 		node = yamljson__scalar(ev);
 		if (node == NULL)
 			return yamljson__fail(st, &ev->start_mark, "scalar is not valid UTF-8");
-		rc = yamljson__anchor(st, (const char *)ev->data.scalar.anchor, node, &ev->start_mark);
+		rc = yamljson__anchor(st, (const char *)ev->data.scalar.anchor, node, 1, 0,
+		    &ev->start_mark);
 		if (rc < 0) {
 			json_decref(node);
 			return rc;
 		}
-		return yamljson__place(st, node, &ev->start_mark);
+		return yamljson__place(st, node, 1, 0, &ev->start_mark);
 	case YAML_ALIAS_EVENT:
-		if (++st->naliases > YAMLJSON_ALIASES_MAX)
-			return yamljson__fail(st, &ev->start_mark, "too many aliases");
-		node = yamljson__alias(st, (const char *)ev->data.alias.anchor);
-		if (node == NULL)
-			return yamljson__fail(st, &ev->start_mark, "unknown alias");
-		return yamljson__place(st, node, &ev->start_mark);
+		if (++st->naliases > LIMITS_YAML_ALIASES) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "more than %u YAML aliases", LIMITS_YAML_ALIASES);
+			return yamljson__fail(st, &ev->start_mark, msg);
+		}
+		return yamljson__alias(st, (const char *)ev->data.alias.anchor, &ev->start_mark);
 	case YAML_SEQUENCE_START_EVENT:
 		return yamljson__push(st, json_array(), (const char *)ev->data.sequence_start.anchor,
 		    &ev->start_mark);

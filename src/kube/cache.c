@@ -10,18 +10,20 @@
 #include "stratos/intern.h"
 #include "stratos/log.h"
 #include "stratos/metrics.h"
+#include "stratos/siphash.h"
 #include "stratos/timeutil.h"
 
+/*
+ * Keys and index values are names chosen by whoever creates the object (a
+ * pod's namespace/name, its spec.nodeName). Under a public hash (this was
+ * FNV-1a) they can be picked to share one home slot, and linear probing
+ * then walks the whole cluster on every lookup; a keyed hash leaves them
+ * nothing to aim at.
+ */
 uint32_t
 cache__hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
+	return (uint32_t)siphash_table_str(s);
 }
 
 int

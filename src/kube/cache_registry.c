@@ -115,6 +115,9 @@ cache_debug_json(const char *resource, size_t budget)
 			if (strcmp(c->type->resource, resource) != 0)
 				continue;
 			out = cache__debug_entry(c);
+			size_t index_probe = 0, probe = cache_longest_probe(c, &index_probe);
+			json_object_set_new(out, "longestProbe", json_integer((json_int_t)probe));
+			json_object_set_new(out, "longestIndexProbe", json_integer((json_int_t)index_probe));
 			n = cache_snapshot(c, NULL, &objs);
 			arr = json_array();
 			if (n > 0)

@@ -297,3 +297,29 @@ cache__table_clear(struct cache__table *t)
 	free(t->slots);
 	memset(t, 0, sizeof(*t));
 }
+
+/* Longest probe (slots examined to reach a member) of a power-of-two linear-probing table. */
+#define CACHE__LONGEST_PROBE(arr, cap, out) do {                                   \
+	for (size_t i_ = 0; i_ < (cap); i_++) {                                     \
+		if ((arr)[i_] == NULL)                                              \
+			continue;                                                   \
+		size_t probe_ = ((i_ - ((arr)[i_]->hash & ((cap) - 1))) & ((cap) - 1)) + 1; \
+		if (probe_ > (out))                                                 \
+			(out) = probe_;                                             \
+	}                                                                           \
+} while (0)
+
+size_t
+cache_longest_probe(struct cache *c, size_t *index_longest)
+{
+	size_t objs = 0, groups = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	CACHE__LONGEST_PROBE(c->cur.slots, c->cur.cap, objs);
+	for (unsigned w = 0; w < CACHE_INDEXES; w++)
+		CACHE__LONGEST_PROBE(c->cur.idx[w].groups, c->cur.idx[w].gcap, groups);
+	pthread_rwlock_unlock(&c->lock);
+	if (index_longest != NULL)
+		*index_longest = groups;
+	return objs;
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "stratos/intern.h"
+#include "stratos/siphash.h"
 
 #define INTERN_BUCKETS_MIN 1024u
 
@@ -26,17 +27,15 @@ static size_t intern_nbuckets;
 static size_t intern_entries;
 static size_t intern_bytes;
 
+/*
+ * Keyed: interned strings are names and labels from the API server, which
+ * anyone who can create a pod chooses; with a public hash (this was FNV-1a)
+ * they could all land in one bucket and make every intern a chain walk.
+ */
 static uint32_t
 intern__hash(const void *data, size_t len)
 {
-	const unsigned char *p = data;
-	uint32_t h = 2166136261u;       /* FNV-1a */
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 16777619u;
-	}
-	return h;
+	return (uint32_t)siphash_table(data, len);
 }
 
 static struct intern__entry *
@@ -166,6 +165,23 @@ intern_release(const void *p)
 	if (e->release != NULL)
 		e->release(e->data, e->len);
 	free(e);
+}
+
+size_t
+intern_longest_chain(void)
+{
+	size_t longest = 0;
+
+	pthread_mutex_lock(&intern_lock);
+	for (size_t i = 0; i < intern_nbuckets; i++) {
+		size_t n = 0;
+		for (const struct intern__entry *e = intern_buckets[i]; e != NULL; e = e->next)
+			n++;
+		if (n > longest)
+			longest = n;
+	}
+	pthread_mutex_unlock(&intern_lock);
+	return longest;
 }
 
 void

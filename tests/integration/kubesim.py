@@ -89,6 +89,13 @@ class Sim:
         assert st == 200, body
         return body
 
+    def wait_watch_open(self, resource, timeout=10):
+        """Waits until the server holds at least one open watch of resource: a cache has
+        synced once its LIST is applied, and its WATCH request follows a moment later, so
+        a test that drops or expires the watch must wait for it first."""
+        tl.wait_for(lambda: self.watches().get(resource, 0) >= 1, timeout, interval=0.05,
+                    what="a %s watch open on the server" % resource)
+
     def bulk(self, objs):
         st, body = self.api.post("/_sim/bulk", {"items": objs})
         assert st == 200 and body["failed"] == 0, body

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +100,9 @@ class KubeCaches(unittest.TestCase):
         for mode in ("clean", "abort"):
             with self.subTest(mode=mode):
                 self.converge("nodes")
+                # Converged says the LIST (or the last event) is applied, not that the
+                # next WATCH is open yet: wait for the one the test drops.
+                self.sim.wait_watch_open("nodes")
                 self.sim.reset_requests()
                 restarts = self.daemon.metric("stratos_kube_watch_restarts_total",
                                               resource="nodes",
@@ -139,9 +141,10 @@ class KubeCaches(unittest.TestCase):
         start = len(self.daemon.logs)
         gone = self.daemon.metric("stratos_kube_watch_restarts_total", resource="nodes",
                                   reason="gone") or 0
+        self.sim.wait_watch_open("nodes")
         self.sim.reset_requests()
         self.sim.compact("nodes", mode)
-        self.sim.drop_watches("nodes", "clean")
+        self.assertGreaterEqual(self.sim.drop_watches("nodes", "clean"), 1)
         # While it relists, the world moves on.
         st, body = self.sim.api.delete("/api/v1/nodes/conv-02")
         self.assertIn(st, (200, 404), body)
@@ -245,7 +248,11 @@ class ReadyzWaitsForCaches(unittest.TestCase):
         sim = ks.Sim(self, crds=False)
         self.addCleanup(sim.down)
         with ks.Daemon(sim) as d:
-            time.sleep(1.0)
+            # Wait for what the test reads: the nodes cache listed, the nodepools LIST refused.
+            def settled():
+                s = {c["resource"]: c for c in d.debug()["caches"]}
+                return s["nodes"]["synced"] and s["nodepools"]["lastError"]
+            tl.wait_for(settled, 15, what="nodes synced and a failed nodepools list")
             st, body = d.get("/readyz")
             self.assertEqual(st, 503, body)
             self.assertIn(b"not synced", body)

@@ -136,6 +136,9 @@ class TokenRotation(unittest.TestCase):
         sim.kubeconfig = kubeconfig
         with ks.Daemon(sim) as daemon:
             daemon.wait_synced()
+            # The watch to drop must be open (with the old token) before the rotation:
+            # "synced" only says the LIST is applied, the WATCH request comes after it.
+            sim.wait_watch_open("nodes")
             # Rotate: the server accepts only the new token, the file holds it.
             for path in (client_token, server_tokens):
                 with open(path + ".tmp", "w") as f:

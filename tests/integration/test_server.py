@@ -362,6 +362,27 @@ class TestMetricsPort(ServerTestCase):
         # /metrics is on the metrics port only.
         self.assertEqual(self.get("/metrics").status, 404)
 
+    def test_metrics_text_is_prometheus_exposition_format(self):
+        # The whole body through the Prometheus client library's own parser (Debian's
+        # python3-prometheus-client): a malformed line raises, and types survive.
+        from prometheus_client.parser import text_string_to_metric_families
+        self.assertEqual(self.get("/healthz").status, 200)
+        tl.wait_for(lambda: metric_value(
+            self.d.metrics_port, 'stratos_http_requests_total{handler="/healthz",code="200"}')
+            >= 1, 5, what="the counter")
+        text = tl.http_request(self.d.metrics_port, "GET", "/metrics").body.decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        # The parser names a counter family without its _total suffix.
+        self.assertEqual(families["stratos_http_requests"].type, "counter")
+        self.assertEqual(families["stratos_http_request_seconds"].type, "histogram")
+        samples = {s.name for s in families["stratos_http_request_seconds"].samples}
+        self.assertTrue({"stratos_http_request_seconds_bucket", "stratos_http_request_seconds_sum",
+                         "stratos_http_request_seconds_count"} <= samples, samples)
+        buckets = [s for s in families["stratos_http_request_seconds"].samples
+                   if s.name.endswith("_bucket") and s.labels.get("handler") == "/healthz"]
+        self.assertEqual(buckets[-1].labels["le"], "+Inf")
+        self.assertGreaterEqual(buckets[-1].value, 1)
+
     def test_request_metrics_move(self):
         before = metric_value(self.d.metrics_port,
                               'stratos_http_requests_total{handler="/healthz",code="200"}')

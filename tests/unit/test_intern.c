@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "test_util.h"
+#include "hash_collide.h"
 #include "stratos/intern.h"
 
 static void
@@ -99,10 +100,40 @@ test_many_entries_grow_the_table(void **state)
 	assert_int_equal(e1, e0);
 }
 
+/*
+ * Names built to share a bucket under the old unkeyed hash (FNV-1a, low 12
+ * bits equal: one bucket in every table up to 4096 buckets) spread out
+ * under the keyed one. With the old hash the longest chain was all of them.
+ */
+static void
+test_colliding_names_spread(void **state)
+{
+	enum { N = 1000, LEN = 48 };
+	char *names = calloc(N, LEN);
+	const char *interned[N];
+
+	(void)state;
+	assert_non_null(names);
+	hash_collide_names("runner-", 4095u, N, names, LEN);
+	for (size_t i = 0; i < N; i++)
+		assert_non_null(interned[i] = intern_str(names + i * LEN));
+	size_t longest = intern_longest_chain();
+	print_message("%d names colliding under FNV-1a: longest chain %zu\n", N, longest);
+	/* 1000 random keys in >= 1024 buckets: about 6; far below the 1000 of one shared chain. */
+	assert_true(longest >= 1 && longest <= 16);
+	for (size_t i = 0; i < N; i++) {
+		assert_ptr_equal(intern_str(names + i * LEN), interned[i]);
+		intern_release(interned[i]);
+		intern_release(interned[i]);
+	}
+	free(names);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_colliding_names_spread),
 		cmocka_unit_test(test_strings_are_shared),
 		cmocka_unit_test(test_blobs_hold_inner_references),
 		cmocka_unit_test(test_many_entries_grow_the_table),

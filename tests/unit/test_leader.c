@@ -154,6 +154,21 @@ wait_until(bool (*pred)(void *), void *arg, int ms)
 	return pred(arg);
 }
 
+/* lease_rv has reached lease_rv_target (both under store_lock). */
+static int lease_rv_target;
+
+static bool
+lease_renewed(void *arg)
+{
+	bool done;
+
+	(void)arg;
+	pthread_mutex_lock(&store_lock);
+	done = lease_rv >= lease_rv_target;
+	pthread_mutex_unlock(&store_lock);
+	return done;
+}
+
 /* The callbacks run just after the flag flips: wait for them too. */
 static void
 wait_count(atomic_int *n, int want)
@@ -216,11 +231,11 @@ test_acquire_renew_lose_and_release(void **state)
 	pthread_mutex_lock(&store_lock);
 	char *acq = strdup(json_string_value(json_object_get(json_object_get(lease, "spec"),
 	    "acquireTime")));
-	int rv0 = lease_rv;
+	lease_rv_target = lease_rv + 2;
 	pthread_mutex_unlock(&store_lock);
-	usleep(700 * 1000 * fake_http_slowdown());
+	/* Two renewals at the 200 ms retry period: wait for them, not for a guess of their time. */
+	assert_true(wait_until(lease_renewed, NULL, 3000 * fake_http_slowdown()));
 	pthread_mutex_lock(&store_lock);
-	assert_true(lease_rv >= rv0 + 2);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(lease, "spec"),
 	    "acquireTime")), acq);
 	pthread_mutex_unlock(&store_lock);

@@ -4,7 +4,68 @@
 #include <string.h>
 
 #include "test_util.h"
+#include "stratos/limits.h"
 #include "stratos/yamljson.h"
+
+/*
+ * jansson's allocations, counted: live bytes, the peak, and a budget past
+ * which malloc fails, so that a parser that expands aliases without bound
+ * fails the test at once instead of taking the machine's memory.
+ */
+static size_t alloc_live, alloc_peak, alloc_budget = SIZE_MAX;
+
+static void *
+counting_malloc(size_t n)
+{
+	size_t *p;
+
+	if (n > alloc_budget - alloc_live || (p = malloc(sizeof(size_t) * 2 + n)) == NULL)
+		return NULL;
+	p[0] = n;
+	alloc_live += n;
+	if (alloc_live > alloc_peak)
+		alloc_peak = alloc_live;
+	return p + 2;
+}
+
+static void
+counting_free(void *ptr)
+{
+	size_t *p = ptr;
+
+	if (p == NULL)
+		return;
+	alloc_live -= p[-2];
+	free(p - 2);
+}
+
+static void
+counting_start(size_t budget)
+{
+	alloc_live = alloc_peak = 0;
+	alloc_budget = budget;
+	json_set_alloc_funcs(counting_malloc, counting_free);
+}
+
+static void
+counting_stop(void)
+{
+	assert_int_equal(alloc_live, 0);
+	json_set_alloc_funcs(malloc, free);
+	alloc_budget = SIZE_MAX;
+}
+
+/* A stream in a growing buffer (the caller frees it). */
+static char *
+text_append(char *s, const char *add)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+	char *r = realloc(s, n + strlen(add) + 1);
+
+	assert_non_null(r);
+	memcpy(r + n, add, strlen(add) + 1);
+	return r;
+}
 
 static json_t *
 parse_one(const char *yaml)
@@ -106,16 +167,168 @@ test_aliases_copy(void **state)
 static void
 test_depth_cap(void **state)
 {
-	char yaml[1000];
+	char yaml[1000], msg[64];
 	struct yamljson_error err;
 	json_t *docs;
 	size_t n = 0;
 
 	(void)state;
+	snprintf(msg, sizeof(msg), "YAML nesting deeper than %u", LIMITS_YAML_DEPTH);
 	for (int i = 0; i < 200; i++)
 		yaml[n++] = '[';
 	yaml[n] = '\0';
 	assert_int_equal(yamljson_parse(yaml, n, &docs, &err), -EINVAL);
+	assert_string_equal(err.message, msg);
+	assert_int_equal(err.line, 1);
+	assert_int_equal(err.column, LIMITS_YAML_DEPTH + 1);
+
+	/* Exactly LIMITS_YAML_DEPTH levels of block mappings are fine, one more is not. */
+	char *text = NULL;
+	for (unsigned i = 0; i <= LIMITS_YAML_DEPTH; i++) {
+		char line[300];
+		snprintf(line, sizeof(line), "%*sk:%s\n", (int)(2 * i), "",
+		    i == LIMITS_YAML_DEPTH - 1 ? " leaf" : "");
+		text = text_append(text, line);
+		if (i == LIMITS_YAML_DEPTH - 1) {
+			assert_int_equal(yamljson_parse(text, strlen(text), &docs, &err), 0);
+			json_decref(docs);
+			/* replace " leaf" by a deeper level */
+			text[strlen(text) - 6] = '\n';
+			text[strlen(text) - 5] = '\0';
+		}
+	}
+	assert_int_equal(yamljson_parse(text, strlen(text), &docs, &err), -EINVAL);
+	assert_string_equal(err.message, msg);
+	assert_int_equal(err.line, LIMITS_YAML_DEPTH + 1);
+	free(text);
+}
+
+/*
+ * "Billion laughs": nine levels of ten aliases of the level below, 10^10
+ * nodes from 400 bytes. It must be refused at the alias that crosses
+ * LIMITS_YAML_ALIAS_NODES, with its line, after spending no more than
+ * those nodes' memory (the allocator's budget makes a parser that copies
+ * first fail with -ENOMEM instead of exhausting the machine).
+ */
+static void
+test_alias_bomb_is_refused_before_it_expands(void **state)
+{
+	char *text = text_append(NULL, "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+	char msg[64];
+	struct yamljson_error err;
+	json_t *docs = NULL;
+
+	(void)state;
+	for (int i = 1; i <= 9; i++) {
+		char line[200];
+		snprintf(line, sizeof(line), "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, "
+		    "*a%d, *a%d]\n", i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1,
+		    i - 1, i - 1);
+		text = text_append(text, line);
+	}
+	counting_start(64u * 1024 * 1024);
+	int rc = yamljson_parse(text, strlen(text), &docs, &err);
+	counting_stop();
+	assert_int_equal(rc, -EINVAL);
+	snprintf(msg, sizeof(msg), "YAML alias expansion exceeds %u nodes", LIMITS_YAML_ALIAS_NODES);
+	assert_string_equal(err.message, msg);
+	/*
+	 * a1..a3 copy 110 + 1,110 + 11,110 nodes; a4 (line 5) copies a3's 11,111
+	 * per alias, and its eighth alias crosses LIMITS_YAML_ALIAS_NODES.
+	 */
+	assert_int_equal(err.line, 5);
+	print_message("alias bomb: %zu bytes of input, peak %zu bytes allocated by jansson\n",
+	    strlen(text), alloc_peak);
+	assert_true(alloc_peak < 32u * 1024 * 1024);
+	free(text);
+}
+
+/* The budget is exact: copies up to LIMITS_YAML_ALIAS_NODES are kept, one node more is refused. */
+static void
+test_alias_budget_boundary(void **state)
+{
+	const size_t anchor_nodes = 1000; /* a sequence of 999 scalars */
+	const size_t uses = LIMITS_YAML_ALIAS_NODES / anchor_nodes;
+	struct yamljson_error err;
+	json_t *docs = NULL;
+	char *text = text_append(NULL, "a: &a [");
+
+	(void)state;
+	assert_int_equal(uses * anchor_nodes, LIMITS_YAML_ALIAS_NODES);
+	for (size_t i = 0; i < anchor_nodes - 1; i++)
+		text = text_append(text, i == 0 ? "x" : ", x");
+	text = text_append(text, "]\nb:\n");
+	for (size_t i = 0; i < uses; i++)
+		text = text_append(text, "- *a\n");
+	assert_int_equal(yamljson_parse(text, strlen(text), &docs, &err), 0);
+	json_t *b = json_object_get(json_array_get(docs, 0), "b");
+	assert_int_equal(json_array_size(b), uses);
+	assert_int_equal(json_array_size(json_array_get(b, uses - 1)), anchor_nodes - 1);
+	json_decref(docs);
+
+	text = text_append(text, "- *a\n");
+	assert_int_equal(yamljson_parse(text, strlen(text), &docs, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "YAML alias expansion exceeds"));
+	assert_int_equal(err.line, 3 + (int)uses);
+	free(text);
+}
+
+/* An alias counts as deep as its anchor: nesting cannot be smuggled past LIMITS_YAML_DEPTH. */
+static void
+test_alias_nesting_counts_toward_depth(void **state)
+{
+	const unsigned half = LIMITS_YAML_DEPTH / 2 + 1;
+	struct yamljson_error err;
+	json_t *docs = NULL;
+	char *text = text_append(NULL, "a: &a ");
+
+	(void)state;
+	for (unsigned i = 0; i < half; i++)
+		text = text_append(text, "[");
+	for (unsigned i = 0; i < half; i++)
+		text = text_append(text, "]");
+	text = text_append(text, "\nb: ");
+	/* b is one level, then half - 1 more, then the alias of half levels: depth half * 2 */
+	for (unsigned i = 0; i < half - 1; i++)
+		text = text_append(text, "[");
+	text = text_append(text, "*a");
+	for (unsigned i = 0; i < half - 1; i++)
+		text = text_append(text, "]");
+	text = text_append(text, "\n");
+	assert_int_equal(yamljson_parse(text, strlen(text), &docs, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "YAML nesting deeper than"));
+	assert_int_equal(err.line, 2);
+	free(text);
+}
+
+/* What aliases are for still works: shared settings, nested anchors, scalars, keys, redefinition. */
+static void
+test_legit_aliases_still_work(void **state)
+{
+	json_t *d;
+
+	(void)state;
+	d = parse_one("defaults: &defaults {effect: NoSchedule, value: \"true\"}\n"
+	    "taints:\n- &t1 {key: a, spec: *defaults}\n- {key: b, spec: *defaults}\n- *t1\n"
+	    "name: &n pool-a\nlabels: {*n : yes, other: *n}\n"
+	    "list: &l [1, [2, [3]]]\nnested: [*l, *l]\n"
+	    "again: &defaults {effect: NoExecute}\nlatest: *defaults\n");
+	json_t *taints = json_object_get(d, "taints");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(
+	    json_array_get(taints, 1), "spec"), "effect")), "NoSchedule");
+	assert_true(json_equal(json_array_get(taints, 0), json_array_get(taints, 2)));
+	/* a copy, not a shared node: changing one leaves the other */
+	json_object_set_new(json_array_get(taints, 2), "key", json_string("c"));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(taints, 0), "key")), "a");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(d, "labels"),
+	    "pool-a")), "yes");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(d, "labels"),
+	    "other")), "pool-a");
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_array_get(
+	    json_array_get(json_object_get(d, "nested"), 1), 1), 1), 0)), 3);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(d, "latest"),
+	    "effect")), "NoExecute");
+	json_decref(d);
 }
 
 static void
@@ -145,6 +358,10 @@ main(void)
 		cmocka_unit_test(test_errors_have_positions),
 		cmocka_unit_test(test_aliases_copy),
 		cmocka_unit_test(test_depth_cap),
+		cmocka_unit_test(test_alias_bomb_is_refused_before_it_expands),
+		cmocka_unit_test(test_alias_budget_boundary),
+		cmocka_unit_test(test_alias_nesting_counts_toward_depth),
+		cmocka_unit_test(test_legit_aliases_still_work),
 		cmocka_unit_test(test_seed_examples_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
