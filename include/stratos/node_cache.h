@@ -12,6 +12,7 @@
 #include "stratos/kube_types.h"
 #include "stratos/nodestate.h"
 #include "stratos/pod_cache.h"
+#include "stratos/reservations.h"
 #include "stratos/resources.h"
 
 
@@ -35,6 +36,9 @@ struct node_info {
 	const char *started_for;     /* "namespace/name" */
 	const char *last_workload;   /* interned owner key */
 	const char *reservations;    /* raw JSON text of stratos.sh/reservations */
+	struct reservations *reserved;   /* that text parsed once, when the node was cached; NULL
+	                                    when absent, empty or unreadable */
+	bool reservations_invalid;   /* the annotation exists but does not parse: treated as none */
 	uint32_t nannotations;       /* every stratos.sh/ annotation: key, value pairs */
 	const char **annotations;
 	uint32_t nlabels;            /* key, value pairs sorted by key, interned */

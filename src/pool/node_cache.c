@@ -30,6 +30,7 @@ node__destroy(struct cache_obj *o)
 	for (uint32_t i = 0; i < 2 * n->nannotations; i++)
 		free((char *)n->annotations[i]);
 	resources_release(&n->allocatable);
+	reservations_free(n->reserved);
 	free(n->labels);
 	free(n->taints);
 	free(n->annotations);
@@ -159,6 +160,15 @@ node__annotations(struct node_info *n, json_t *annotations)
 	n->empty_since_ms = node__time(node_info_annotation(n, NODESTATE_ANN_EMPTY_SINCE));
 	n->started_for = node_info_annotation(n, NODESTATE_ANN_STARTED_FOR);
 	n->reservations = node_info_annotation(n, NODESTATE_ANN_RESERVATIONS);
+	/* Parsed here, once per version of the node, not on every filter call. */
+	if (n->reservations != NULL) {
+		int rc = reservations_parse(n->reservations, &n->reserved);
+
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0)
+			n->reservations_invalid = true;
+	}
 	if (node_info_annotation(n, NODESTATE_ANN_LAST_WORKLOAD) != NULL &&
 	    (n->last_workload = intern_str(node_info_annotation(n, NODESTATE_ANN_LAST_WORKLOAD))) == NULL)
 		return -ENOMEM;
@@ -630,10 +640,10 @@ node__write_through(struct node_cache *nc, json_t *obj, const char *name, struct
 	return rc < 0 ? rc : 0;
 }
 
-int
-node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
-    const char *resource_version, json_t *patch, struct node_info **out,
-    struct kube_error *err)
+/* One write of a Node: guarded JSON Patch (resource_version set) or merge patch, written through. */
+static int
+node__patch(struct node_cache *nc, struct kube *k, const char *name, const char *resource_version,
+    json_t *patch, struct node_info **out, struct kube_error *err)
 {
 	char path[KUBE_PATH_MAX];
 	json_t *obj = NULL;
@@ -643,7 +653,9 @@ node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
 		*out = NULL;
 	if ((rc = kube_path(path, &KUBE_NODES, NULL, name, NULL)) < 0)
 		return rc;
-	rc = kube_patch_guarded(k, path, resource_version, patch, &obj, err);
+	rc = resource_version != NULL ?
+	    kube_patch_guarded(k, path, resource_version, patch, &obj, err) :
+	    kube_patch(k, path, KUBE_PATCH_MERGE, patch, &obj, err);
 	if (rc == 0)
 		rc = node__write_through(nc, obj, name, out);
 	json_decref(obj);
@@ -651,20 +663,18 @@ node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
 }
 
 int
+node_cache_patch(struct node_cache *nc, struct kube *k, const char *name,
+    const char *resource_version, json_t *patch, struct node_info **out,
+    struct kube_error *err)
+{
+	/* Never a merge patch by accident: kube_patch_guarded refuses an empty version. */
+	return node__patch(nc, k, name, resource_version != NULL ? resource_version : "", patch,
+	    out, err);
+}
+
+int
 node_cache_merge_patch(struct node_cache *nc, struct kube *k, const char *name, json_t *patch,
     struct node_info **out, struct kube_error *err)
 {
-	char path[KUBE_PATH_MAX];
-	json_t *obj = NULL;
-	int rc;
-
-	if (out != NULL)
-		*out = NULL;
-	if ((rc = kube_path(path, &KUBE_NODES, NULL, name, NULL)) < 0)
-		return rc;
-	rc = kube_patch(k, path, KUBE_PATCH_MERGE, patch, &obj, err);
-	if (rc == 0)
-		rc = node__write_through(nc, obj, name, out);
-	json_decref(obj);
-	return rc;
+	return node__patch(nc, k, name, NULL, patch, out, err);
 }

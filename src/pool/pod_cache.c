@@ -389,7 +389,7 @@ const char *const POD_CACHE_FIELDS[] = {
 	"+metadata.creationTimestamp", "+metadata.deletionTimestamp",
 	"+metadata.ownerReferences", "+metadata.labels.pod-template-hash",
 	"+metadata.annotations",
-	"+spec.nodeName", "+spec.containers[].resources", "+spec.initContainers[].resources",
+	"+spec.nodeName", "+spec.resources", "+spec.containers[].resources", "+spec.initContainers[].resources",
 	"+spec.initContainers[].restartPolicy", "+spec.overhead", "+spec.tolerations",
 	"+spec.nodeSelector", "+spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
 	"+status.phase", "+status.conditions", "+status.containerStatuses[].imageID",

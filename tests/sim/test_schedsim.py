@@ -242,6 +242,10 @@ class FilterTest(SchedCase):
                                     c["message"])
                 self.api.delete("/api/v1/namespaces/%s/pods" % self.ns)
                 self.api.delete("/api/v1/nodes/" + node)
+                # "Alone in the cluster": the next case starts once schedsim's watch has seen
+                # this node go, or its pod could be scheduled onto this case's node.
+                wait_for(lambda: self.sim.control("schedsim", "GET", "/_sim/stats")[1]["nodes"] == 0,
+                         what="schedsim saw case %s's node deleted" % node)
 
     def test_message_format_with_preemption(self):
         """FitError.Error and the DefaultPreemption PostFilter message, as a

@@ -427,10 +427,43 @@ test_pruned_parse_is_identical(void **state)
 	json_decref(full);
 }
 
+/* Reservations are parsed once, when the node is cached (the extender reads them on every call). */
+static void
+test_reservations_parsed_with_the_node(void **state)
+{
+	const char *ok = "[{\"uid\":\"u1\",\"pod\":\"ci/a\",\"requests\":{\"cpu\":\"500m\"},"
+	    "\"since\":\"2026-11-28T07:00:01Z\"}]";
+	json_t *j = json_pack("{s:{s:s,s:s,s:{s:s}},s:{s:{s:s,s:s}}}", "metadata", "name", "n",
+	    "resourceVersion", "3", "annotations", NODESTATE_ANN_RESERVATIONS, ok,
+	    "status", "allocatable", "cpu", "2", "pods", "10");
+	struct node_info *n;
+	int rc;
+
+	(void)state;
+	n = node_info_parse(j, &rc);
+	assert_non_null(n);
+	assert_non_null(n->reserved);
+	assert_int_equal(n->reserved->n, 1);
+	assert_string_equal(n->reserved->item[0].pod, "ci/a");
+	assert_int_equal(n->reserved->item[0].requests.cpu_milli, 500);
+	assert_false(n->reservations_invalid);
+	cache_obj_unref(&n->obj);
+	/* Unreadable: cached all the same, with no reservations and the flag set. */
+	json_object_set_new(json_object_get(json_object_get(j, "metadata"), "annotations"),
+	    NODESTATE_ANN_RESERVATIONS, json_string("[{\"uid\":1}]"));
+	n = node_info_parse(j, &rc);
+	assert_non_null(n);
+	assert_null(n->reserved);
+	assert_true(n->reservations_invalid);
+	cache_obj_unref(&n->obj);
+	json_decref(j);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reservations_parsed_with_the_node),
 		cmocka_unit_test(test_standby_fixture),
 		cmocka_unit_test(test_extender_nodes_and_selection),
 		cmocka_unit_test(test_conditions_and_network),
