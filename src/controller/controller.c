@@ -346,16 +346,14 @@ static void
 controller__index_reservations(struct controller *c, const struct node_info *o,
     const struct node_info *n)
 {
-	struct reservations *res = NULL;
+	const struct reservations *res;
 
-	if (n == NULL || n->reservations == NULL ||
+	if (n == NULL || n->reserved == NULL ||
 	    (o != NULL && o->reservations != NULL && strcmp(o->reservations, n->reservations) == 0))
 		return;
-	if (reservations_parse(n->reservations, &res) < 0)
-		return;
+	res = n->reserved;
 	for (size_t i = 0; i < res->n; i++)
 		ctl_map_set(c->reserved, res->item[i].pod, node_info_name(n), 0);
-	reservations_free(res);
 }
 
 static void

@@ -264,7 +264,6 @@ int
 recovery_reservations(struct ctl_node *cn)
 {
 	struct recovery__keep k = { .cn = cn };
-	struct reservations *r = NULL;
 	struct kube_error err = { 0 };
 	struct node_patch p;
 	char *text = NULL, rv[24];
@@ -273,16 +272,14 @@ recovery_reservations(struct ctl_node *cn)
 
 	if (cn->n->reservations == NULL)
 		return 0;
-	rc = reservations_parse(cn->n->reservations, &r);
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc < 0) {
+	if (cn->n->reservations_invalid) {
 		/* Unreadable: no promise can be kept from it; the pods ask again. */
 		removed = 1;
-		snprintf(k.dropped, sizeof(k.dropped), "unreadable annotation (%s)", strerror(-rc));
+		snprintf(k.dropped, sizeof(k.dropped), "unreadable annotation");
 	} else {
-		removed = reservations_filter(r, recovery__keep, &k, &text);
-		reservations_free(r);
+		/* Parsed once, when the node was cached. */
+		removed = cn->n->reserved != NULL ?
+		    reservations_filter(cn->n->reserved, recovery__keep, &k, &text) : 0;
 		if (removed <= 0) {
 			free(text);     /* the list as it stands: nothing to write */
 			return removed;
