@@ -11,6 +11,7 @@
 #include "stratos/aws_credentials.h"
 #include "stratos/cache.h"
 #include "stratos/config.h"
+#include "stratos/controller.h"
 #include "stratos/crd_cache.h"
 #include "stratos/debug.h"
 #include "stratos/doctor.h"
@@ -164,6 +165,7 @@ struct main_serve {
 	struct ec2_client *ec2;
 	struct pool_ctx pool;           /* what the extender and the controller share */
 	struct pool_ctx pool_fast;      /* the same with kube_fast, for the extender */
+	struct controller *controller;  /* with a cluster, EC2 and the cluster's NodePools */
 	struct mutate_pod *mutate_pod;
 	struct validate_webhook *validate_webhook;
 	struct extender *extender;      /* only with a Kubernetes configuration */
@@ -232,13 +234,45 @@ main__serve_init_kube(struct main_serve *m)
 		    server_ready_add(m->ready, "pools", main__pools_ready, m->pools) < 0)
 			return 1;
 	}
+	return 0;
+}
+
+/*
+ * The pool controller, when there is a cluster to manage (EC2) and the
+ * cluster's NodePools to manage it by (it writes their status, finalizers
+ * and launch records: not with --pools-file), and the elector that starts
+ * and stops it. Returns 0 or an exit status.
+ */
+static int
+main__serve_init_controller(struct main_serve *m)
+{
+	struct controller_options co = {
+		.workers = (unsigned)m->cfg.controller_workers,
+		.ec2_resync_ms = m->cfg.ec2_resync_ms,
+		.ec2_poll_ms = m->cfg.ec2_poll_ms,
+	};
+
+	if (m->kube == NULL)
+		return 0;
+	if (m->ec2 != NULL && m->nodepools != NULL) {
+		m->controller = controller_new(&m->pool, &co);
+		if (m->controller == NULL)
+			return 1;
+	} else if (m->ec2 != NULL) {
+		log_warn("--pools-file: the pool controller needs the cluster's NodePools; it is off");
+	}
 	if (m->cfg.leader_elect) {
 		struct leader_config lc = {
 			.namespace = m->namespace, .identity = m->identity,
+			.on_started = m->controller != NULL ? controller_on_started : NULL,
+			.on_stopped = m->controller != NULL ? controller_on_stopped : NULL,
+			.ctx = m->controller,
 		};
 		m->leader = leader_new(m->kube, &lc);
 		if (m->leader == NULL)
 			return 1;
+		if (m->controller != NULL)
+			controller_set_leader(m->controller, m->leader);
 	}
 	return 0;
 }
@@ -323,7 +357,8 @@ main__serve_init_modules(struct main_serve *m)
 	m->pool = (struct pool_ctx){
 		.kube = m->kube, .nodes = m->nodes, .pods = m->pods, .nodepools = m->nodepools,
 		.pools = m->pools, .ec2 = m->ec2, .events = m->events, .cluster = m->cfg.cluster_name,
-		.region = m->region, .identity = m->identity, .start_budget_ms = m->cfg.start_budget_ms,
+		.region = m->region, .identity = m->identity, .namespace = m->namespace,
+		.start_budget_ms = m->cfg.start_budget_ms,
 	};
 	m->mutate_pod = mutate_pod_new(m->pools, &mo);
 	/* Without a cluster the node counts are unknown and the webhook says so. */
@@ -339,7 +374,7 @@ main__serve_init_modules(struct main_serve *m)
 	m->pool_fast.kube = m->kube_fast;
 	if (m->kube != NULL && (m->extender = extender_new(&m->pool_fast)) == NULL)
 		return 1;
-	return 0;
+	return main__serve_init_controller(m);
 }
 
 /* Frees what main__serve_init_modules made, once no server calls a handler any more. */
@@ -413,8 +448,7 @@ main__serve_start_modules(struct main_serve *m)
 		return 0;
 	if (node_cache_start(m->nodes, m->kube) < 0 || pod_cache_start(m->pods, m->kube) < 0 ||
 	    (m->nodepools != NULL && crd_cache_start(m->nodepools, m->kube) < 0) ||
-	    (m->nodeclasses != NULL && crd_cache_start(m->nodeclasses, m->kube) < 0) ||
-	    (m->leader != NULL && leader_start(m->leader) < 0)) {
+	    (m->nodeclasses != NULL && crd_cache_start(m->nodeclasses, m->kube) < 0)) {
 		log_error("cannot start the Kubernetes watches");
 		return 1;
 	}
@@ -422,10 +456,24 @@ main__serve_start_modules(struct main_serve *m)
 		log_error("cannot start the extender's binding tracker");
 		return 1;
 	}
-	/* The fast path must find its EC2 connections open (DESIGN §6.3: no TLS handshake there). */
+	/*
+	 * The fast path must find its EC2 connections open (DESIGN §6.3: no TLS
+	 * handshake there). Before the controller starts: warming holds every
+	 * pooled connection, and would wait out its deadline behind the
+	 * controller's first calls.
+	 */
 	if (m->ec2 != NULL && ec2_client_warm(m->ec2, time_mono_ms() + 5000) < 1)
 		log_warn("EC2 endpoint %s does not answer yet; calls will connect on demand",
 		    ec2_client_endpoint(m->ec2));
+	if (m->leader != NULL && leader_start(m->leader) < 0) {
+		log_error("cannot start leader election");
+		return 1;
+	}
+	/* Without --leader-elect the controller acts from the start (one replica). */
+	if (m->leader == NULL && m->controller != NULL && controller_start(m->controller) < 0) {
+		log_error("cannot start the pool controller");
+		return 1;
+	}
 	return 0;
 }
 
@@ -438,6 +486,8 @@ main__serve_stop_modules(struct main_serve *m)
 	extender_stop(m->extender);
 	/* Leader work stops, then the Lease is released for the next replica. */
 	leader_free(m->leader);
+	controller_free(m->controller);
+	m->controller = NULL;
 	ec2_client_free(m->ec2);
 	m->ec2 = NULL;
 	aws_credentials_provider_free(m->aws);

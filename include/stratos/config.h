@@ -35,6 +35,9 @@ struct config {
 	bool leader_elect;
 	int64_t start_budget_ms;        /* StartInstances inside the filter call */
 	uint64_t blocking_threads;      /* HTTPS workers of the extender's blocking routes */
+	uint64_t controller_workers;    /* pool controller task threads */
+	int64_t ec2_resync_ms;          /* full DescribeInstances period */
+	int64_t ec2_poll_ms;            /* poll of instances in transition */
 	/* AWS */
 	char *aws_region;
 	char *aws_endpoint_url;

@@ -2,6 +2,7 @@
 #ifndef STRATOS_CRD_CACHE_H
 #define STRATOS_CRD_CACHE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "stratos/cache.h"
@@ -17,7 +18,17 @@ struct crd_info {
 	struct cache_obj obj;        /* key = name */
 	int64_t generation;          /* metadata.generation */
 	int64_t deleted_ms;          /* deletionTimestamp, 0 when not being deleted */
-	char storage[];
+	/*
+	 * What the pool controller writes back and must read again after a
+	 * restart (NodePools only; absent for AWSNodeClasses): where its
+	 * finalizer is, its launch records, the status it last wrote.
+	 */
+	int finalizer_index;         /* index of stratos.sh/nodepool in metadata.finalizers, -1 */
+	bool has_finalizers;         /* metadata.finalizers exists (JSON Patch "add" needs it) */
+	bool has_annotations;        /* metadata.annotations exists */
+	const char *launches;        /* annotation stratos.sh/launches, NULL when absent */
+	const char *status;          /* .status as compact JSON text, NULL when absent */
+	char storage[];              /* key, then launches, then status */
 };
 
 extern const struct cache_type CRD_NODEPOOLS_TYPE;       /* resource "nodepools" */
@@ -49,6 +60,9 @@ struct pools;
  * Returns 0 or -EINVAL (not a CRD cache). The registry must outlive the cache.
  */
 int crd_cache_feed_pools(struct crd_cache *cc, struct pools *p);
+
+/* New reference to the cached object name, or NULL. Thread-safe. */
+struct crd_info *crd_cache_get(struct crd_cache *cc, const char *name);
 
 /* Starts the list+watch of the cache's resource (its type says which). Returns 0 or -errno. */
 int crd_cache_start(struct crd_cache *cc, struct kube *k);

@@ -130,6 +130,18 @@
 #define LIMITS_PLACED_PODS              65536u /* pods the extender follows until bound (oldest forgotten) */
 #define LIMITS_PLACED_NODES             65536u /* pool nodes whose usable-since time is kept */
 
+/* Pool controller (DESIGN §5). */
+#define LIMITS_CONTROLLER_WORKERS       64u    /* --controller-workers at most */
+#define LIMITS_CONTROLLER_QUEUE         65536u /* distinct keys waiting in the work queue */
+#define LIMITS_LAUNCH_RECORDS           64u    /* pending launches recorded on one NodePool */
+#define LIMITS_LAUNCHES_PER_PASS        10u    /* RunInstances of one pool reconcile */
+#define LIMITS_TERMINATIONS_PER_PASS    50u    /* instances one pool reconcile retires */
+#define LIMITS_LAUNCH_TOKEN             64u    /* ClientToken (EC2's limit) */
+#define LIMITS_PREPULL_POD_NAME         253u   /* a pod name (DNS subdomain) */
+#define LIMITS_DRAIN_PODS               1024u  /* pods evicted by one drain pass */
+#define LIMITS_FALLBACK_PODS            512u   /* pending pods one fallback pass packs */
+#define LIMITS_POOL_NODES_STATUS        100000u /* nodes counted for one NodePool's status */
+
 /* Admission webhooks. */
 #define LIMITS_POOLPOD_POOLS            32u    /* pools one pod may name in its node affinity */
 #define LIMITS_ADMISSION_WARNING        119u   /* bytes per warning (Kubernetes wants < 120) */

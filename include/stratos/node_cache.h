@@ -126,6 +126,9 @@ void node_patch_add_taint(struct node_patch *p, const char *key, const char *val
     enum kube_taint_effect effect);
 /* Removes every taint with this key (any effect). */
 void node_patch_remove_taint(struct node_patch *p, const char *key);
+/* Removes the taints with this key and effect only. */
+void node_patch_remove_taint_effect(struct node_patch *p, const char *key,
+    enum kube_taint_effect effect);
 void node_patch_set_unschedulable(struct node_patch *p, bool unschedulable);
 
 /*

@@ -26,6 +26,15 @@
 #define NODESTATE_ANN_EMPTY_SINCE     "stratos.sh/empty-since"     /* RFC 3339, running and empty */
 #define NODESTATE_ANN_RESERVATIONS    "stratos.sh/reservations"    /* JSON list (reservations.h) */
 #define NODESTATE_ANN_LAST_WORKLOAD   "stratos.sh/last-workload"   /* owner key of the last pod */
+/*
+ * RFC 3339 UTC time the controller saw warmup complete (§5.1: Ready, every
+ * DaemonSet pod Ready, every image pulled), written before it stops the
+ * instance, so that whoever finds the instance stopped later (a new leader
+ * after a crash, or an instance that powered itself off) knows whether it
+ * may become standby or must be started again to finish. Removed on the
+ * transition to standby.
+ */
+#define NODESTATE_ANN_WARMUP_DONE     "stratos.sh/warmup-done"
 
 /* Node taints. */
 #define NODESTATE_TAINT_STANDBY       "stratos.sh/standby"         /* true:NoExecute on standby nodes */
@@ -45,6 +54,24 @@
 
 /* The NodePool finalizer that holds a pool until its cloud side is clean (§5.2). */
 #define NODESTATE_FINALIZER           "stratos.sh/nodepool"
+
+/*
+ * NodePool annotation: the launches the controller decided and recorded
+ * before calling RunInstances (§5.1), a JSON list
+ *   [{"token":"ci-runners-5f0c...","subnet":"subnet-12345678","at":"2026-...Z"}]
+ * Each entry's ClientToken makes its RunInstances idempotent: a leader that
+ * finds an entry whose instance it cannot see issues the same call again
+ * and gets the instance that already exists, or the one launch that never
+ * happened — never a second instance. An entry goes once a DescribeInstances
+ * shows its instance.
+ */
+#define NODESTATE_POOL_ANN_LAUNCHES   "stratos.sh/launches"
+
+/*
+ * Warmup pre-pull pods (§5.1) are named this prefix + the node's name, in
+ * the daemon's namespace, pinned to the node; one container per image.
+ */
+#define NODESTATE_PREPULL_PREFIX      "stratos-prepull-"
 
 /* EC2 tags on every instance (§4); the state tag mirrors the label. */
 #define NODESTATE_TAG_CLUSTER         "stratos.sh/cluster"

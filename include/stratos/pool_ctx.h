@@ -28,6 +28,7 @@ struct pool_ctx {
 	const char *cluster;              /* --cluster-name: the stratos.sh/cluster tag */
 	const char *region;
 	const char *identity;             /* this replica (holder identity, reportingInstance) */
+	const char *namespace;            /* the daemon's own: its Lease, warmup pre-pull pods */
 	int64_t start_budget_ms;          /* StartInstances inside the filter call (--start-budget) */
 };
 

@@ -14,7 +14,8 @@
  * extender puts in FailedAndUnresolvableNodes (pool_node_reason).
  */
 enum pool_node_kind {
-	POOL_NODE_USABLE,            /* P's, running, Ready, network ready, no startup taint of P left;
+	POOL_NODE_USABLE,            /* P's, running, Ready (since its start: pool_node_ready_since_start),
+	                                network ready, no startup taint of P left;
 	                                or no pool's, Ready, none of the taints the pod was made to tolerate */
 	POOL_NODE_STARTING,          /* P's, claimed (running) less than preWarm.timeout ago, not usable yet */
 	POOL_NODE_STANDBY,           /* P's, standby (stopped, warm) */
@@ -42,6 +43,18 @@ const char *pool_node_kind_name(enum pool_node_kind kind);
  */
 enum pool_node_kind pool_node_classify(const struct node_info *n, const struct nodepool *pool,
     int64_t now_ms);
+
+/*
+ * Whether the node is Ready for this run of its machine: Ready True and,
+ * for a node claimed and started (stratos.sh/started-at), Ready since that
+ * start. A Ready left over from before the stop is not readiness: the node
+ * lifecycle controller marks a silent kubelet Unknown only after its grace
+ * period (~40 s), so a node claimed right after it stopped still shows the
+ * old Ready while its machine boots; a restarted kubelet reports Ready
+ * False, then True, so a real Ready has a lastTransitionTime after the
+ * start. Pure.
+ */
+bool pool_node_ready_since_start(const struct node_info *n);
 
 /*
  * Whether the node's readiness lets the pool's startup taints go

@@ -325,6 +325,7 @@ static const struct doctor__access {
 	bool namespaced;
 	const char *name;
 } doctor_access[] = {
+	{ "get", "", "nodes", false, NULL },
 	{ "list", "", "nodes", false, NULL },
 	{ "watch", "", "nodes", false, NULL },
 	{ "patch", "", "nodes", false, NULL },
@@ -337,11 +338,10 @@ static const struct doctor__access {
 	{ "delete", "", "pods", true, NULL },
 	{ "list", "stratos.sh", "nodepools", false, NULL },
 	{ "watch", "stratos.sh", "nodepools", false, NULL },
-	{ "update", "stratos.sh", "nodepools", false, NULL },
+	{ "patch", "stratos.sh", "nodepools", false, NULL },
 	{ "patch", "stratos.sh", "nodepools/status", false, NULL },
 	{ "list", "stratos.sh", "awsnodeclasses", false, NULL },
 	{ "watch", "stratos.sh", "awsnodeclasses", false, NULL },
-	{ "patch", "stratos.sh", "awsnodeclasses/status", false, NULL },
 	{ "create", "events.k8s.io", "events", false, NULL },
 	{ "create", "coordination.k8s.io", "leases", true, NULL },
 	{ "get", "coordination.k8s.io", "leases", true, "stratos-controller" },

@@ -6,6 +6,7 @@
 
 #include "stratos/crd_cache.h"
 #include "stratos/log.h"
+#include "stratos/nodestate.h"
 #include "stratos/pools.h"
 #include "stratos/timeutil.h"
 
@@ -18,7 +19,10 @@ crd__destroy(struct cache_obj *o)
 static size_t
 crd__size(const struct cache_obj *o)
 {
-	return sizeof(struct crd_info) + strlen(o->key) + 1;
+	const struct crd_info *c = (const struct crd_info *)o;
+
+	return sizeof(*c) + strlen(o->key) + 1 + (c->launches ? strlen(c->launches) + 1 : 0) +
+	    (c->status ? strlen(c->status) + 1 : 0);
 }
 
 static struct cache_obj *crd__parse_nodepool(json_t *obj, int *rc);
@@ -42,22 +46,55 @@ static struct cache_obj *
 crd__parse(json_t *obj, const struct cache_type *type, int *rc)
 {
 	json_t *meta = json_object_get(obj, "metadata");
+	json_t *finalizers = json_object_get(meta, "finalizers"), *f;
 	const char *name = json_string_value(json_object_get(meta, "name"));
 	const char *deleted = json_string_value(json_object_get(meta, "deletionTimestamp"));
+	const char *launches = NULL;
+	char *status = NULL;
 	struct crd_info *c;
-	size_t n;
+	size_t n, nl = 0, ns = 0, i;
 
 	*rc = -EINVAL;
 	if (name == NULL || name[0] == '\0')
 		return NULL;
+	if (type == &CRD_NODEPOOLS_TYPE) {
+		launches = json_string_value(json_object_get(json_object_get(meta, "annotations"),
+		    NODESTATE_POOL_ANN_LAUNCHES));
+		if (json_is_object(json_object_get(obj, "status")) &&
+		    (status = json_dumps(json_object_get(obj, "status"), JSON_COMPACT)) == NULL) {
+			*rc = -ENOMEM;
+			return NULL;
+		}
+		nl = launches != NULL ? strlen(launches) + 1 : 0;
+		ns = status != NULL ? strlen(status) + 1 : 0;
+	}
 	n = strlen(name);
-	c = calloc(1, sizeof(*c) + n + 1);
+	c = calloc(1, sizeof(*c) + n + 1 + nl + ns);
 	if (c == NULL) {
+		free(status);
 		*rc = -ENOMEM;
 		return NULL;
 	}
 	memcpy(c->storage, name, n + 1);
 	c->obj.key = c->storage;
+	if (launches != NULL) {
+		memcpy(c->storage + n + 1, launches, nl);
+		c->launches = c->storage + n + 1;
+	}
+	if (status != NULL) {
+		memcpy(c->storage + n + 1 + nl, status, ns);
+		c->status = c->storage + n + 1 + nl;
+		free(status);
+	}
+	c->finalizer_index = -1;
+	c->has_finalizers = json_is_array(finalizers);
+	c->has_annotations = json_is_object(json_object_get(meta, "annotations"));
+	json_array_foreach(finalizers, i, f) {
+		if (json_is_string(f) && strcmp(json_string_value(f), NODESTATE_FINALIZER) == 0) {
+			c->finalizer_index = (int)i;
+			break;
+		}
+	}
 	cache_obj_init(&c->obj, type);
 	if (cache_parse_rv(json_string_value(json_object_get(meta, "resourceVersion")),
 	    &c->obj.rv) < 0) {
@@ -106,6 +143,12 @@ void
 crd_cache_free(struct crd_cache *cc)
 {
 	cache_free(crd_cache_base(cc));
+}
+
+struct crd_info *
+crd_cache_get(struct crd_cache *cc, const char *name)
+{
+	return (struct crd_info *)cache_get(crd_cache_base(cc), name);
 }
 
 int

@@ -434,8 +434,10 @@ static void
 node_patch__meta(struct node_patch *p, const char *map, bool has_map, json_t **whole,
     const char *key, const char *value, bool has_key)
 {
-	if (!has_map)
+	if (!has_map && (value != NULL || *whole != NULL))
 		node_patch__whole(p, whole, key, value);
+	else if (!has_map)
+		return;                 /* removing from a map the node does not have: nothing to do */
 	else if (value != NULL)
 		node_patch__op(p, "add", json_string(value), "metadata", map, key);
 	else if (has_key)
@@ -475,6 +477,22 @@ node_patch_remove_taint(struct node_patch *p, const char *key)
 	for (size_t i = json_array_size(p->taints); i-- > 0;) {
 		const char *k = json_string_value(json_object_get(json_array_get(p->taints, i), "key"));
 		if (k != NULL && strcmp(k, key) == 0) {
+			json_array_remove(p->taints, i);
+			p->taints_changed = true;
+		}
+	}
+}
+
+void
+node_patch_remove_taint_effect(struct node_patch *p, const char *key,
+    enum kube_taint_effect effect)
+{
+	for (size_t i = json_array_size(p->taints); effect != KUBE_EFFECT_ANY && i-- > 0;) {
+		json_t *t = json_array_get(p->taints, i);
+		const char *k = json_string_value(json_object_get(t, "key"));
+		const char *e = json_string_value(json_object_get(t, "effect"));
+		if (k != NULL && e != NULL && strcmp(k, key) == 0 &&
+		    strcmp(e, NODE_EFFECTS[effect]) == 0) {
 			json_array_remove(p->taints, i);
 			p->taints_changed = true;
 		}

@@ -54,9 +54,19 @@ pool_node_has_startup_taint(const struct node_info *n, const struct nodepool *po
 }
 
 bool
-pool_node_startup_taints_removable(const struct node_info *n, const struct nodepool *pool)
+pool_node_ready_since_start(const struct node_info *n)
 {
 	if (n->ready != KUBE_COND_TRUE)
+		return false;
+	/* Both times have whole seconds: a Ready of the start's own second counts. */
+	return n->started_at_ms == 0 || n->ready_since_ms == 0 ||
+	    n->ready_since_ms >= n->started_at_ms;
+}
+
+bool
+pool_node_startup_taints_removable(const struct node_info *n, const struct nodepool *pool)
+{
+	if (!pool_node_ready_since_start(n))
 		return false;
 	switch (pool->startup_taint_removal) {
 	case NODEPOOL_REMOVAL_WHEN_NETWORK_READY:
@@ -104,6 +114,7 @@ pool_node_classify(const struct node_info *n, const struct nodepool *pool, int64
 	}
 	if (pool == NULL || strcmp(own, pool->name) != 0)
 		return POOL_NODE_OTHER_POOL;
+	up = up && pool_node_ready_since_start(n);
 	if (node_info_has_taint(n, NODESTATE_TAINT_WARMUP_FAILED, KUBE_EFFECT_NO_SCHEDULE))
 		return POOL_NODE_WARMUP_FAILED;
 	state = nodestate_parse(n->state);

@@ -303,15 +303,13 @@ class RBACTest(unittest.TestCase):
     def test_cluster_role_is_exactly_what_stratosd_needs(self):
         got = _rules(find(self.objs, "ClusterRole", "stratos"))
         want = {
-            ("", "nodes", ()): {"get", "list", "watch", "patch", "update", "delete"},
+            ("", "nodes", ()): {"get", "list", "watch", "patch", "delete"},
             ("", "pods", ()): {"get", "list", "watch"},
             ("", "pods/eviction", ()): {"create"},
-            ("stratos.sh", "nodepools", ()): {"get", "list", "watch", "update", "patch"},
-            ("stratos.sh", "awsnodeclasses", ()): {"get", "list", "watch", "update", "patch"},
-            ("stratos.sh", "nodepools/status", ()): {"update", "patch"},
-            ("stratos.sh", "awsnodeclasses/status", ()): {"update", "patch"},
-            ("stratos.sh", "nodepools/finalizers", ()): {"update"},
-            ("events.k8s.io", "events", ()): {"create", "patch"},
+            ("stratos.sh", "nodepools", ()): {"get", "list", "watch", "patch"},
+            ("stratos.sh", "awsnodeclasses", ()): {"get", "list", "watch"},
+            ("stratos.sh", "nodepools/status", ()): {"patch"},
+            ("events.k8s.io", "events", ()): {"create"},
         }
         self.assertEqual(got, want)
 

@@ -246,6 +246,22 @@ def parse_poweroff(user_data):
     return poll, sleep_s
 
 
+def bootstrap_aborts(user_data):
+    """True when a user-data script exits with a non-zero status before it
+    reaches bootstrap.sh (an "exit N" line first): cloud-init runs the script
+    once (scripts-user, cc_scripts_user.py) and a script that exits never
+    starts the kubelet, so the instance runs without ever registering a Node.
+    Any other user data (none included) boots the kubelet, as an AMI that
+    bootstraps itself does."""
+    for ln in user_data.replace("\\\n", " ").splitlines():
+        ln = ln.strip()
+        if "bootstrap.sh" in ln:
+            return False
+        if re.match(r"^exit\s+[1-9]\d*\s*$", ln):
+            return True
+    return False
+
+
 def root_volume_gib(params):
     """The root volume size of RunInstances' BlockDeviceMapping (/dev/xvda or
     the first mapping), or the AMI's default."""
@@ -374,6 +390,7 @@ class Machine:
         self.user_data = ""
         self.flags = {}
         self.poweroff = None
+        self.no_kubelet = False         # the user data exits before bootstrap.sh
         self.node = None                # private DNS name = the Node's name
         self.disk = {}                  # pulled images: normalized ref -> size (EBS root volume)
         self.boots = 0
@@ -610,6 +627,7 @@ class KubeletSim:
         m.user_data = decode_user_data(m.params.get("UserData"))
         m.flags = kubelet_flags(m.user_data)
         m.poweroff = parse_poweroff(m.user_data)
+        m.no_kubelet = bootstrap_aborts(m.user_data)
         m.node = m.info.get("private_dns_name")
         if m.node:
             self.by_node[m.node] = m
@@ -677,7 +695,7 @@ class KubeletSim:
         return m.gen == gen and m.kubelet is not None and m.kubelet.gen == gen
 
     def kubelet_start(self, m, gen):
-        if m.gen != gen or m.state != "running" or not m.node:
+        if m.gen != gen or m.state != "running" or not m.node or m.no_kubelet:
             return
         now = time.monotonic()
         k = m.kubelet = Kubelet(m, now)

@@ -127,7 +127,7 @@ test_request_and_write_through(void **state)
 	cache_obj_unref(&cached->obj);
 
 	json_decref(patch);
-	cache_free(c);
+	node_cache_free(nc);
 	kube_free(k);
 }
 
@@ -150,7 +150,7 @@ test_reply_older_than_the_watch(void **state)
 	assert_int_equal(out->empty_since_ms, 1795849200000LL);
 	cache_obj_unref(&out->obj);
 	json_decref(patch);
-	cache_free(c);
+	node_cache_free(nc);
 	kube_free(k);
 }
 
@@ -178,7 +178,7 @@ test_error_leaves_the_cache(void **state)
 	assert_int_equal(cached->empty_since_ms, 1795849200000LL);
 	cache_obj_unref(&cached->obj);
 	json_decref(patch);
-	cache_free(c);
+	node_cache_free(nc);
 	kube_free(k);
 }
 

@@ -84,8 +84,22 @@ static const struct row rows[] = {
 	  POOL_NODE_NOT_READY },
 };
 
+/* Readiness of a claimed node against its start (pool_node_ready_since_start). */
+static const struct {
+	const char *what;
+	long started_ago_s;          /* -1: never claimed */
+	long ready_ago_s;            /* Ready's lastTransitionTime */
+	enum pool_node_kind want;
+} ready_rows[] = {
+	{ "claimed right after its stop: the old Ready is stale", 2, 600, POOL_NODE_STARTING },
+	{ "claimed, Ready since the start", 20, 5, POOL_NODE_USABLE },
+	{ "claimed, Ready in the start's own second", 3, 3, POOL_NODE_USABLE },
+	{ "running, never claimed, Ready long ago", -1, 3600, POOL_NODE_USABLE },
+	{ "claimed long ago, stale Ready past the warmup window", 900, 1200, POOL_NODE_NOT_READY },
+};
+
 static struct node_info *
-node_of(const struct row *r)
+node_of_ready(const struct row *r, long ready_ago_s)
 {
 	json_t *labels = json_object(), *ann = json_object(), *conds = json_array(), *taints = json_array();
 	char copy[256], when[TIME_RFC3339_LEN], *save = NULL;
@@ -101,8 +115,13 @@ node_of(const struct row *r)
 		time_format_rfc3339(NOW_MS - r->started_ago_s * 1000, when);
 		json_object_set_new(ann, NODESTATE_ANN_STARTED_AT, json_string(when));
 	}
-	if (r->ready != NULL)
+	if (r->ready != NULL && ready_ago_s > 0) {
+		time_format_rfc3339(NOW_MS - ready_ago_s * 1000, when);
+		json_array_append_new(conds, json_pack("{s:s,s:s,s:s}", "type", "Ready", "status",
+		    r->ready, "lastTransitionTime", when));
+	} else if (r->ready != NULL) {
 		json_array_append_new(conds, json_pack("{s:s,s:s}", "type", "Ready", "status", r->ready));
+	}
 	if (r->network != NULL)
 		json_array_append_new(conds, json_pack("{s:s,s:s}", "type", "NetworkUnavailable",
 		    "status", r->network));
@@ -125,6 +144,12 @@ node_of(const struct row *r)
 	return n;
 }
 
+static struct node_info *
+node_of(const struct row *r)
+{
+	return node_of_ready(r, 0);
+}
+
 static void
 test_classify_table(void **state)
 {
@@ -138,6 +163,27 @@ test_classify_table(void **state)
 		if (got != rows[i].want)
 			fail_msg("%s: got %s, want %s", rows[i].what, pool_node_kind_name(got),
 			    pool_node_kind_name(rows[i].want));
+		cache_obj_unref(&n->obj);
+	}
+	nodepool_free(ci);
+}
+
+static void
+test_ready_since_start(void **state)
+{
+	struct nodepool *ci = pool_ci();
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ready_rows) / sizeof(ready_rows[0]); i++) {
+		struct row r = { ready_rows[i].what, "ci", "running", "True", "False", "",
+		    ready_rows[i].started_ago_s, false, false, 0 };
+		struct node_info *n = node_of_ready(&r, ready_rows[i].ready_ago_s);
+		enum pool_node_kind got = pool_node_classify(n, ci, NOW_MS);
+
+		if (got != ready_rows[i].want)
+			fail_msg("%s: got %s, want %s", ready_rows[i].what, pool_node_kind_name(got),
+			    pool_node_kind_name(ready_rows[i].want));
+		assert_int_equal(pool_node_ready_since_start(n), ready_rows[i].want == POOL_NODE_USABLE);
 		cache_obj_unref(&n->obj);
 	}
 	nodepool_free(ci);
@@ -173,6 +219,14 @@ test_startup_taint_removal_modes(void **state)
 	ci->startup_taint_removal = NODEPOOL_REMOVAL_NEVER;
 	assert_false(pool_node_startup_taints_removable(n, ci));
 	cache_obj_unref(&n->obj);
+	/* A Ready from before the stop never lets them go, whatever the mode. */
+	struct row stale = { "y", "ci", "running", "True", "False", "", 2, false, false, 0 };
+	n = node_of_ready(&stale, 120);
+	ci->startup_taint_removal = NODEPOOL_REMOVAL_WHEN_READY;
+	assert_false(pool_node_startup_taints_removable(n, ci));
+	ci->startup_taint_removal = NODEPOOL_REMOVAL_WHEN_NETWORK_READY;
+	assert_false(pool_node_startup_taints_removable(n, ci));
+	cache_obj_unref(&n->obj);
 	nodepool_free(ci);
 }
 
@@ -181,6 +235,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify_table),
+		cmocka_unit_test(test_ready_since_start),
 		cmocka_unit_test(test_reasons_are_the_contract),
 		cmocka_unit_test(test_startup_taint_removal_modes),
 	};
