@@ -25,10 +25,23 @@ startup_taints__done(struct ctl_node *cn, bool fallback)
 		off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s:%s", i ? ", " : "",
 		    cn->pool->startup_taints[i].key,
 		    kube_effect_name(cn->pool->startup_taints[i].effect));
-	if (ctl_map_get(cn->ctl->seen, node_info_name(cn->n), NULL, 0, &seen) == 0) {
-		double s = (double)(time_mono_us() - seen) / 1e6;
+	{
+		double s;
+
+		if (ctl_map_get(cn->ctl->seen, node_info_name(cn->n), NULL, 0, &seen) == 0) {
+			s = (double)(time_mono_us() - seen) / 1e6;
+			ctl_map_del(cn->ctl->seen, node_info_name(cn->n));
+		} else {
+			/*
+			 * Removable before any watch event said so (the node went
+			 * running in this very task, readiness already there): from the
+			 * later of Ready and the transition, as the Node records them.
+			 */
+			int64_t from = cn->n->ready_since_ms > cn->n->state_since_ms ?
+			    cn->n->ready_since_ms : cn->n->state_since_ms;
+			s = from > 0 && cn->now > from ? (double)(cn->now - from) / 1e3 : 0.0;
+		}
 		metrics_histogram_observe(cn->ctl->m_taint_seconds, s, cn->pool->name);
-		ctl_map_del(cn->ctl->seen, node_info_name(cn->n));
 		ctl_log(LOG_LEVEL_INFO, cn->pool->name, node_info_name(cn->n), cn->instance_id,
 		    json_pack("{s:f,s:b}", "latency_s", s, "fallback", fallback),
 		    "startup taints removed");
