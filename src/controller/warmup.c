@@ -234,15 +234,20 @@ ctl_to_standby(struct ctl_node *cn)
 	const char *id = cn->instance_id;
 	int rc;
 
+	/*
+	 * The tag mirrors the label; it goes first so that whoever sees the
+	 * label standby finds the instance tagged so too. A label write that
+	 * then fails is retried; meanwhile the pool reconcile may set the tag
+	 * back to the label (and repairs a tag this call misses).
+	 */
+	if (id[0] != '\0' && strcmp(cn->inst.state_tag, nodestate_name(NODESTATE_STANDBY)) != 0)
+		ctl_ec2_tag_state(cn->run, &id, 1, nodestate_name(NODESTATE_STANDBY), &err);
 	rc = ctl_node_write(cn, TRANSITION_STANDBY, NULL);
 	if (rc < 0) {
 		if (rc == -EBUSY)
 			ctl_node_again(cn, 1);
 		return rc;
 	}
-	/* The tag mirrors the label; the pool reconcile repairs a tag this misses. */
-	if (id[0] != '\0' && strcmp(cn->inst.state_tag, nodestate_name(NODESTATE_STANDBY)) != 0)
-		ctl_ec2_tag_state(cn->run, &id, 1, nodestate_name(NODESTATE_STANDBY), &err);
 	warmup_prepull_delete(cn);
 	return 0;
 }
@@ -288,16 +293,18 @@ warmup__finish(struct ctl_node *cn)
 
 	if (warmup__pods_waiting(cn)) {
 		struct transition_args launched = { .since_ms = since };
+		const char *id = cn->instance_id;
+
+		/* Tag before label, as ctl_to_standby does. */
+		ctl_ec2_tag_state(cn->run, &id, 1, nodestate_name(NODESTATE_RUNNING), &err);
 		rc = ctl_node_write(cn, TRANSITION_RUN_AFTER_WARMUP, &launched);
 		if (rc == 0) {
-			const char *id = cn->instance_id;
 			metrics_counter_add(cn->ctl->m_scaleup, 1, cn->pool->name, "fallback");
 			metrics_histogram_observe(cn->ctl->m_warmup_seconds,
 			    (double)(cn->now - since) / 1000.0, cn->pool->name);
 			ctl_event_node(cn->run, cn->n, "Normal", CTL_EV_WARMUP_COMPLETED, "Warmup",
 			    "Warmup complete while pods of NodePool %s wait: running instead of stopping",
 			    cn->pool->name);
-			ctl_ec2_tag_state(cn->run, &id, 1, nodestate_name(NODESTATE_RUNNING), &err);
 			warmup_prepull_delete(cn);
 		}
 		return rc;
