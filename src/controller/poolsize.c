@@ -206,7 +206,6 @@ poolsize_reconcile(struct ctl_pool *cp)
 	const char **never = NULL, **stopped = NULL;
 	size_t nvictims = 0, nrewarm = 0, nnever = 0, nstopped = 0;
 	struct poolsize_plan plan;
-	struct fallback_need need;
 	unsigned unserved = 0;
 	int rc = 0;
 
@@ -308,19 +307,18 @@ poolsize_reconcile(struct ctl_pool *cp)
 	poolsize__terminate(cp, stopped, nstopped, "stopped-unregistered");
 	poolsize__terminate(cp, never, nnever, "never-registered");
 	/*
-	 * Bursts beyond the standby (§5.5): pods that neither starting nodes
-	 * nor standby ones (the extender starts those) will take need new
-	 * instances; warm ones go straight to running for them.
+	 * Fallback scale-up and bursts beyond the standby (§5.5): pods the
+	 * scheduler could not place get room on starting nodes and standby
+	 * nodes started; those that neither take need new instances, and warm
+	 * ones go straight to running for them.
 	 */
-	if (fallback_waiting(c, pool, cp->now, &need) == 0 &&
-	    need.nodes > need.starting + cnt->standby)
-		unserved = need.nodes - need.starting - cnt->standby;
+	if (fallback_reconcile(cp, &unserved) < 0)
+		unserved = 0;
 	poolsize_plan(pool->pool_size, pool->min_standby + (int)unserved, cnt, (unsigned)nrewarm,
 	    LIMITS_LAUNCHES_PER_PASS, &plan);
 	if (unserved > 0 && plan.launch > 0)
-		ctl_log(LOG_LEVEL_INFO, pool->name, NULL, NULL, json_pack("{s:i,s:i,s:i,s:i}",
-		    "pending_pods", (int)need.pods, "nodes_needed", (int)need.nodes, "starting",
-		    (int)need.starting, "launching", (int)plan.launch),
+		ctl_log(LOG_LEVEL_INFO, pool->name, NULL, NULL, json_pack("{s:i,s:i}",
+		    "nodes_needed", (int)unserved, "launching", (int)plan.launch),
 		    "pending pods beyond the standby: launching");
 	if (cp->nc == NULL) {
 		ctl_degraded(c, pool->name, "NodeClassNotFound", "AWSNodeClass %s does not exist",

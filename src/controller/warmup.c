@@ -263,10 +263,12 @@ warmup__clear_degraded(struct ctl_node *cn)
 }
 
 /*
- * Whether pool pods wait for capacity that no starting node will give them
- * (§5.5): then this warm node goes straight to running rather than through
- * a stop and a start. Packed as the fallback packs, so a burst of pods
- * turns as many warm nodes to running as their requests need, not all.
+ * Whether pool pods wait for capacity that neither a starting node nor a
+ * standby one will give them (§5.5): then this warm node goes straight to
+ * running rather than through a stop and a start. The fallback's plan, so
+ * a burst of pods turns as many warm nodes to running as their requests
+ * need beyond the standby, not all; and a node launched for pods that a
+ * standby node started since then serves goes to standby.
  */
 static bool
 warmup__pods_waiting(struct ctl_node *cn)
@@ -275,7 +277,7 @@ warmup__pods_waiting(struct ctl_node *cn)
 
 	if (fallback_waiting(cn->ctl, cn->pool, cn->now, &need) < 0)
 		return false;
-	return need.nodes > need.starting;
+	return need.launch > 0;
 }
 
 /* Warmup complete, instance running: straight to running when pods wait, else stop it. */
