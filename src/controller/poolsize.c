@@ -143,12 +143,20 @@ poolsize__terminate(struct ctl_pool *cp, const char **ids, size_t n, const char 
 	for (size_t i = 0; i < n; i++)
 		ctl_map_set(cp->ctl->retiring, ids[i], cp->pool->name, cp->now);
 	if (ctl_ec2_terminate(cp->run, ids, n, &err) == 0) {
+		bool never = strcmp(reason, "never-registered") == 0;
+		bool stopped = strcmp(reason, "stopped-unregistered") == 0;
+
 		metrics_counter_add(cp->ctl->m_gc, (double)n, cp->pool->name, reason);
-		if (strcmp(reason, "never-registered") == 0 || strcmp(reason, "stopped-unregistered") == 0)
-			metrics_counter_add(cp->ctl->m_warmup_failures, (double)n, cp->pool->name,
-			    "never-registered");
 		ctl_event_pool(cp->run, cp->pool, "Warning", CTL_EV_GC, "Terminate",
 		    "Terminated %zu instance(s) that have no Node (%s), first %s", n, reason, ids[0]);
+		if (never || stopped) {
+			/* Warmups that failed before there was a Node to say so on (§5.1). */
+			metrics_counter_add(cp->ctl->m_warmup_failures, (double)n, cp->pool->name,
+			    "never-registered");
+			ctl_event_pool(cp->run, cp->pool, "Warning", CTL_EV_WARMUP_FAILED, "Terminate",
+			    "Warmup failed: %zu instance(s) %s without registering a Node (first %s); "
+			    "terminated", n, never ? "ran past preWarm.timeout" : "stopped", ids[0]);
+		}
 	}
 }
 

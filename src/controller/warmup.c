@@ -346,6 +346,30 @@ warmup__timeout(struct ctl_node *cn, const struct warmup_progress *pg)
 	return 0;
 }
 
+/*
+ * The instance went away (terminated, shutting down) before warmup was
+ * complete, and not through Stratos (a retired node's task deletes its
+ * Node itself): the warmup failed; its Node goes (§5.6), and the pool
+ * launches another if it needs one.
+ */
+static int
+warmup__gone(struct ctl_node *cn, const struct warmup_progress *pg)
+{
+	const char *state = ec2view_state_name(cn->inst.state_code);
+	int rc = recovery_orphan(cn);
+
+	if (rc == 0) {
+		metrics_counter_add(cn->ctl->m_warmup_failures, 1, cn->pool->name, "terminated");
+		ctl_event_node(cn->run, cn->n, "Warning", CTL_EV_WARMUP_FAILED, "Delete",
+		    "Instance %s is %s before warmup completed (ready %s, DaemonSet pods %u/%u ready, "
+		    "images %u/%u pulled); its Node is deleted", cn->instance_id, state,
+		    pg->ready ? "yes" : "no", pg->daemon_ready, pg->daemon_pods, pg->images_pulled,
+		    pg->images_wanted);
+		ctl_enqueue_pool(cn->run, cn->pool->name, 0);
+	}
+	return rc;
+}
+
 int
 warmup_node(struct ctl_node *cn)
 {
@@ -421,7 +445,7 @@ warmup_node(struct ctl_node *cn)
 	case EC2_STATE_RUNNING:
 		break;
 	default:
-		return 0;               /* terminated: recovery deletes the Node */
+		return warmup__gone(cn, &pg);
 	}
 	if (pg.prepull_exists && pg.prepull_finished && pg.images_pulled < pg.images_wanted) {
 		/* It ended short (the instance stopped under it): a new one pulls the rest. */
