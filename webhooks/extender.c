@@ -821,7 +821,7 @@ extender_filter_handle(void *ctx, const struct server_request *req, struct serve
 		out = EXTENDER_ERROR;
 	}
 	placed_note(ex->ctx->placed, f.pod.uid, f.pod.pp.pools[0], f.pod.created_ms,
-	    out == EXTENDER_USABLE);
+	    out == EXTENDER_USABLE, NULL);
 	extender__filter_free(&f);
 	extender__observe(ex, req, out);
 }

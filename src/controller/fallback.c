@@ -499,7 +499,7 @@ fallback__reserve(struct ctl_pool *cp, struct fallback__view *v)
 		if (rc == 0) {
 			done++;
 			placed_note(ctx->placed, v->pods[i]->uid, cp->pool->name, v->pods[i]->created_ms,
-			    true);
+			    true, node_info_name(v->coming[w]));
 			continue;
 		}
 		/* The node moved on (or filled up) meanwhile: the pool looks again at once. */
@@ -576,7 +576,8 @@ fallback__start(struct ctl_pool *cp, struct fallback__view *v, unsigned *npods)
 		started++;
 		*npods += (unsigned)np;
 		for (size_t i = 0; i < np; i++)
-			placed_note(ctx->placed, pods[i]->uid, cp->pool->name, pods[i]->created_ms, true);
+			placed_note(ctx->placed, pods[i]->uid, cp->pool->name, pods[i]->created_ms, true,
+			    res.node);
 		ctl_log(res.outcome == CLAIM_STARTED ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, cp->pool->name,
 		    res.node, res.instance, json_pack("{s:s,s:i,s:I,s:s}", "pod", pods[0]->obj.key,
 		    "pods", (int)np, "start_ms", (json_int_t)res.start_ms, "outcome",
