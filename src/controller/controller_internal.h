@@ -107,6 +107,14 @@
 /* What the controller remembers of a pool between passes (lost on restart, rebuilt or harmless). */
 struct ctl_poolmem {
 	char name[LIMITS_NODEPOOL_NAME + 1];
+	/*
+	 * Held while capacity is decided and made for the pool's waiting pods
+	 * (the fallback's pass, a warm node going straight to running), so
+	 * that one decision sees what the one before it made: warm nodes that
+	 * finish together on several workers do not all go running for the
+	 * same pods, nor does a standby start race a warm node for them.
+	 */
+	pthread_mutex_t serve_lock;
 	/* Degraded: the last failure with a cause that a later success clears. */
 	char degraded_reason[64];
 	char degraded_message[256];
@@ -192,6 +200,13 @@ int ctl_instance_node(struct controller *c, const char *id, char *out, size_t le
 int ctl_provider_instance(const char *provider_id, char *out, size_t len);
 /* The pool's notes (created on first use); use under c->lock. */
 struct ctl_poolmem *ctl_poolmem(struct controller *c, const char *pool);
+/*
+ * Takes (lock) or gives back (unlock) the pool's serve_lock. The notes
+ * live as long as the controller. Returns the notes, NULL on ENOMEM (then
+ * nothing is held: the caller goes on unserialised).
+ */
+struct ctl_poolmem *ctl_serve_lock(struct controller *c, const char *pool);
+void ctl_serve_unlock(struct ctl_poolmem *m);
 /* Sets (reason non-NULL) or clears (NULL) a pool's Degraded cause. */
 void ctl_degraded(struct controller *c, const char *pool, const char *reason, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

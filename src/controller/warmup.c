@@ -286,11 +286,13 @@ warmup__finish(struct ctl_node *cn)
 {
 	struct ec2_error err = { 0 };
 	int64_t since = cn->n->state_since_ms;     /* the launch; the write below resets it */
+	struct ctl_poolmem *serve = ctl_serve_lock(cn->ctl, cn->pool->name);
 	int rc;
 
 	if (warmup__pods_waiting(cn)) {
 		struct transition_args launched = { .since_ms = since };
 		rc = ctl_node_write(cn, TRANSITION_RUN_AFTER_WARMUP, &launched);
+		ctl_serve_unlock(serve);
 		if (rc == 0) {
 			const char *id = cn->instance_id;
 			metrics_counter_add(cn->ctl->m_scaleup, 1, cn->pool->name, "fallback");
@@ -304,6 +306,7 @@ warmup__finish(struct ctl_node *cn)
 		}
 		return rc;
 	}
+	ctl_serve_unlock(serve);
 	rc = ctl_ec2_stop(cn->run, cn->instance_id, &err);
 	if (rc == -EBUSY)
 		rc = 0;                 /* already stopping (it powered itself off) */
