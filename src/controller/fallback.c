@@ -288,7 +288,13 @@ fallback__node(void *ctx, const struct node_info *n)
 	return 0;
 }
 
-/* Whether pod holds a live reservation (on the node the reservation index names). */
+/*
+ * Whether pod holds a live reservation (on the node the reservation index
+ * names) that still has room for it. A scheduler without the extender
+ * knows nothing of reservations and may have bound other pods into the
+ * room promised to this one: such a promise no longer brings it a node,
+ * so the pod counts as waiting (the promise goes once the pod binds).
+ */
 static bool
 fallback__reserved(struct fallback__view *v, const struct pod_info *p)
 {
@@ -300,7 +306,8 @@ fallback__reserved(struct fallback__view *v, const struct pod_info *p)
 		return false;
 	if ((n = node_cache_get(v->ctl->ctx.nodes, node)) == NULL)
 		return false;
-	holds = n->deleted_ms == 0 && placement_holds(v->ctl->ctx.pods, n, p->uid);
+	holds = n->deleted_ms == 0 && placement_holds(v->ctl->ctx.pods, n, p->uid) &&
+	    placement_fits(v->ctl->ctx.pods, n, p->uid, &p->requests, NULL);
 	cache_obj_unref(&n->obj);
 	return holds;
 }
@@ -598,17 +605,48 @@ out:
 	return started;
 }
 
+/* "ns/pod→where ..." for the log: a node's name, +k (the k-th standby start), or a word. */
+static void
+fallback__plan_text(const struct fallback__view *v, char *out, size_t len)
+{
+	size_t off = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < v->npods && off + 1 < len; i++) {
+		int w = v->plan.where[i];
+		char where[280];
+		int n;
+
+		if (w >= 0 && (size_t)w < v->ncoming)
+			snprintf(where, sizeof(where), "%s", node_info_name(v->coming[w]));
+		else if (w >= 0)
+			snprintf(where, sizeof(where), "+%zu", (size_t)w - v->ncoming);
+		else
+			snprintf(where, sizeof(where), "%s", w == FALLBACK_COVERED ? "covered" :
+			    w == FALLBACK_LAUNCH ? "launch" : "no-fit");
+		n = snprintf(out + off, len - off, "%s%s→%s", off > 0 ? " " : "", v->pods[i]->obj.key,
+		    where);
+		if (n < 0 || (size_t)n >= len - off) {
+			out[off] = '\0';
+			break;
+		}
+		off += (size_t)n;
+	}
+}
+
 int
 fallback_reconcile(struct ctl_pool *cp, unsigned *launch)
 {
 	struct controller *c = cp->ctl;
 	struct fallback__view v = { .ctl = c, .pool = cp->pool, .now = cp->now };
 	unsigned reserved = 0, started = 0, for_pods = 0;
+	struct ctl_poolmem *serve;
 	int rc;
 
 	*launch = 0;
 	if (pod_cache_pending_count(c->ctx.pods, cp->pool->name) == 0)
 		return 0;
+	serve = ctl_serve_lock(c, cp->pool->name);
 	if ((rc = fallback__read(&v)) < 0)
 		goto out;
 	if ((v.plan.reserve > 0 || v.plan.start > 0) && ctl_acting(cp->run)) {
@@ -634,13 +672,19 @@ fallback_reconcile(struct ctl_pool *cp, unsigned *launch)
 		ctl_event_pool(cp->run, cp->pool, "Normal", CTL_EV_SCALED_UP, "Start",
 		    "Started %u standby node(s) for %u pending pod(s) the scheduler could not place "
 		    "(fallback path)", started, for_pods);
-	if (reserved > 0 || started > 0 || v.plan.launch > 0 || v.plan.no_fit > 0)
-		ctl_log(LOG_LEVEL_INFO, cp->pool->name, NULL, NULL,
-		    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "pending_pods", (int)v.npods,
+	if (v.npods > 0 && log_enabled(reserved > 0 || started > 0 ? LOG_LEVEL_INFO :
+	    LOG_LEVEL_DEBUG)) {
+		char plan[512];
+
+		fallback__plan_text(&v, plan, sizeof(plan));
+		ctl_log(reserved > 0 || started > 0 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, cp->pool->name, NULL, NULL,
+		    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s}", "pending_pods", (int)v.npods,
 		    "reserved", (int)reserved, "started", (int)started, "standby_held",
 		    (int)v.plan.standby_held, "launch", (int)v.plan.launch, "no_fit",
-		    (int)v.plan.no_fit, "coming", (int)v.ncoming), "fallback pass");
+		    (int)v.plan.no_fit, "coming", (int)v.ncoming, "plan", plan), "fallback pass");
+	}
 out:
+	ctl_serve_unlock(serve);
 	fallback__view_free(&v);
 	return rc;
 }
