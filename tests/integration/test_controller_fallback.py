@@ -129,8 +129,9 @@ class FallbackTest(unittest.TestCase):
         self.assertEqual(set(bound().values()), set(running))
         for node in running:
             self.assertEqual(len([n for n, where in bound().items() if where == node]), 2, node)
-        # Every pod was promised to one of the started nodes, two to each. (Which of the two
-        # a pod then lands on is the default scheduler's own choice.)
+        # Every pod was promised to one of the started nodes. (Which of the two a pod then
+        # lands on is the default scheduler's own choice, which knows nothing of promises: a
+        # pod whose room it gave to another is promised room on the other node.)
         promised = rec.promised()
         uids = {p["metadata"]["uid"]: name for name, p in pods.items()}
         seen = {}
@@ -138,10 +139,8 @@ class FallbackTest(unittest.TestCase):
             self.assertIn(node, running)
             for uid, e in entries.items():
                 self.assertIn(uid, uids)
-                self.assertNotIn(uid, seen)
-                seen[uid] = node
+                seen.setdefault(uid, set()).add(node)
                 self.assertEqual(e["pod"], "apps/" + uids[uid])
-            self.assertEqual(len(entries), 2, node)
         self.assertEqual(set(seen), set(uids))
         # EC2: one StartInstances for each started instance, none for the third; no launch.
         ids = {n["metadata"]["labels"]["stratos.sh/instance-id"] for n in running.values()}
@@ -171,7 +170,7 @@ class FallbackTest(unittest.TestCase):
         self.assertEqual(m.get('stratos_scaleup_total{pool="fb",path="inline"}', 0), 0)
         # Bind-after-ready: the pods bound on the node they were promised, each once.
         where = bound()
-        on_promised = sum(1 for u, n in seen.items() if where[uids[u]] == n)
+        on_promised = sum(1 for u, nodes in seen.items() if where[uids[u]] in nodes)
         wait_for(lambda: c.metrics(d).get('stratos_bind_after_ready_seconds_count{pool="fb"}', 0)
                  == on_promised, 15, "bind-after-ready of %d pods" % on_promised)
         c.check_logs(d)
