@@ -28,6 +28,7 @@
 #include "stratos/node_cache.h"
 #include "stratos/pod_cache.h"
 #include "stratos/pool_ctx.h"
+#include "stratos/placed.h"
 #include "stratos/pools.h"
 #include "stratos/pools_file.h"
 #include "stratos/server.h"
@@ -169,6 +170,7 @@ struct main_serve {
 	struct mutate_pod *mutate_pod;
 	struct validate_webhook *validate_webhook;
 	struct extender *extender;      /* only with a Kubernetes configuration */
+	struct placed *placed;          /* the binding tracker of the extender and the controller */
 };
 
 static bool
@@ -372,8 +374,14 @@ main__serve_init_modules(struct main_serve *m)
 	/* The extender judges nodes by the caches: without a cluster there is nothing to judge. */
 	m->pool_fast = m->pool;
 	m->pool_fast.kube = m->kube_fast;
-	if (m->kube != NULL && (m->extender = extender_new(&m->pool_fast)) == NULL)
-		return 1;
+	if (m->kube != NULL) {
+		/* One tracker for both paths, so a pod's binding is measured once. */
+		if ((m->placed = placed_new(&m->pool_fast)) == NULL)
+			return 1;
+		m->pool.placed = m->pool_fast.placed = m->placed;
+		if ((m->extender = extender_new(&m->pool_fast)) == NULL)
+			return 1;
+	}
 	return main__serve_init_controller(m);
 }
 
@@ -452,8 +460,8 @@ main__serve_start_modules(struct main_serve *m)
 		log_error("cannot start the Kubernetes watches");
 		return 1;
 	}
-	if (extender_start(m->extender) < 0) {
-		log_error("cannot start the extender's binding tracker");
+	if (m->placed != NULL && placed_start(m->placed) < 0) {
+		log_error("cannot start the binding tracker");
 		return 1;
 	}
 	/*
@@ -482,12 +490,14 @@ main__serve_start_modules(struct main_serve *m)
 static void
 main__serve_stop_modules(struct main_serve *m)
 {
-	/* The extender's tracker follows the caches: it stops before they go. */
-	extender_stop(m->extender);
 	/* Leader work stops, then the Lease is released for the next replica. */
 	leader_free(m->leader);
 	controller_free(m->controller);
 	m->controller = NULL;
+	/* The binding tracker follows the caches: it stops before they go (and after its users). */
+	placed_free(m->placed);
+	m->placed = NULL;
+	m->pool.placed = m->pool_fast.placed = NULL;
 	ec2_client_free(m->ec2);
 	m->ec2 = NULL;
 	aws_credentials_provider_free(m->aws);

@@ -32,7 +32,6 @@ struct extender {
 	 * second pod then sees the node starting and reserves room on it.
 	 */
 	pthread_mutex_t claim_lock;
-	struct placed *placed;
 	struct metrics_family *filter_seconds;
 	struct metrics_family *decision_seconds;
 	struct metrics_family *prioritize_seconds;
@@ -66,29 +65,7 @@ extender_new(const struct pool_ctx *ctx)
 	ex->prioritize_seconds = metrics_register(METRICS_HISTOGRAM,
 	    "stratos_extender_prioritize_seconds", "Scheduler extender prioritize calls.", NULL,
 	    EXTENDER_BUCKETS, nb);
-	ex->placed = placed_new(ctx);
-	if (ex->placed == NULL) {
-		extender_free(ex);
-		return NULL;
-	}
 	return ex;
-}
-
-int
-extender_start(struct extender *ex)
-{
-	if (ex == NULL || ex->placed == NULL || ex->ctx->nodes == NULL || ex->ctx->pods == NULL)
-		return 0;
-	return placed_start(ex->placed);
-}
-
-void
-extender_stop(struct extender *ex)
-{
-	if (ex == NULL)
-		return;
-	placed_free(ex->placed);
-	ex->placed = NULL;
 }
 
 void
@@ -96,7 +73,6 @@ extender_free(struct extender *ex)
 {
 	if (ex == NULL)
 		return;
-	placed_free(ex->placed);
 	pthread_mutex_destroy(&ex->claim_lock);
 	free(ex);
 }
@@ -844,8 +820,8 @@ extender_filter_handle(void *ctx, const struct server_request *req, struct serve
 		server_json_error(resp, 500, "the answer does not fit in memory");
 		out = EXTENDER_ERROR;
 	}
-	placed_note(ex->placed, f.pod.uid, f.pod.pp.pools[0], f.pod.created_ms,
-	    out == EXTENDER_USABLE);
+	placed_note(ex->ctx->placed, f.pod.uid, f.pod.pp.pools[0], f.pod.created_ms,
+	    out == EXTENDER_USABLE, NULL);
 	extender__filter_free(&f);
 	extender__observe(ex, req, out);
 }

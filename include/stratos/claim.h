@@ -32,7 +32,8 @@
  * Makes sure a pod named by a caller is real before anything is started or
  * promised for it (a forged extender call must never start a machine): the
  * pod ns/name exists with this uid, is not bound, is not being deleted and
- * is a pool pod of pool (its stratos.sh/pool annotation names it). The pod
+ * is a pool pod of pool (pod_info.pool names it: the webhook's annotation,
+ * else the pod's own nodeSelector or affinity). The pod
  * cache answers; only when it has not seen that pod (or holds another uid
  * under the name) is the pod read with one GET, which is also written
  * through to the cache. On 0, *out is a reference to the pod
@@ -44,7 +45,7 @@
 int claim_verify_pod(const struct pool_ctx *ctx, const char *ns, const char *name,
     const char *uid, const char *pool, struct pod_info **out, char *why, size_t whylen);
 
-/* Whether pod's stratos.sh/pool annotation ("a" or "a,b,c") names pool. */
+/* Whether pod's pools (pod_info.pool: "a" or "a,b,c") name pool. */
 bool claim_pod_in_pool(const struct pod_info *pod, const char *pool);
 
 /* Running (claimed or usable) nodes per zone of one pool: the load that balances ties. */

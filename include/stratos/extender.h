@@ -14,9 +14,11 @@
  *         SERVER_ROUTE_JSON | SERVER_ROUTE_BLOCKING | SERVER_ROUTE_CLIENT_CERT
  *   route POST "/scheduler/prioritize" → extender_prioritize_handle,
  *         SERVER_ROUTE_JSON | SERVER_ROUTE_CLIENT_CERT
- *   extender_start(ex)                 (after the caches were started)
- *   ... extender_stop(ex) before the caches are freed,
  *   extender_free(ex) after the server stopped
+ *
+ * The pods it offers nodes to are noted in pool_ctx.placed (the binding
+ * tracker main owns and starts: reservations released and the bind
+ * metrics recorded when they bind); without one nothing is measured.
  *
  * The wire format is kube-scheduler's (k8s.io/kube-scheduler/extender/v1
  * types.go, which has no json tags: capitalised keys): ExtenderArgs
@@ -32,24 +34,12 @@ struct extender;
 
 /*
  * A handler context over ctx (borrowed; it must outlive the extender).
- * Registers the metrics stratos_extender_filter_seconds{outcome},
- * stratos_scaleup_decision_seconds, stratos_bind_after_ready_seconds and
- * stratos_pod_pending_to_bound_seconds. NULL on ENOMEM.
+ * Registers the metrics stratos_extender_filter_seconds{outcome} and
+ * stratos_scaleup_decision_seconds. NULL on ENOMEM.
  */
 struct extender *extender_new(const struct pool_ctx *ctx);
 
-/*
- * Starts the thread that follows the pods this replica reserved room for:
- * when one is bound its reservations are released and the bind metrics
- * recorded. Needs started caches; without them (tests) nothing is started.
- * Returns 0 or -errno.
- */
-int extender_start(struct extender *ex);
-
-/* Stops that thread (before the caches it follows go). Idempotent, NULL-safe. */
-void extender_stop(struct extender *ex);
-
-/* Stops the thread and frees. No handler may run any more. NULL-safe. */
+/* Frees. No handler may run any more. NULL-safe. */
 void extender_free(struct extender *ex);
 
 /*

@@ -34,14 +34,17 @@ int placed_start(struct placed *p);
 void placed_free(struct placed *p);
 
 /*
- * Notes this replica's answer to pod uid's filter call: offered says
- * whether nodes were offered (a binding may follow). created_ms is the
- * pod's creationTimestamp (Unix ms, 0 unknown). Keeps at most
- * LIMITS_PLACED_PODS pods (older answers are forgotten first). Quick,
- * never waits on I/O; thread-safe. NULL-safe on p.
+ * Notes this replica's answer for pod uid: offered says whether its
+ * binding is this replica's to measure (the extender offered it nodes, or
+ * the controller's fallback promised it room). created_ms is the pod's
+ * creationTimestamp (Unix ms, 0 unknown); node (may be NULL) the node its
+ * room was promised on, so a binding there counts as bind-after-ready even
+ * when the promise is dropped before this tracker sees the binding. Keeps
+ * at most LIMITS_PLACED_PODS pods (older answers are forgotten first).
+ * Quick, never waits on I/O; thread-safe. NULL-safe on p.
  */
 void placed_note(struct placed *p, const char *uid, const char *pool, int64_t created_ms,
-    bool offered);
+    bool offered, const char *node);
 
 /* Pods followed now (tests). Thread-safe. */
 size_t placed_count(struct placed *p);

@@ -114,6 +114,20 @@ void placement_free(struct placement *p);
 bool placement_fits(struct pod_cache *pods, const struct node_info *n, const char *uid,
     const struct resources *requests, const char **short_of);
 
+/*
+ * What node n already holds, as placement_fits counts it: the requests of
+ * the pods bound to it (not finished) and of its live reservations but
+ * except_uid's (may be NULL), one pod slot each, into *used. The sum
+ * borrows extended-resource names from those pods and from n: *held (and
+ * *nheld) get references to the pods, to free with cache_objs_free once
+ * the sum is no longer used; keep n referenced as long. Returns 0, -EINVAL
+ * (the reservations annotation does not parse: no room to promise),
+ * -E2BIG (too many distinct extended resources), -ENOMEM; *short_of (may
+ * be NULL) names why. Thread-safe.
+ */
+int placement_used(struct pod_cache *pods, const struct node_info *n, const char *except_uid,
+    struct resources_sum *used, struct cache_obj ***held, size_t *nheld, const char **short_of);
+
 /* Whether reservation e still promises room (see placement_fits). Thread-safe. */
 bool placement_reservation_alive(struct pod_cache *pods, const struct reservation *e);
 

@@ -65,8 +65,12 @@ struct pod_info {
 	const char *uid;
 	const char *owner_key;       /* interned "namespace/Kind/name" (ReplicaSet of a
 	                                Deployment → Deployment); NULL without a controller */
-	const char *pool;            /* interned annotation stratos.sh/pool; NULL when absent */
+	const char *pool;            /* interned: the annotation stratos.sh/pool ("a" or "a,b"), else
+	                                the pools the pod names itself (DESIGN §6.2 rules 1 and 2:
+	                                nodeSelector, required affinity), as the webhook would
+	                                write them; NULL for a pod of no pool */
 	int64_t created_ms;
+	int64_t sched_since_ms;      /* PodScheduled False: its lastTransitionTime (0 unknown) */
 	int64_t deleted_ms;          /* deletionTimestamp, 0 when not being deleted */
 	struct resources requests;   /* scheduler arithmetic, pods = 1 */
 	const struct kube_tolerations *tolerations;   /* interned; never NULL */
@@ -163,8 +167,9 @@ size_t pod_cache_foreach_on_node(struct pod_cache *pc, const char *node,
 
 /*
  * Calls fn for each pending pod of pool: unbound, phase Pending, not being
- * deleted, annotated for pool (a pod allowed in several pools waits under
- * the first one it names). A hash lookup, no walk of other pods. As
+ * deleted, of pool by pod_info.pool (the annotation, else what the pod names
+ * itself; a pod allowed in several pools waits under the first one it
+ * names). A hash lookup, no walk of other pods. As
  * pod_cache_foreach_on_node otherwise.
  */
 size_t pod_cache_foreach_pending(struct pod_cache *pc, const char *pool,

@@ -11,6 +11,7 @@ struct crd_cache;
 struct pools;
 struct ec2_client;
 struct kube_recorder;
+struct placed;
 
 /*
  * Everything here is borrowed and thread-safe; it outlives the extender
@@ -30,6 +31,12 @@ struct pool_ctx {
 	const char *identity;             /* this replica (holder identity, reportingInstance) */
 	const char *namespace;            /* the daemon's own: its Lease, warmup pre-pull pods */
 	int64_t start_budget_ms;          /* StartInstances inside the filter call (--start-budget) */
+	/*
+	 * The binding tracker (placed.h): pods whose binding this replica
+	 * measures — those its extender offered nodes to, those its controller
+	 * reserved room or started a node for. NULL: nothing is measured.
+	 */
+	struct placed *placed;
 };
 
 #endif

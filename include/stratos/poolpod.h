@@ -39,6 +39,16 @@ struct poolpod_match {
  */
 void poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct poolpod_match *m);
 
+/*
+ * The pools a pod names by itself, with no snapshot: rules 1 and 2 of
+ * poolpod_detect (its nodeSelector's stratos.sh/pool, or a required node
+ * affinity whose every term confines it to pools). Rule 3 (a nodeSelector
+ * inside one pool's template labels) needs the pools and is left out:
+ * m->rule is POOLPOD_NONE then. m->pools[] stay NULL; names are borrowed
+ * from pod. No allocation. Thread-safe.
+ */
+void poolpod_detect_own(const json_t *pod, struct poolpod_match *m);
+
 /* A taint to tolerate. */
 struct poolpod_taint {
 	const char *key;

@@ -245,10 +245,31 @@ ctl_poolmem(struct controller *c, const char *pool)
 		;
 	if (m == NULL && (m = calloc(1, sizeof(*m))) != NULL) {
 		snprintf(m->name, sizeof(m->name), "%s", pool);
+		pthread_mutex_init(&m->serve_lock, NULL);
 		m->next = c->pools;
 		c->pools = m;
 	}
 	return m;
+}
+
+struct ctl_poolmem *
+ctl_serve_lock(struct controller *c, const char *pool)
+{
+	struct ctl_poolmem *m;
+
+	pthread_mutex_lock(&c->lock);
+	m = ctl_poolmem(c, pool);
+	pthread_mutex_unlock(&c->lock);
+	if (m != NULL)
+		pthread_mutex_lock(&m->serve_lock);
+	return m;
+}
+
+void
+ctl_serve_unlock(struct ctl_poolmem *m)
+{
+	if (m != NULL)
+		pthread_mutex_unlock(&m->serve_lock);
 }
 
 void
@@ -901,6 +922,7 @@ controller_free(struct controller *c)
 		struct ctl_poolmem *m = c->pools;
 		c->pools = m->next;
 		free(m->status_written);
+		pthread_mutex_destroy(&m->serve_lock);
 		free(m);
 	}
 	ec2view_free(c->view);

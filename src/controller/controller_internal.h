@@ -53,6 +53,21 @@
                                                   younger than the listing is repeated / dropped */
 /* A node started for pods counts as their capacity this long, usable or not (their binding lags). */
 #define CONTROLLER_FALLBACK_COVER_MS 120000LL
+/*
+ * How long a pool pod that went through the webhook (it tolerates the
+ * standby taint) stays Unschedulable before the fallback starts a node for
+ * it (§5.5): the extender's turn first. The scheduler retries a pod the
+ * extender rejected after its backoff (podInitialBackoffSeconds and
+ * podMaxBackoffSeconds are 1 s in the bundled configuration) on the next
+ * cluster event, and that filter call claims and starts within the start
+ * budget (2 s); 5 s covers a backoff, a start budget and the watch bringing
+ * the claim's reservation here, twice over for the backoff. A pod the
+ * extender could serve is served (and holds a reservation) well before;
+ * one it could not (no standby free when it looked) waits 5 s at most.
+ */
+#define CONTROLLER_FALLBACK_GRACE_MS 5000LL
+/* StartInstances of the fallback's claims: not inside a scheduler's call, so longer than --start-budget. */
+#define CONTROLLER_FALLBACK_START_BUDGET_MS 10000LL
 /* A reservation for a pod this replica has not seen is kept this long (the watch may lag a GET). */
 #define CONTROLLER_RESERVATION_GRACE_MS 30000LL
 /* A Node whose instance a full listing this much younger than the Node does not show: orphan. */
@@ -92,6 +107,14 @@
 /* What the controller remembers of a pool between passes (lost on restart, rebuilt or harmless). */
 struct ctl_poolmem {
 	char name[LIMITS_NODEPOOL_NAME + 1];
+	/*
+	 * Held while capacity is decided and made for the pool's waiting pods
+	 * (the fallback's pass, a warm node going straight to running), so
+	 * that one decision sees what the one before it made: warm nodes that
+	 * finish together on several workers do not all go running for the
+	 * same pods, nor does a standby start race a warm node for them.
+	 */
+	pthread_mutex_t serve_lock;
 	/* Degraded: the last failure with a cause that a later success clears. */
 	char degraded_reason[64];
 	char degraded_message[256];
@@ -177,6 +200,13 @@ int ctl_instance_node(struct controller *c, const char *id, char *out, size_t le
 int ctl_provider_instance(const char *provider_id, char *out, size_t len);
 /* The pool's notes (created on first use); use under c->lock. */
 struct ctl_poolmem *ctl_poolmem(struct controller *c, const char *pool);
+/*
+ * Takes (lock) or gives back (unlock) the pool's serve_lock. The notes
+ * live as long as the controller. Returns the notes, NULL on ENOMEM (then
+ * nothing is held: the caller goes on unserialised).
+ */
+struct ctl_poolmem *ctl_serve_lock(struct controller *c, const char *pool);
+void ctl_serve_unlock(struct ctl_poolmem *m);
 /* Sets (reason non-NULL) or clears (NULL) a pool's Degraded cause. */
 void ctl_degraded(struct controller *c, const char *pool, const char *reason, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -307,12 +337,23 @@ int poolsize_finalizer(struct ctl_pool *cp, bool add);
  * waiting pods) that will take them.
  */
 struct fallback_need {
-	unsigned pods;
-	unsigned nodes;
-	unsigned starting;
+	unsigned pods;               /* waiting, no reservation */
+	unsigned reserve;            /* of them, to be promised room on starting nodes */
+	unsigned start;              /* standby nodes to start for them */
+	unsigned launch;             /* nodes beyond starting and standby ones */
+	int64_t grace_left_ms;       /* the soonest a pod in the extender's grace may act; 0: none */
 };
+/* The plan of the pool's waiting pods, read from the caches only (warmup: run or stop?). */
 int fallback_waiting(struct controller *c, const struct nodepool *pool, int64_t now_ms,
     struct fallback_need *out);
+/*
+ * Acts on it (the pool's reconcile): reserves room on starting nodes and
+ * claims and starts standby nodes (claim_reserve, claim_start: the claim
+ * module the extender uses), within poolSize − running. *launch gets the
+ * nodes still needed beyond those, for the launch plan. Asks for the pool
+ * again when a pod's grace ends or a write lost a race.
+ */
+int fallback_reconcile(struct ctl_pool *cp, unsigned *launch);
 
 /* Status, conditions and gauges (poolstatus.c). */
 int poolstatus_reconcile(struct ctl_pool *cp);

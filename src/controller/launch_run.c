@@ -187,6 +187,10 @@ launch__run(struct ctl_pool *cp, const struct launch_record *lr, bool repeat)
 	metrics_counter_add(cp->ctl->m_warmup_failures, 1, cp->pool->name, "launch-failed");
 	ctl_event_pool(cp->run, cp->pool, "Warning", CTL_EV_LAUNCH_FAILED, "Launch",
 	    "RunInstances in %s failed: %s: %.300s", lr->subnet, err.code, err.message);
+	/* The warmup this launch was for never began (the EC2 client's retries are spent). */
+	ctl_event_pool(cp->run, cp->pool, "Warning", CTL_EV_WARMUP_FAILED, "Launch",
+	    "Warmup failed: no instance launched (%s); the pool launches again on its next pass",
+	    err.code);
 	return 0;
 }
 

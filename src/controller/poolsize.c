@@ -143,12 +143,20 @@ poolsize__terminate(struct ctl_pool *cp, const char **ids, size_t n, const char 
 	for (size_t i = 0; i < n; i++)
 		ctl_map_set(cp->ctl->retiring, ids[i], cp->pool->name, cp->now);
 	if (ctl_ec2_terminate(cp->run, ids, n, &err) == 0) {
+		bool never = strcmp(reason, "never-registered") == 0;
+		bool stopped = strcmp(reason, "stopped-unregistered") == 0;
+
 		metrics_counter_add(cp->ctl->m_gc, (double)n, cp->pool->name, reason);
-		if (strcmp(reason, "never-registered") == 0 || strcmp(reason, "stopped-unregistered") == 0)
-			metrics_counter_add(cp->ctl->m_warmup_failures, (double)n, cp->pool->name,
-			    "never-registered");
 		ctl_event_pool(cp->run, cp->pool, "Warning", CTL_EV_GC, "Terminate",
 		    "Terminated %zu instance(s) that have no Node (%s), first %s", n, reason, ids[0]);
+		if (never || stopped) {
+			/* Warmups that failed before there was a Node to say so on (§5.1). */
+			metrics_counter_add(cp->ctl->m_warmup_failures, (double)n, cp->pool->name,
+			    "never-registered");
+			ctl_event_pool(cp->run, cp->pool, "Warning", CTL_EV_WARMUP_FAILED, "Terminate",
+			    "Warmup failed: %zu instance(s) %s without registering a Node (first %s); "
+			    "terminated", n, never ? "ran past preWarm.timeout" : "stopped", ids[0]);
+		}
 	}
 }
 
@@ -206,7 +214,6 @@ poolsize_reconcile(struct ctl_pool *cp)
 	const char **never = NULL, **stopped = NULL;
 	size_t nvictims = 0, nrewarm = 0, nnever = 0, nstopped = 0;
 	struct poolsize_plan plan;
-	struct fallback_need need;
 	unsigned unserved = 0;
 	int rc = 0;
 
@@ -308,19 +315,18 @@ poolsize_reconcile(struct ctl_pool *cp)
 	poolsize__terminate(cp, stopped, nstopped, "stopped-unregistered");
 	poolsize__terminate(cp, never, nnever, "never-registered");
 	/*
-	 * Bursts beyond the standby (§5.5): pods that neither starting nodes
-	 * nor standby ones (the extender starts those) will take need new
-	 * instances; warm ones go straight to running for them.
+	 * Fallback scale-up and bursts beyond the standby (§5.5): pods the
+	 * scheduler could not place get room on starting nodes and standby
+	 * nodes started; those that neither take need new instances, and warm
+	 * ones go straight to running for them.
 	 */
-	if (fallback_waiting(c, pool, cp->now, &need) == 0 &&
-	    need.nodes > need.starting + cnt->standby)
-		unserved = need.nodes - need.starting - cnt->standby;
+	if (fallback_reconcile(cp, &unserved) < 0)
+		unserved = 0;
 	poolsize_plan(pool->pool_size, pool->min_standby + (int)unserved, cnt, (unsigned)nrewarm,
 	    LIMITS_LAUNCHES_PER_PASS, &plan);
 	if (unserved > 0 && plan.launch > 0)
-		ctl_log(LOG_LEVEL_INFO, pool->name, NULL, NULL, json_pack("{s:i,s:i,s:i,s:i}",
-		    "pending_pods", (int)need.pods, "nodes_needed", (int)need.nodes, "starting",
-		    (int)need.starting, "launching", (int)plan.launch),
+		ctl_log(LOG_LEVEL_INFO, pool->name, NULL, NULL, json_pack("{s:i,s:i}",
+		    "nodes_needed", (int)unserved, "launching", (int)plan.launch),
 		    "pending pods beyond the standby: launching");
 	if (cp->nc == NULL) {
 		ctl_degraded(c, pool->name, "NodeClassNotFound", "AWSNodeClass %s does not exist",

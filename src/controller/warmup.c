@@ -268,10 +268,12 @@ warmup__clear_degraded(struct ctl_node *cn)
 }
 
 /*
- * Whether pool pods wait for capacity that no starting node will give them
- * (§5.5): then this warm node goes straight to running rather than through
- * a stop and a start. Packed as the fallback packs, so a burst of pods
- * turns as many warm nodes to running as their requests need, not all.
+ * Whether pool pods wait for capacity that neither a starting node nor a
+ * standby one will give them (§5.5): then this warm node goes straight to
+ * running rather than through a stop and a start. The fallback's plan, so
+ * a burst of pods turns as many warm nodes to running as their requests
+ * need beyond the standby, not all; and a node launched for pods that a
+ * standby node started since then serves goes to standby.
  */
 static bool
 warmup__pods_waiting(struct ctl_node *cn)
@@ -280,7 +282,7 @@ warmup__pods_waiting(struct ctl_node *cn)
 
 	if (fallback_waiting(cn->ctl, cn->pool, cn->now, &need) < 0)
 		return false;
-	return need.nodes > need.starting;
+	return need.launch > 0;
 }
 
 /* Warmup complete, instance running: straight to running when pods wait, else stop it. */
@@ -289,6 +291,7 @@ warmup__finish(struct ctl_node *cn)
 {
 	struct ec2_error err = { 0 };
 	int64_t since = cn->n->state_since_ms;     /* the launch; the write below resets it */
+	struct ctl_poolmem *serve = ctl_serve_lock(cn->ctl, cn->pool->name);
 	int rc;
 
 	if (warmup__pods_waiting(cn)) {
@@ -298,6 +301,7 @@ warmup__finish(struct ctl_node *cn)
 		/* Tag before label, as ctl_to_standby does. */
 		ctl_ec2_tag_state(cn->run, &id, 1, nodestate_name(NODESTATE_RUNNING), &err);
 		rc = ctl_node_write(cn, TRANSITION_RUN_AFTER_WARMUP, &launched);
+		ctl_serve_unlock(serve);
 		if (rc == 0) {
 			metrics_counter_add(cn->ctl->m_scaleup, 1, cn->pool->name, "fallback");
 			metrics_histogram_observe(cn->ctl->m_warmup_seconds,
@@ -309,6 +313,7 @@ warmup__finish(struct ctl_node *cn)
 		}
 		return rc;
 	}
+	ctl_serve_unlock(serve);
 	rc = ctl_ec2_stop(cn->run, cn->instance_id, &err);
 	if (rc == -EBUSY)
 		rc = 0;                 /* already stopping (it powered itself off) */
@@ -349,6 +354,30 @@ warmup__timeout(struct ctl_node *cn, const struct warmup_progress *pg)
 	if (cn->inst.state_code == EC2_STATE_RUNNING)
 		ctl_ec2_stop(cn->run, cn->instance_id, &err);
 	return 0;
+}
+
+/*
+ * The instance went away (terminated, shutting down) before warmup was
+ * complete, and not through Stratos (a retired node's task deletes its
+ * Node itself): the warmup failed; its Node goes (§5.6), and the pool
+ * launches another if it needs one.
+ */
+static int
+warmup__gone(struct ctl_node *cn, const struct warmup_progress *pg)
+{
+	const char *state = ec2view_state_name(cn->inst.state_code);
+	int rc = recovery_orphan(cn);
+
+	if (rc == 0) {
+		metrics_counter_add(cn->ctl->m_warmup_failures, 1, cn->pool->name, "terminated");
+		ctl_event_node(cn->run, cn->n, "Warning", CTL_EV_WARMUP_FAILED, "Delete",
+		    "Instance %s is %s before warmup completed (ready %s, DaemonSet pods %u/%u ready, "
+		    "images %u/%u pulled); its Node is deleted", cn->instance_id, state,
+		    pg->ready ? "yes" : "no", pg->daemon_ready, pg->daemon_pods, pg->images_pulled,
+		    pg->images_wanted);
+		ctl_enqueue_pool(cn->run, cn->pool->name, 0);
+	}
+	return rc;
 }
 
 int
@@ -426,7 +455,7 @@ warmup_node(struct ctl_node *cn)
 	case EC2_STATE_RUNNING:
 		break;
 	default:
-		return 0;               /* terminated: recovery deletes the Node */
+		return warmup__gone(cn, &pg);
 	}
 	if (pg.prepull_exists && pg.prepull_finished && pg.images_pulled < pg.images_wanted) {
 		/* It ended short (the instance stopped under it): a new one pulls the rest. */

@@ -26,6 +26,7 @@ struct placed__entry {
 	int64_t created_ms;          /* pods: creationTimestamp */
 	int64_t since_ms;            /* pods: noted; nodes: usable since */
 	bool offered;
+	char node[PLACED_KEY_MAX];   /* pods: the node its room was promised on when noted ("" unknown) */
 	struct placed__entry *hnext; /* hash chain */
 	struct placed__entry *prev, *next;   /* age order */
 };
@@ -176,7 +177,7 @@ placed_new(const struct pool_ctx *ctx)
 
 void
 placed_note(struct placed *p, const char *uid, const char *pool, int64_t created_ms,
-    bool offered)
+    bool offered, const char *node)
 {
 	struct placed__entry *e;
 
@@ -188,6 +189,7 @@ placed_note(struct placed *p, const char *uid, const char *pool, int64_t created
 		e->created_ms = created_ms;
 		e->since_ms = time_real_ms();
 		e->offered = offered;
+		snprintf(e->node, sizeof(e->node), "%s", node != NULL ? node : "");
 	}
 	pthread_mutex_unlock(&p->lock);
 }
@@ -230,6 +232,7 @@ placed__bound(struct placed *p, const struct pod_info *pod)
 	struct placed__holders h;
 	const char *node = pod_info_node(pod);
 	int64_t now = time_real_ms();
+	bool promised;
 
 	pthread_mutex_lock(&p->lock);
 	found = placed__find(&p->pods, pod->uid);
@@ -248,21 +251,28 @@ placed__bound(struct placed *p, const struct pod_info *pod)
 	h.uid = pod->uid;
 	if (p->ctx->nodes != NULL && e.pool[0] != '\0')
 		node_cache_foreach(p->ctx->nodes, e.pool, placed__holders_visit, &h);
+	/*
+	 * Bound where its room was promised: as noted, or as the node still
+	 * says (the controller may have dropped a bound pod's promise first).
+	 */
+	promised = e.node[0] != '\0' && strcmp(e.node, node) == 0;
+	for (size_t i = 0; i < h.n && !promised; i++)
+		promised = strcmp(h.name[i], node) == 0;
+	if (promised) {
+		struct placed__entry *u;
+		int64_t usable = 0;
+
+		pthread_mutex_lock(&p->lock);
+		if ((u = placed__find(&p->nodes, node)) != NULL)
+			usable = u->since_ms;
+		pthread_mutex_unlock(&p->lock);
+		if (usable > 0 && now >= usable)
+			metrics_histogram_observe(p->bind_after_ready, (double)(now - usable) / 1000.0,
+			    e.pool);
+	}
 	for (size_t i = 0; i < h.n; i++) {
 		struct kube_error err;
 
-		if (strcmp(h.name[i], node) == 0) {
-			struct placed__entry *u;
-			int64_t usable = 0;
-
-			pthread_mutex_lock(&p->lock);
-			if ((u = placed__find(&p->nodes, node)) != NULL)
-				usable = u->since_ms;
-			pthread_mutex_unlock(&p->lock);
-			if (usable > 0 && now >= usable)
-				metrics_histogram_observe(p->bind_after_ready,
-				    (double)(now - usable) / 1000.0, e.pool);
-		}
 		if (claim_release(p->ctx, h.name[i], pod->uid, &err) == 0)
 			metrics_counter_add(p->released, 1, e.pool);
 	}

@@ -81,48 +81,63 @@ placement_holds(struct pod_cache *pods, const struct node_info *n, const char *u
 	return holds;
 }
 
+int
+placement_used(struct pod_cache *pods, const struct node_info *n, const char *except_uid,
+    struct resources_sum *used, struct cache_obj ***held, size_t *nheld, const char **short_of)
+{
+	const struct reservations *r = NULL;
+	struct cache_obj **objs = NULL;
+	long count = 0;
+	int rc = 0;
+
+	*held = NULL;
+	*nheld = 0;
+	if (short_of != NULL)
+		*short_of = "reservations";
+	resources_sum_init(used);
+	if (placement_reservations(n, &r) < 0)
+		return -EINVAL;         /* unreadable promises leave no room to promise more */
+	if (pods != NULL && (count = cache_snapshot(pod_cache_base(pods), node_info_name(n),
+	    &objs)) < 0)
+		return (int)count;
+	for (long i = 0; i < count && rc == 0; i++) {
+		const struct pod_info *p = (const struct pod_info *)objs[i];
+		if (p->phase != POD_PHASE_SUCCEEDED && p->phase != POD_PHASE_FAILED)
+			rc = resources_sum_add(used, &p->requests);
+	}
+	/* The promises still alive, the pod's own aside. */
+	for (size_t i = 0; rc == 0 && r != NULL && i < r->n; i++) {
+		const struct reservation *e = &r->item[i];
+		if ((except_uid != NULL && strcmp(e->uid, except_uid) == 0) ||
+		    !placement_reservation_alive(pods, e))
+			continue;
+		rc = resources_sum_add(used, &e->requests);
+	}
+	if (rc < 0) {
+		if (short_of != NULL)
+			*short_of = "extended resources";
+		cache_objs_free(objs, (size_t)count);
+		return rc;
+	}
+	*held = objs;
+	*nheld = (size_t)count;
+	return 0;
+}
+
 bool
 placement_fits(struct pod_cache *pods, const struct node_info *n, const char *uid,
     const struct resources *requests, const char **short_of)
 {
 	struct resources_sum used;
-	const struct reservations *r = NULL;
-	struct cache_obj **objs = NULL;
-	long count = 0;
-	bool fits = false;
+	struct cache_obj **held;
+	size_t nheld;
+	bool fits;
 
-	if (short_of != NULL)
-		*short_of = "reservations";
-	if (placement_reservations(n, &r) < 0)
-		return false;           /* unreadable promises leave no room to promise more */
-	resources_sum_init(&used);
-	if (pods != NULL && (count = cache_snapshot(pod_cache_base(pods), node_info_name(n),
-	    &objs)) < 0)
+	if (placement_used(pods, n, uid, &used, &held, &nheld, short_of) < 0)
 		return false;
-	for (long i = 0; i < count; i++) {
-		const struct pod_info *p = (const struct pod_info *)objs[i];
-		if (p->phase == POD_PHASE_SUCCEEDED || p->phase == POD_PHASE_FAILED)
-			continue;
-		if (resources_sum_add(&used, &p->requests) < 0) {
-			if (short_of != NULL)
-				*short_of = "extended resources";
-			goto out;
-		}
-	}
-	/* The promises still alive, the pod's own aside; then the scheduler's per-pod check. */
-	for (size_t i = 0; r != NULL && i < r->n; i++) {
-		const struct reservation *e = &r->item[i];
-		if ((uid != NULL && strcmp(e->uid, uid) == 0) || !placement_reservation_alive(pods, e))
-			continue;
-		if (resources_sum_add(&used, &e->requests) < 0) {
-			if (short_of != NULL)
-				*short_of = "extended resources";
-			goto out;
-		}
-	}
+	/* The scheduler's per-pod check, while the pods whose names the sum borrows are held. */
 	fits = resources_sum_fits_pod(&used, requests, &n->allocatable, short_of);
-out:
-	cache_objs_free(objs, (size_t)(count > 0 ? count : 0));
+	cache_objs_free(held, nheld);
 	return fits;
 }
 

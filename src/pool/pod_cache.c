@@ -10,6 +10,7 @@
 #include "stratos/limits.h"
 #include "stratos/nodestate.h"
 #include "stratos/pod_cache.h"
+#include "stratos/poolpod.h"
 #include "stratos/timeutil.h"
 
 #define POD_SEL_FIELD 0x100u         /* op flag: a matchFields requirement (metadata.name) */
@@ -414,6 +415,36 @@ pod__time(json_t *v)
 	return ms;
 }
 
+/*
+ * The pools a pod names by itself (DESIGN §6.2 rules 1 and 2), as the
+ * webhook's annotation would say them ("a" or "a,b"): a pod created while
+ * the webhook was bypassed is still its pool's (the fallback, §5.5, serves
+ * it). *out stays NULL for a pod that names none. Returns 0 or -ENOMEM.
+ */
+static int
+pod__own_pools(json_t *pod, const char **out)
+{
+	struct poolpod_match m;
+	char text[LIMITS_POOLPOD_POOLS * (LIMITS_NODEPOOL_NAME + 1)];
+	size_t off = 0;
+
+	poolpod_detect_own(pod, &m);
+	for (size_t i = 0; i < m.npools; i++) {
+		size_t len = strlen(m.names[i]);
+		if (len == 0 || len > LIMITS_NODEPOOL_NAME || off + len + 2 > sizeof(text))
+			continue;
+		if (off > 0)
+			text[off++] = ',';
+		memcpy(text + off, m.names[i], len);
+		off += len;
+	}
+	if (off == 0)
+		return 0;
+	text[off] = '\0';
+	*out = intern_str(text);
+	return *out != NULL ? 0 : -ENOMEM;
+}
+
 struct pod_info *
 pod_info_parse(json_t *pod, int *rc)
 {
@@ -463,6 +494,10 @@ pod_info_parse(json_t *pod, int *rc)
 	pool = json_string_value(json_object_get(annotations, NODESTATE_POD_ANN_POOL));
 	if (pool != NULL && pool[0] != '\0' && (p->pool = intern_str(pool)) == NULL)
 		goto fail;
+	if (p->pool == NULL && (r = pod__own_pools(pod, &p->pool)) < 0) {
+		*rc = r;
+		goto fail;
+	}
 	if (json_object_get(annotations, "kubernetes.io/config.mirror") != NULL)
 		p->flags |= POD_FLAG_MIRROR;
 	json_array_foreach(json_object_get(meta, "ownerReferences"), i, ref) {
@@ -508,6 +543,9 @@ pod_info_parse(json_t *pod, int *rc)
 		if (strcmp(type, "PodScheduled") == 0) {
 			const char *reason = json_string_value(json_object_get(item, "reason"));
 			p->scheduled = (uint8_t)st;
+			if (st == KUBE_COND_FALSE)
+				p->sched_since_ms = pod__time(json_object_get(item,
+				    "lastTransitionTime"));
 			if (st == KUBE_COND_FALSE)
 				p->sched_reason = reason == NULL ? POD_SCHED_REASON_OTHER :
 				    strcmp(reason, "Unschedulable") == 0 ?

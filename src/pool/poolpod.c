@@ -161,11 +161,10 @@ poolpod__labels(const struct pools_snapshot *snap, const json_t *selector, struc
 }
 
 void
-poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct poolpod_match *m)
+poolpod_detect_own(const json_t *pod, struct poolpod_match *m)
 {
 	const json_t *spec = json_object_get(pod, "spec");
-	const json_t *selector = json_object_get(spec, "nodeSelector");
-	const char *pool = poolpod__str(selector, NODESTATE_LABEL_POOL);
+	const char *pool = poolpod__str(json_object_get(spec, "nodeSelector"), NODESTATE_LABEL_POOL);
 
 	memset(m, 0, sizeof(*m));
 	if (!json_is_object(spec))
@@ -176,10 +175,18 @@ poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct pool
 		m->names[0] = pool;
 	} else if (poolpod__affinity(spec, m)) {
 		m->rule = POOLPOD_AFFINITY;
-	} else if (json_is_object(selector) && json_object_size(selector) > 0) {
-		poolpod__labels(snap, selector, m);
-		return;
-	} else {
+	}
+}
+
+void
+poolpod_detect(const struct pools_snapshot *snap, const json_t *pod, struct poolpod_match *m)
+{
+	const json_t *selector = json_object_get(json_object_get(pod, "spec"), "nodeSelector");
+
+	poolpod_detect_own(pod, m);
+	if (m->rule == POOLPOD_NONE) {
+		if (json_is_object(selector) && json_object_size(selector) > 0)
+			poolpod__labels(snap, selector, m);
 		return;
 	}
 	for (size_t i = 0; i < m->npools; i++)

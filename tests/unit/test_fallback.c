@@ -87,6 +87,149 @@ test_daemonsets_and_pod_slots(void **state)
 	assert_int_equal(fallback_pack(&alloc, NULL, p, 0, 10, assign), 0);
 }
 
+/* ---- the decision (fallback_decide) over a table ---- */
+
+#define W_COV FALLBACK_COVERED
+#define W_LAUNCH FALLBACK_LAUNCH
+#define W_NOFIT FALLBACK_NO_FIT
+#define MAXP 8
+
+struct decide_row {
+	const char *name;
+	size_t npods;
+	int64_t cpu[MAXP];           /* each pod's cpu request, millicores (256 MiB of memory each) */
+	bool act[MAXP];              /* may have a node started now */
+	size_t ncoming, nreservable;
+	int64_t coming_used[4];      /* cpu already held on each coming node */
+	unsigned standby;
+	long room;                   /* poolSize - running */
+	bool unknown_size;           /* no node of the pool to learn its allocatable from */
+	/* expected */
+	unsigned start, reserve, held, launch, no_fit;
+	int where[MAXP];             /* coming index, ncoming + k for the k-th start, or W_* */
+};
+
+static const struct decide_row DECIDE_ROWS[] = {
+	{ "webhook bypassed: four 900m pods take two of three standby nodes",
+	  4, { 900, 900, 900, 900 }, { true, true, true, true }, 0, 0, { 0 }, 3, 3, false,
+	  2, 0, 0, 0, 0, { 0, 0, 1, 1 } },
+	{ "room on a starting node first, then a standby start for what does not fit there",
+	  2, { 600, 900 }, { true, true }, 1, 1, { 1200 }, 2, 2, false,
+	  1, 1, 0, 0, 0, { 0, 1 } },
+	{ "poolSize - running caps the starts; the rest is launched",
+	  4, { 1200, 1200, 1200, 1200 }, { true, true, true, true }, 0, 0, { 0 }, 3, 1, false,
+	  1, 0, 0, 3, 0, { 0, W_LAUNCH, W_LAUNCH, W_LAUNCH } },
+	{ "a pool over its size starts nothing",
+	  1, { 1200 }, { true }, 0, 0, { 0 }, 2, -1, false,
+	  0, 0, 0, 1, 0, { W_LAUNCH } },
+	{ "no standby node: everything is launched, packed",
+	  3, { 1200, 600, 1200 }, { true, true, true }, 0, 0, { 0 }, 0, 5, false,
+	  0, 0, 0, 2, 0, { W_LAUNCH, W_LAUNCH, W_LAUNCH } },
+	{ "pods in the extender's grace hold standby nodes for it, and count for launches",
+	  2, { 1200, 1200 }, { false, false }, 0, 0, { 0 }, 1, 4, false,
+	  0, 0, 1, 1, 0, { W_COV, W_LAUNCH } },
+	{ "a pod in its grace rides in the room left on a node started for another",
+	  2, { 1200, 600 }, { true, false }, 0, 0, { 0 }, 2, 4, false,
+	  1, 0, 0, 0, 0, { 0, W_COV } },
+	{ "a node made usable for pods a moment ago takes them without a reservation",
+	  1, { 1200 }, { true }, 1, 0, { 0 }, 1, 1, false,
+	  0, 0, 0, 0, 0, { W_COV } },
+	{ "a full starting node takes nothing more",
+	  1, { 100 }, { true }, 1, 1, { 1930 }, 1, 1, false,
+	  1, 0, 0, 0, 0, { 1 } },
+	{ "starting nodes in order: the earliest one with room",
+	  2, { 1000, 800 }, { true, true }, 2, 2, { 1000, 0 }, 0, 0, false,
+	  0, 2, 0, 0, 0, { 1, 0 } },
+	{ "a pod bigger than a node fits none",
+	  2, { 3000, 500 }, { true, true }, 0, 0, { 0 }, 1, 1, false,
+	  1, 0, 0, 0, 1, { W_NOFIT, 0 } },
+	{ "node size unknown: a node per pod",
+	  3, { 100, 100, 100 }, { true, true, true }, 0, 0, { 0 }, 2, 5, true,
+	  2, 0, 0, 1, 0, { 0, 1, W_LAUNCH } },
+	{ "nothing waits", 0, { 0 }, { false }, 0, 0, { 0 }, 3, 3, false, 0, 0, 0, 0, 0, { 0 } },
+};
+
+static void
+test_decide_table(void **state)
+{
+	struct resources alloc = req(1930, 7 * 1024);
+
+	(void)state;
+	alloc.pods = 29;
+	for (size_t r = 0; r < sizeof(DECIDE_ROWS) / sizeof(DECIDE_ROWS[0]); r++) {
+		const struct decide_row *row = &DECIDE_ROWS[r];
+		struct resources reqs[MAXP], held[4];
+		struct fallback_pod pods[MAXP];
+		struct fallback_bin coming[4];
+		struct fallback_plan plan;
+		struct fallback_in in = {
+			.alloc = row->unknown_size ? NULL : &alloc, .pods = pods, .npods = row->npods,
+			.coming = coming, .ncoming = row->ncoming, .nreservable = row->nreservable,
+			.standby = row->standby, .room = row->room,
+		};
+
+		for (size_t i = 0; i < row->npods; i++) {
+			reqs[i] = req(row->cpu[i], 256);
+			pods[i] = (struct fallback_pod){ &reqs[i], row->act[i] };
+		}
+		for (size_t i = 0; i < row->ncoming; i++) {
+			coming[i].alloc = &alloc;
+			resources_sum_init(&coming[i].used);
+			held[i] = req(row->coming_used[i], 0);
+			held[i].pods = 0;
+			assert_int_equal(resources_sum_add(&coming[i].used, &held[i]), 0);
+		}
+		print_message("row %zu: %s\n", r, row->name);
+		assert_int_equal(fallback_decide(&in, &plan), 0);
+		assert_int_equal(plan.start, row->start);
+		assert_int_equal(plan.reserve, row->reserve);
+		assert_int_equal(plan.standby_held, row->held);
+		assert_int_equal(plan.launch, row->launch);
+		assert_int_equal(plan.no_fit, row->no_fit);
+		for (size_t i = 0; i < row->npods; i++)
+			assert_int_equal(plan.where[i], row->where[i]);
+		fallback_plan_free(&plan);
+	}
+}
+
+/* The starts never exceed the standby nodes nor poolSize - running, whatever the pods. */
+static void
+test_decide_never_over(void **state)
+{
+	struct resources alloc = req(1930, 7 * 1024);
+	struct resources reqs[40];
+	struct fallback_pod pods[40];
+	struct fallback_plan plan;
+
+	(void)state;
+	alloc.pods = 29;
+	for (size_t i = 0; i < 40; i++) {
+		reqs[i] = req(100 + (int64_t)(i * 37 % 1800), 64);
+		pods[i] = (struct fallback_pod){ &reqs[i], i % 3 != 0 };
+	}
+	for (unsigned standby = 0; standby < 6; standby++) {
+		for (long room = -2; room < 8; room++) {
+			struct fallback_in in = { .alloc = &alloc, .pods = pods, .npods = 40,
+			    .standby = standby, .room = room };
+			unsigned placed = 0;
+
+			assert_int_equal(fallback_decide(&in, &plan), 0);
+			assert_true(plan.start + plan.standby_held <= standby);
+			assert_true((long)plan.start <= (room > 0 ? room : 0));
+			for (size_t i = 0; i < 40; i++) {
+				/* Only acting pods get a node started; every pod has a place. */
+				if (plan.where[i] >= 0) {
+					assert_true(pods[i].act);
+					assert_true((unsigned)plan.where[i] < plan.start);
+				}
+				placed += plan.where[i] != W_NOFIT;
+			}
+			assert_int_equal(placed, 40);
+			fallback_plan_free(&plan);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -94,6 +237,8 @@ main(void)
 		cmocka_unit_test(test_packs_like_the_design_says),
 		cmocka_unit_test(test_decreasing_order_packs_tighter),
 		cmocka_unit_test(test_daemonsets_and_pod_slots),
+		cmocka_unit_test(test_decide_table),
+		cmocka_unit_test(test_decide_never_over),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
