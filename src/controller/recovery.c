@@ -69,8 +69,13 @@ recovery_retire(struct ctl_node *cn)
 		ctl_rv(cn->n, rv);
 		rc = ctl_delete_node(cn->run, node_info_name(cn->n), rv);
 		if (rc == -EBUSY) {
-			/* Claimed or changed meanwhile: the pool decides again. */
+			/*
+			 * Claimed or changed meanwhile: the pool decides again,
+			 * and counts this node again (a retiring mark left on its
+			 * instance would hide it, and the pool stay over its size).
+			 */
 			ctl_map_del(cn->ctl->retire, node_info_name(cn->n));
+			ctl_map_del(cn->ctl->retiring, id);
 			ctl_enqueue_pool(cn->run, cn->pool->name, 0);
 			return 0;
 		}

@@ -51,6 +51,14 @@ def parse_ms(ts):
     return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
 
 
+def test_failed(test):
+    """Whether test (a unittest.TestCase, asked from its cleanups) has failed
+    so far, also in a subTest."""
+    r = getattr(getattr(test, "_outcome", None), "result", None)
+    bad = (getattr(r, "failures", None) or []) + (getattr(r, "errors", None) or [])
+    return any(t is test or getattr(t, "test_case", None) is test for t, _ in bad)
+
+
 def wait_for(fn, timeout, what="condition", interval=0.05):
     return simcluster.wait_for(fn, timeout=timeout, interval=interval, what=what)
 
@@ -97,9 +105,14 @@ class Cluster:
         self._apply_crds()
 
     def close(self):
-        if os.environ.get("STRATOS_TEST_LOGS"):
+        # A failed test shows what stratosd said (its last 80 lines above
+        # debug); STRATOS_TEST_LOGS=1 shows it all, also for passing tests.
+        failed = test_failed(self.test)
+        if os.environ.get("STRATOS_TEST_LOGS") or failed:
             for d in self.daemons:
-                sys.stderr.write("\n".join(ln for ln in d.raw if '"level":"debug"' not in ln) + "\n")
+                lines = [ln for ln in d.raw if '"level":"debug"' not in ln]
+                sys.stderr.write("--- stratosd log%s\n" % ("" if not failed else " (last 80 lines)"))
+                sys.stderr.write("\n".join(lines if not failed else lines[-80:]) + "\n")
         for d in self.daemons:
             if d.alive():
                 d.proc.kill()
@@ -237,18 +250,24 @@ class Cluster:
     def claim(self, node, pod=None, reservations=None):
         """What the extender's claim does (DESIGN §6.3): one PATCH of the standby Node to
         running (started-at, started-for, the standby taint removed), then StartInstances."""
-        n = self.node(node)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        taints = [t for t in n["spec"].get("taints") or [] if t["key"] != "stratos.sh/standby"]
-        ann = {"stratos.sh/state-since": now, "stratos.sh/started-at": now}
-        if pod:
-            ann["stratos.sh/started-for"] = pod
-        if reservations is not None:
-            ann["stratos.sh/reservations"] = json.dumps(reservations)
-        st, body = self.api.patch("/api/v1/nodes/" + node, {
-            "metadata": {"resourceVersion": n["metadata"]["resourceVersion"],
-                         "labels": {"stratos.sh/state": "running"}, "annotations": ann},
-            "spec": {"taints": taints}})
+        # As the extender: a 409 (the kubelet's status write came between the
+        # read and the patch) means read again; the node must still be standby.
+        for _ in range(20):
+            n = self.node(node)
+            assert n["metadata"]["labels"].get("stratos.sh/state") == "standby", n["metadata"]["labels"]
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            taints = [t for t in n["spec"].get("taints") or [] if t["key"] != "stratos.sh/standby"]
+            ann = {"stratos.sh/state-since": now, "stratos.sh/started-at": now}
+            if pod:
+                ann["stratos.sh/started-for"] = pod
+            if reservations is not None:
+                ann["stratos.sh/reservations"] = json.dumps(reservations)
+            st, body = self.api.patch("/api/v1/nodes/" + node, {
+                "metadata": {"resourceVersion": n["metadata"]["resourceVersion"],
+                             "labels": {"stratos.sh/state": "running"}, "annotations": ann},
+                "spec": {"taints": taints}})
+            if st != 409:
+                break
         assert st == 200, (st, body)
         self.sim.ec2.start_instances(InstanceIds=[n["metadata"]["labels"]["stratos.sh/instance-id"]])
         return body
