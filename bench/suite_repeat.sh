@@ -25,7 +25,7 @@ for i in $(seq 1 "$n"); do
 	scripts/test "${quick[@]}" >"$logs/run-$i.log" 2>&1 || rc=$?
 	# Each failure as "pass: test", the pass being scripts/test's current "=== step".
 	mapfile -t bad < <(awk '
-		/^=== / { step = substr($0, 5) }
+		/^=== / { step = substr($0, 5); sub(/^\[[0-9]+s\] /, "", step) }
 		/^The following tests FAILED:/ { infail = 1; next }
 		infail && /^[ \t]+[0-9]+ - / { sub(/^[ \t]+[0-9]+ - /, ""); sub(/ \(.*\)$/, "");
 			print step ": " $0; next }
