@@ -524,6 +524,27 @@ claim__next(const struct claim_start_req *req, const bool *tried, const struct c
 }
 
 /*
+ * Another writer got to candidate first (the cache shows it claimed, or the
+ * guarded PATCH met a newer version): counted, and the call goes on with the
+ * next candidate unless the caller stops at the first conflict. Releases
+ * fresh; returns as claim__one does.
+ */
+static int
+claim__conflict(const struct claim_start_req *req, struct node_info *fresh,
+    struct claim_result *out)
+{
+	snprintf(out->node, sizeof(out->node), "%s", node_info_name(fresh));
+	cache_obj_unref(&fresh->obj);
+	out->conflicts++;
+	claim__count(&claim__m.claims, req->pool, "conflict");
+	if (req->stop_on_conflict) {
+		out->outcome = CLAIM_LOST;
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * One candidate: claim it, start it. Returns 1 when the call is over (out
  * says how), 0 to go on with the next candidate.
  */
@@ -547,15 +568,7 @@ claim__one(const struct pool_ctx *ctx, const struct claim_start_req *req,
 		return 0;
 	if (claim__kind(ctx, fresh) != POOL_NODE_STANDBY) {
 		/* The cache has moved on since the caller looked: someone else got there first. */
-		snprintf(out->node, sizeof(out->node), "%s", node_info_name(fresh));
-		cache_obj_unref(&fresh->obj);
-		out->conflicts++;
-		claim__count(&claim__m.claims, req->pool, "conflict");
-		if (req->stop_on_conflict) {
-			out->outcome = CLAIM_LOST;
-			return 1;
-		}
-		return 0;
+		return claim__conflict(req, fresh, out);
 	}
 	if (claim_instance_id(fresh, id, sizeof(id)) < 0 ||
 	    (patch = claim__claim_patch(fresh, req->pods, req->npods, time_real_ms(), &rc)) == NULL) {
@@ -566,17 +579,8 @@ claim__one(const struct pool_ctx *ctx, const struct claim_start_req *req,
 	rc = node_cache_patch(ctx->nodes, ctx->kube, node_info_name(fresh), rv, patch, &claimed,
 	    &out->kube_error);
 	json_decref(patch);
-	if (rc == -EBUSY) {
-		snprintf(out->node, sizeof(out->node), "%s", node_info_name(fresh));
-		cache_obj_unref(&fresh->obj);
-		out->conflicts++;
-		claim__count(&claim__m.claims, req->pool, "conflict");
-		if (req->stop_on_conflict) {
-			out->outcome = CLAIM_LOST;
-			return 1;
-		}
-		return 0;
-	}
+	if (rc == -EBUSY)
+		return claim__conflict(req, fresh, out);
 	if (rc < 0 || claimed == NULL) {
 		/* The API server refused or failed: the next node would fare no better. */
 		if (claimed != NULL)
