@@ -156,7 +156,9 @@ class FallbackTest(unittest.TestCase):
         for n in running.values():
             ann = n["metadata"]["annotations"]
             self.assertIn(ann.get("stratos.sh/started-for"), {"apps/" + x for x in pods})
-            self.assertNotIn("stratos.sh/reservations", ann)     # released once bound
+        # Released once bound: on the pod's bind event, so a moment after the bind.
+        wait_for(lambda: not any("stratos.sh/reservations" in (c.node(n)["metadata"].get("annotations") or {})
+                                 for n in running), 10, "reservations released once the pods are bound")
         # The claim module's events, on the pod each node was started for and on the node.
         started = c.events("NodeStarted")
         self.assertEqual(sorted((e["regarding"]["kind"], e["regarding"]["name"]) for e in started
