@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "sim"))
 import simproc  # noqa: E402
-from simcluster import Sim, cond, seed_user_data, wait_for  # noqa: E402
+from simcluster import Sim, cond, gen_certs, mount_secret, seed_user_data, wait_for  # noqa: E402
 from stratos_testlib import Stratosd  # noqa: E402
 
 SECOND_SCHEDULER = os.path.join(REPO, "manifests", "components", "second-scheduler", "scheduler-config.yaml")
@@ -74,28 +73,6 @@ spec:
   preWarm:
     timeout: 10m
 """
-
-
-def gen_certs(d):
-    """certs/gen.sh with the Secrets, as the deployment makes them."""
-    p = subprocess.run([os.path.join(REPO, "certs", "gen.sh"), "--days", "2", "--secrets", d],
-                       capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError("certs/gen.sh: %s" % p.stderr)
-
-
-def mount_secret(secrets_yaml, name, d):
-    """The keys of Secret `name` as files, as a volume mount does."""
-    import yaml
-    with open(secrets_yaml) as f:
-        for doc in yaml.safe_load_all(f):
-            if doc and doc.get("kind") == "Secret" and doc["metadata"]["name"] == name:
-                os.makedirs(d, exist_ok=True)
-                for k, v in (doc.get("data") or {}).items():
-                    with open(os.path.join(d, k), "wb") as out:
-                        out.write(base64.b64decode(v))
-                return d
-    raise KeyError(name)
 
 
 def pool_pod(name, pool, cpu="1", owner=None, **spec):

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +28,30 @@ until curl -sf http://localhost:10248/healthz >/dev/null 2>&1; do sleep 5; done
 sleep {sleep}
 poweroff
 """
+
+
+def gen_certs(d):
+    """certs/gen.sh with the Secrets (secrets.yaml), as the deployment makes them;
+    returns the caBundle it prints."""
+    p = subprocess.run([os.path.join(REPO, "certs", "gen.sh"), "--days", "2", "--secrets", d],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError("certs/gen.sh: %s" % p.stderr)
+    return p.stdout.strip().splitlines()[-1]
+
+
+def mount_secret(secrets_yaml, name, d):
+    """The keys of Secret `name` as files in d, as a volume mount does."""
+    import yaml
+    with open(secrets_yaml) as f:
+        for doc in yaml.safe_load_all(f):
+            if doc and doc.get("kind") == "Secret" and doc["metadata"]["name"] == name:
+                os.makedirs(d, exist_ok=True)
+                for k, v in (doc.get("data") or {}).items():
+                    with open(os.path.join(d, k), "wb") as out:
+                        out.write(base64.b64decode(v))
+                return d
+    raise KeyError(name)
 
 
 def seed_user_data(sleep=30, labels=None, poweroff=True):
@@ -314,4 +339,5 @@ def b64(path):
 
 
 __all__ = ["Sim", "FakeExtender", "wait_for", "cond", "taint_set", "pod", "static_node", "seed_user_data",
+           "gen_certs", "mount_secret",
            "write_config", "REPO", "b64"]

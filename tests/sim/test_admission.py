@@ -30,6 +30,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simclient import REPO, Client, Server  # noqa: E402
+from simcluster import gen_certs  # noqa: E402
 
 KUBECTL = shutil.which("kubectl")
 SEED = os.path.join(REPO, "tests", "fixtures", "seed-examples.yaml")
@@ -886,15 +887,6 @@ def render_manifests():
     out = subprocess.run([KUBECTL, "kustomize", os.path.join(REPO, "manifests")], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     return [d for d in yaml.safe_load_all(out) if d]
-
-
-def gen_certs(d):
-    """certs/gen.sh, as a deployment makes them; returns the caBundle it prints."""
-    p = subprocess.run([os.path.join(REPO, "certs", "gen.sh"), "--days", "2", d], capture_output=True, text=True,
-                       timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError("certs/gen.sh: %s" % p.stderr)
-    return p.stdout.strip().splitlines()[-1]
 
 
 @unittest.skipUnless(KUBECTL, "kubectl not installed")

@@ -19,7 +19,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import simproc  # noqa: E402
-from simcluster import REPO, FakeExtender, Sim, cond, pod, seed_user_data, static_node, taint_set, wait_for  # noqa: E402
+from simcluster import (REPO, FakeExtender, Sim, cond, gen_certs, mount_secret, pod, seed_user_data,  # noqa: E402
+                        static_node, taint_set, wait_for)
 
 SCALE = 0.2          # schedsim's queue timers x 0.2: backoff 1 s -> 0.2 s
 BUNDLED = os.path.join(REPO, "manifests", "components", "second-scheduler", "scheduler-config.yaml")
@@ -536,32 +537,17 @@ class QueueTest(SchedCase):
         self.create_pod(pod("low", schedulerName="stratos-scheduler", priority=0))
         self.create_pod(pod("high", schedulerName="stratos-scheduler", priority=1000, priorityClassName="high"))
         self.create_pod(pod("low2", schedulerName="stratos-scheduler", priority=0))
-        time.sleep(0.3)
+
+        def queued():
+            doc = self.sim.control("schedsim", "GET", "/_sim/queue")[1]
+            return {p["pod"] for s in doc["schedulers"] for p in s["pods"]}
+        # The three wait in the active queue while "first" holds the cycle.
+        wait_for(lambda: {"%s/%s" % (self.ns, n) for n in ("low", "high", "low2")} <= queued(),
+                 what="three pods queued")
         gate.set()
         for n in ("first", "high", "low", "low2"):
             self.wait_bound(n)
         self.assertEqual([c[2]["Pod"]["metadata"]["name"] for c in e.filter_calls()], ["first", "high", "low", "low2"])
-
-
-def gen_certs(d):
-    p = subprocess.run([os.path.join(REPO, "certs", "gen.sh"), "--days", "2", "--secrets", d], capture_output=True,
-                       text=True, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError("certs/gen.sh: %s" % p.stderr)
-
-
-def mount_secret(secrets_yaml, name, d):
-    """Writes the keys of Secret `name` as files, as a volume mount does."""
-    import yaml
-    with open(secrets_yaml) as f:
-        for doc in yaml.safe_load_all(f):
-            if doc and doc.get("kind") == "Secret" and doc["metadata"]["name"] == name:
-                os.makedirs(d, exist_ok=True)
-                for k, v in (doc.get("data") or {}).items():
-                    with open(os.path.join(d, k), "wb") as out:
-                        out.write(base64.b64decode(v))
-                return d
-    raise KeyError(name)
 
 
 class BundledConfigurationTest(SchedCase):
